@@ -1,0 +1,51 @@
+# `make test` and `make demo` set up everything on a fresh machine: a .venv with the project
+# and its dev extras, and redis-server when it is missing (the Redis tests start their own).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
+
+.PHONY: test lint typecheck pytest demo bench install redis-server clean
+
+test: install redis-server lint typecheck pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# The tests never use a Redis already running on this machine; they start redis-server on a
+# free port. Install the binary when it is missing (Debian/Ubuntu, as root or with sudo).
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing redis-server"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check resilience tests benchmarks examples
+	$(BIN)/ruff format --check resilience tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict resilience
+	$(BIN)/mypy --strict tests/typing
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python examples/flaky_payments.py
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

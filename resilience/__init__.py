@@ -1,0 +1,72 @@
+"""resilience: retries with budgets, circuit breakers, deadlines and bulkheads for Python services.
+
+Every policy is a decorator for plain and coroutine functions; ``Pipeline`` composes them.
+"""
+
+from resilience._bulkhead import Bulkhead
+from resilience._circuit.breaker import CircuitBreaker, CircuitMetrics
+from resilience._circuit.state import CircuitState
+from resilience._clock import Clock, SystemClock
+from resilience._context import remaining
+from resilience._errors import (
+    BulkheadFullError,
+    CircuitOpenError,
+    DeadlineExceededError,
+    RateLimitedError,
+    ResilienceError,
+)
+from resilience._events import (
+    BulkheadRejected,
+    CallRejected,
+    CircuitStateChanged,
+    DeadlineExceeded,
+    Event,
+    FallbackUsed,
+    RetryBudgetExhausted,
+    RetryGaveUp,
+    RetryScheduled,
+    subscribe,
+)
+from resilience._fallback import Fallback
+from resilience._pipeline import Pipeline
+from resilience._policy import Policy
+from resilience._retry.backoff import Backoff
+from resilience._retry.budget import RetryBudget
+from resilience._retry.retry import Retry
+from resilience._timeout import Deadline, Timeout
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Backoff",
+    "Bulkhead",
+    "BulkheadFullError",
+    "BulkheadRejected",
+    "CallRejected",
+    "CircuitBreaker",
+    "CircuitMetrics",
+    "CircuitOpenError",
+    "CircuitState",
+    "CircuitStateChanged",
+    "Clock",
+    "Deadline",
+    "DeadlineExceeded",
+    "DeadlineExceededError",
+    "Event",
+    "Fallback",
+    "FallbackUsed",
+    "Pipeline",
+    "Policy",
+    "RateLimitedError",
+    "ResilienceError",
+    "Retry",
+    "RetryBudget",
+    "RetryBudgetExhausted",
+    "RetryGaveUp",
+    "RetryScheduled",
+    "SystemClock",
+    "Timeout",
+    "__version__",
+    "remaining",
+    "subscribe",
+]

@@ -1,0 +1,223 @@
+"""Bulkhead: at most ``max_concurrent`` calls at once, with a bounded, time-limited queue.
+
+The core is a counter and a FIFO of waiters under one lock. A released permit is handed
+straight to the oldest waiter (no barging), so a queued call never starves behind newcomers.
+Sync callers wait on a ``threading.Event``; async callers on a future of their own loop; both
+kinds can share one bulkhead. A waiter that gives up (time out, cancellation) after it was
+handed a permit passes the permit on, so none is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from resilience import _events
+from resilience._context import remaining
+from resilience._errors import BulkheadFullError
+from resilience._policy import Policy
+from resilience._validate import check_duration, check_positive_int
+
+__all__ = ["Bulkhead"]
+
+T = TypeVar("T")
+
+
+class _Waiter:
+    __slots__ = ("granted", "wake")
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self.granted = False
+        self.wake = wake
+
+
+class Bulkhead(Policy):
+    """Limit concurrent calls to ``max_concurrent``; queue up to ``max_waiting`` more.
+
+    A call that finds every permit taken waits in a FIFO queue when there is room in it, for at
+    most ``max_wait`` seconds (``None``: no limit of its own) and never past the current
+    deadline; otherwise — or when the wait runs out — it raises ``BulkheadFullError``. With the
+    defaults (``max_waiting=0``) a full bulkhead rejects at once. Permits are released on every
+    path: return, exception, ``BaseException`` and asyncio cancellation. Queue waits run on the
+    real clock.
+    """
+
+    __slots__ = (
+        "_active",
+        "_lock",
+        "_waiters",
+        "max_concurrent",
+        "max_wait",
+        "max_waiting",
+        "name",
+    )
+
+    def __init__(
+        self,
+        max_concurrent: int,
+        *,
+        max_waiting: int = 0,
+        max_wait: float | None = 0.0,
+        name: str = "bulkhead",
+    ) -> None:
+        check_positive_int(max_concurrent, "max_concurrent")
+        check_positive_int(max_waiting, "max_waiting", minimum=0)
+        check_duration(max_wait, "max_wait")
+        if max_waiting and max_wait == 0.0:
+            raise ValueError(
+                "max_wait must be > 0 (or None for no limit) when max_waiting > 0, got 0.0"
+            )
+        if not max_waiting and max_wait:
+            raise ValueError(f"max_wait has no effect without max_waiting > 0, got {max_wait!r}")
+        self.max_concurrent = max_concurrent
+        self.max_waiting = max_waiting
+        self.max_wait = max_wait
+        self.name = name
+        self._active = 0
+        self._waiters: deque[_Waiter] = deque()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Bulkhead({self.max_concurrent!r}, max_waiting={self.max_waiting!r}, "
+            f"max_wait={self.max_wait!r})"
+        )
+
+    @property
+    def active(self) -> int:
+        """Permits currently held."""
+        return self._active
+
+    @property
+    def waiting(self) -> int:
+        """Calls currently queued for a permit."""
+        return len(self._waiters)
+
+    # -- core: O(1) bookkeeping under the lock -----------------------------------------------
+
+    def _try_acquire(self) -> bool:
+        """Take a free permit if there is one."""
+        with self._lock:
+            if self._active < self.max_concurrent:
+                self._active += 1
+                return True
+            return False
+
+    def _enqueue(self, waiter: _Waiter) -> bool | None:
+        """Take a permit freed meanwhile (``True``), queue ``waiter`` (``None``), or refuse."""
+        with self._lock:
+            if self._active < self.max_concurrent:
+                self._active += 1
+                return True
+            if len(self._waiters) >= self.max_waiting:
+                return False
+            self._waiters.append(waiter)
+            return None
+
+    def _release(self) -> None:
+        """Return a permit: hand it to the oldest waiter, or put it back."""
+        with self._lock:
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.granted = True
+            else:
+                self._active -= 1
+                return
+        waiter.wake()
+
+    def _abandon(self, waiter: _Waiter) -> bool:
+        """A waiter stops waiting; return whether it holds a permit after all."""
+        with self._lock:
+            if waiter.granted:
+                return True
+            self._waiters.remove(waiter)
+            return False
+
+    def _wait_limit(self) -> float | None:
+        left = remaining()
+        if self.max_wait is None:
+            return left
+        return self.max_wait if left is None else min(self.max_wait, left)
+
+    def _rejected(self) -> BulkheadFullError:
+        if _events.listeners:
+            _events.emit(_events.BulkheadRejected(self.name, self.max_concurrent))
+        return BulkheadFullError(self.name, self.max_concurrent)
+
+    # -- shells --------------------------------------------------------------------------------
+
+    def _wait_sync(self) -> None:
+        """The slow path: queue and wait for a permit, or raise ``BulkheadFullError``."""
+        event = threading.Event()
+        waiter = _Waiter(event.set)
+        queued = self._enqueue(waiter)
+        if queued is not None:
+            if queued:
+                return
+            raise self._rejected()
+        try:
+            event.wait(self._wait_limit())
+        except BaseException:
+            if self._abandon(waiter):
+                self._release()  # granted while we were interrupted: pass it on
+            raise
+        if not self._abandon(waiter):
+            raise self._rejected()
+
+    async def _wait_async(self) -> None:
+        """The slow path for coroutines; a cancelled waiter passes on a permit it was handed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(_resolve, future)
+
+        waiter = _Waiter(wake)
+        queued = self._enqueue(waiter)
+        if queued is not None:
+            if queued:
+                return
+            raise self._rejected()
+        try:
+            await asyncio.wait_for(future, self._wait_limit())
+        except asyncio.TimeoutError:
+            if not self._abandon(waiter):
+                raise self._rejected() from None
+        except BaseException:
+            if self._abandon(waiter):
+                self._release()  # granted while we were being cancelled: pass it on
+            raise
+
+    def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
+        try_acquire, wait, release = self._try_acquire, self._wait_sync, self._release
+
+        def bounded(*args: Any, **kwargs: Any) -> T:
+            if not try_acquire():
+                wait()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                release()
+
+        return bounded
+
+    def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        try_acquire, wait, release = self._try_acquire, self._wait_async, self._release
+
+        async def bounded(*args: Any, **kwargs: Any) -> T:
+            if not try_acquire():
+                await wait()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                release()
+
+        return bounded
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

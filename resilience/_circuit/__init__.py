@@ -1,0 +1,1 @@
+"""Circuit breaker: outcome windows, the state machine, and the breaker that wires them."""

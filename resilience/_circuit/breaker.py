@@ -1,0 +1,327 @@
+"""CircuitBreaker: the public policy wiring a window, the state machine, a lock and two shells."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from resilience import _events
+from resilience._circuit.state import REJECTED, CircuitState, StateMachine
+from resilience._circuit.window import CountWindow, OutcomeWindow, TimeWindow
+from resilience._clock import SYSTEM_CLOCK, Clock
+from resilience._errors import CircuitOpenError
+from resilience._policy import Policy
+from resilience._validate import (
+    ExceptionFilter,
+    check_duration,
+    check_positive_int,
+    check_ratio,
+    exception_predicate,
+)
+
+__all__ = ["CircuitBreaker", "CircuitMetrics", "StateListener"]
+
+T = TypeVar("T")
+_log = logging.getLogger("resilience")
+
+StateListener = Callable[[_events.CircuitStateChanged], object]
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitMetrics:
+    """A snapshot of a breaker: its window (since the last transition) and lifetime totals."""
+
+    state: CircuitState
+    calls: int
+    """Calls recorded in the window."""
+    failures: int
+    slow_calls: int
+    failure_rate: float
+    """failures / calls in the window (0.0 when empty)."""
+    slow_call_rate: float
+    total_successes: int
+    """Calls that ended with a non-failure outcome, since construction."""
+    total_failures: int
+    total_rejections: int
+    """Calls refused without running (open, or half-open with its trials taken)."""
+    total_interrupted: int
+    """Calls that ended by cancellation or another BaseException: neither success nor failure."""
+
+
+class CircuitBreaker(Policy):
+    """Stop calling a failing dependency for a while, then let a few trial calls through.
+
+    - The window is the last ``window`` seconds of calls, or the last ``window_calls`` calls
+      when that is set. Once it holds ``minimum_calls`` calls and the failure rate reaches
+      ``failure_rate`` (or, with ``slow_call_duration`` set, the share of calls taking at least
+      that long reaches ``slow_call_rate``), the breaker opens.
+    - Open, it raises ``CircuitOpenError`` (with ``retry_after``) without running the call, for
+      ``open_for`` seconds; then it is half-open and admits exactly ``half_open_calls``
+      concurrent trials. One failing (or slow) trial reopens it; all of them passing closes it.
+    - ``failure_on`` says which exceptions are failures (others count as successes: the
+      dependency answered); ``failure_on_result`` marks return values as failures.
+      Cancellation and other ``BaseException`` are neither, but release their trial slot.
+
+    No lock is held while the guarded call runs: the lock covers O(1) bookkeeping only, and
+    listeners run after it is released. Thread-safe and asyncio-safe; one instance may guard
+    sync and async functions at once. See ``resilience._circuit.state`` for the exact rules.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_failure_on",
+        "_failure_on_result",
+        "_listeners",
+        "_lock",
+        "_machine",
+        "_slow_call_duration",
+        "_totals",
+        "name",
+    )
+
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        failure_rate: float = 0.5,
+        minimum_calls: int = 10,
+        window: float = 30.0,
+        window_calls: int | None = None,
+        open_for: float = 30.0,
+        half_open_calls: int = 1,
+        slow_call_duration: float | None = None,
+        slow_call_rate: float = 1.0,
+        failure_on: ExceptionFilter = Exception,
+        failure_on_result: Callable[[Any], bool] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        check_ratio(failure_rate, "failure_rate")
+        check_positive_int(minimum_calls, "minimum_calls")
+        check_duration(window, "window", allow_zero=False)
+        check_positive_int(window_calls, "window_calls")
+        if window_calls is not None and minimum_calls > window_calls:
+            raise ValueError(
+                f"minimum_calls must be <= window_calls ({window_calls}), got {minimum_calls}"
+            )
+        check_duration(open_for, "open_for")
+        check_positive_int(half_open_calls, "half_open_calls")
+        check_duration(slow_call_duration, "slow_call_duration", allow_zero=False)
+        check_ratio(slow_call_rate, "slow_call_rate")
+        if failure_on_result is not None and not callable(failure_on_result):
+            raise TypeError(
+                f"failure_on_result must be a predicate or None, got {failure_on_result!r}"
+            )
+        self.name = name
+        self._failure_on = exception_predicate(failure_on, "failure_on")
+        self._failure_on_result = failure_on_result
+        self._slow_call_duration = slow_call_duration
+        self._clock = clock or SYSTEM_CLOCK
+        outcomes: OutcomeWindow = (
+            CountWindow(window_calls) if window_calls is not None else TimeWindow(window)
+        )
+        self._machine = StateMachine(
+            outcomes,
+            failure_rate=failure_rate,
+            minimum_calls=minimum_calls,
+            open_for=open_for,
+            half_open_calls=half_open_calls,
+            slow_call_rate=slow_call_rate if slow_call_duration is not None else None,
+        )
+        self._lock = threading.Lock()
+        self._listeners: tuple[StateListener, ...] = ()
+        # successes, failures, rejections, interrupted
+        self._totals = [0, 0, 0, 0]
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker({self.name!r}, state={self._machine.state.value!r})"
+
+    # -- observation and control -------------------------------------------------------------
+
+    @property
+    def state(self) -> CircuitState:
+        """The current state; an open breaker whose ``open_for`` has passed reads HALF_OPEN."""
+        machine = self._machine
+        with self._lock:
+            if (
+                machine.state is CircuitState.OPEN
+                and self._clock.now() - machine.opened_at >= machine.open_for
+            ):
+                machine.force(CircuitState.HALF_OPEN, self._clock.now())
+            state = machine.state
+            changes = self._drain_locked()
+        if changes:
+            self._announce(changes)
+        return state
+
+    @property
+    def metrics(self) -> CircuitMetrics:
+        """A consistent snapshot of the window and the lifetime totals."""
+        with self._lock:
+            machine = self._machine
+            window = machine.window
+            window.refresh(self._clock.now())
+            calls, failures, slow = window.calls, window.failures, window.slow
+            successes, failed, rejected, interrupted = self._totals
+            state = machine.state
+        return CircuitMetrics(
+            state=state,
+            calls=calls,
+            failures=failures,
+            slow_calls=slow,
+            failure_rate=failures / calls if calls else 0.0,
+            slow_call_rate=slow / calls if calls else 0.0,
+            total_successes=successes,
+            total_failures=failed,
+            total_rejections=rejected,
+            total_interrupted=interrupted,
+        )
+
+    def open(self) -> None:
+        """Open the breaker now, for ``open_for`` seconds (then it turns half-open)."""
+        self._force(CircuitState.OPEN)
+
+    def close(self) -> None:
+        """Close the breaker now and clear its window."""
+        self._force(CircuitState.CLOSED)
+
+    def add_listener(self, listener: StateListener) -> Callable[[], None]:
+        """Call ``listener(CircuitStateChanged)`` on each transition; return its remover.
+
+        Listeners run after the breaker's lock is released, in the thread that caused the
+        transition; one that raises is logged and skipped.
+        """
+        self._listeners = (*self._listeners, listener)
+
+        def remove() -> None:
+            self._listeners = tuple(other for other in self._listeners if other is not listener)
+
+        return remove
+
+    # -- the sans-IO steps the shells call ---------------------------------------------------
+
+    def _admit(self) -> int:
+        now = self._clock.now()
+        machine = self._machine
+        with self._lock:
+            permit = machine.admit(now)
+            if permit == REJECTED:
+                self._totals[2] += 1
+                retry_after = machine.retry_after(now)
+            changes = self._drain_locked()
+        if changes:
+            self._announce(changes)
+        if permit == REJECTED:
+            if _events.listeners:
+                _events.emit(_events.CallRejected(self.name, retry_after))
+            raise CircuitOpenError(self.name, retry_after)
+        return permit
+
+    def _record(self, permit: int, failed: bool, started: float) -> None:
+        now = self._clock.now()
+        limit = self._slow_call_duration
+        slow = limit is not None and now - started >= limit
+        with self._lock:
+            self._machine.record(permit, failed, slow, now)
+            self._totals[failed] += 1
+            changes = self._drain_locked()
+        if changes:
+            self._announce(changes)
+
+    def _failed(self, permit: int, exc: Exception, started: float) -> None:
+        try:
+            failed = bool(self._failure_on(exc))
+        except Exception:  # a broken predicate must not leak the permit
+            _log.exception("circuit breaker %r: failure_on raised; counting a failure", self.name)
+            failed = True
+        self._record(permit, failed, started)
+
+    def _returned(self, permit: int, result: object, started: float) -> None:
+        judge = self._failure_on_result
+        if judge is None:
+            self._record(permit, False, started)
+            return
+        try:
+            failed = bool(judge(result))
+        except Exception:
+            _log.exception(
+                "circuit breaker %r: failure_on_result raised; counting a failure", self.name
+            )
+            failed = True
+        self._record(permit, failed, started)
+
+    def _release(self, permit: int) -> None:
+        with self._lock:
+            self._machine.release(permit)
+            self._totals[3] += 1
+
+    def _force(self, state: CircuitState) -> None:
+        with self._lock:
+            self._machine.force(state, self._clock.now())
+            changes = self._drain_locked()
+        if changes:
+            self._announce(changes)
+
+    def _drain_locked(self) -> list[tuple[CircuitState, CircuitState]] | None:
+        machine = self._machine
+        if not machine.changes:
+            return None
+        changes, machine.changes = machine.changes, []
+        return changes
+
+    def _announce(self, changes: list[tuple[CircuitState, CircuitState]]) -> None:
+        for old, new in changes:
+            event = _events.CircuitStateChanged(self.name, old.value, new.value)
+            for listener in self._listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    _log.exception("circuit breaker %r listener %r failed", self.name, listener)
+            if _events.listeners:
+                _events.emit(event)
+
+    # -- shells ------------------------------------------------------------------------------
+
+    def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
+        admit, failed, returned, release = self._admit, self._failed, self._returned, self._release
+        now = self._clock.now
+
+        def guarded(*args: Any, **kwargs: Any) -> T:
+            permit = admit()
+            started = now()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                failed(permit, exc, started)
+                raise
+            except BaseException:
+                release(permit)
+                raise
+            returned(permit, result, started)
+            return result
+
+        return guarded
+
+    def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        admit, failed, returned, release = self._admit, self._failed, self._returned, self._release
+        now = self._clock.now
+
+        async def guarded(*args: Any, **kwargs: Any) -> T:
+            permit = admit()
+            started = now()
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                failed(permit, exc, started)
+                raise
+            except BaseException:
+                release(permit)
+                raise
+            returned(permit, result, started)
+            return result
+
+        return guarded

@@ -1,0 +1,81 @@
+"""The exceptions that resilience raises itself.
+
+User failures are never wrapped: when a policy gives up, the caller gets the original exception
+(with a PEP 678 note saying why). The classes below are for what the policies decide on their own::
+
+    Exception
+    └── ResilienceError                  base of everything raised by a policy
+        ├── CircuitOpenError             a breaker rejected the call without running it
+        ├── BulkheadFullError            no concurrency permit, and no room (or time) to wait
+        ├── RateLimitedError             over the rate, and waiting would take too long
+        └── DeadlineExceededError        a Timeout or Deadline ran out (also a TimeoutError)
+
+Rejections carry data: the policy's name and, where it is known, ``retry_after`` — the seconds
+after which the same call may be admitted.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BulkheadFullError",
+    "CircuitOpenError",
+    "DeadlineExceededError",
+    "RateLimitedError",
+    "ResilienceError",
+]
+
+
+class ResilienceError(Exception):
+    """Base class of the errors raised by resilience policies themselves."""
+
+
+class CircuitOpenError(ResilienceError):
+    """The circuit breaker ``name`` is open (or its half-open trials are taken).
+
+    ``retry_after`` is the number of seconds until the breaker admits trial calls again; it is
+    ``0.0`` when the breaker is already half-open and only waits for its trials to finish.
+    """
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(f"circuit breaker {name!r} is open; retry after {retry_after:.3f}s")
+
+    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float]]:
+        return (type(self), (self.name, self.retry_after))
+
+
+class BulkheadFullError(ResilienceError):
+    """The bulkhead ``name`` had no free permit and its queue was full or the wait ran out."""
+
+    def __init__(self, name: str, max_concurrent: int) -> None:
+        self.name = name
+        self.max_concurrent = max_concurrent
+        super().__init__(f"bulkhead {name!r} is full ({max_concurrent} concurrent calls)")
+
+    def __reduce__(self) -> tuple[type[BulkheadFullError], tuple[str, int]]:
+        return (type(self), (self.name, self.max_concurrent))
+
+
+class RateLimitedError(ResilienceError):
+    """The rate limiter ``name`` refused the call; it may be admitted after ``retry_after`` s."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(f"rate limiter {name!r} refused the call; retry after {retry_after:.3f}s")
+
+    def __reduce__(self) -> tuple[type[RateLimitedError], tuple[str, float]]:
+        return (type(self), (self.name, self.retry_after))
+
+
+class DeadlineExceededError(ResilienceError, TimeoutError):
+    """A ``Timeout`` or ``Deadline`` of ``timeout`` seconds ran out before the call finished."""
+
+    def __init__(self, name: str, timeout: float) -> None:
+        self.name = name
+        self.timeout = timeout
+        super().__init__(f"{name} of {timeout:.3f}s exceeded")
+
+    def __reduce__(self) -> tuple[type[DeadlineExceededError], tuple[str, float]]:
+        return (type(self), (self.name, self.timeout))

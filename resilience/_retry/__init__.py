@@ -1,0 +1,1 @@
+"""Retry: backoff delay math, the shared retry budget, and the retry decision core."""

@@ -1,0 +1,134 @@
+"""Retry: the public policy and its two thin shells over ``RetryCore``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from resilience._clock import SYSTEM_CLOCK, Clock
+from resilience._policy import Policy
+from resilience._retry.backoff import Backoff
+from resilience._retry.budget import RetryBudget
+from resilience._retry.core import RetryCore
+from resilience._validate import ExceptionFilter, check_positive_int, exception_predicate
+
+__all__ = ["Retry"]
+
+T = TypeVar("T")
+
+_DEFAULT_BACKOFF = Backoff()
+
+
+class Retry(Policy):
+    """Call again on failure, with jittered backoff, within a budget and the current deadline.
+
+    - ``attempts`` counts the first call (``attempts=1`` never retries).
+    - ``on``: which exceptions are retried — a class, a tuple of classes or a predicate.
+      Others propagate after one call. ``BaseException`` (cancellation, ``KeyboardInterrupt``)
+      is never retried.
+    - ``on_result``: a predicate on the return value; while it is true the call is retried, and
+      when attempts run out the last result is returned.
+    - ``backoff``: the delay before each retry (``Backoff``); a zero delay does not sleep.
+    - ``budget``: a shared ``RetryBudget``; when it is spent the failure surfaces at once.
+    - The nearest ``Deadline``/``Timeout`` is obeyed: when the next delay would cross it, the
+      last outcome is returned or raised at once instead of sleeping.
+
+    When retrying stops on an exception, the **original** exception is re-raised with a PEP 678
+    note ("gave up after attempt 3 of 3 (attempts exhausted)"); nothing is wrapped.
+    """
+
+    __slots__ = ("_clock", "_core")
+
+    def __init__(
+        self,
+        attempts: int = 3,
+        *,
+        on: ExceptionFilter = Exception,
+        on_result: Callable[[Any], bool] | None = None,
+        backoff: Backoff = _DEFAULT_BACKOFF,
+        budget: RetryBudget | None = None,
+        clock: Clock | None = None,
+        name: str = "retry",
+    ) -> None:
+        check_positive_int(attempts, "attempts")
+        retries_on = exception_predicate(on, "on")
+        if on_result is not None and not callable(on_result):
+            raise TypeError(f"on_result must be a predicate or None, got {on_result!r}")
+        if not isinstance(backoff, Backoff):
+            raise TypeError(f"backoff must be a Backoff, got {backoff!r}")
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
+        self._clock = clock or SYSTEM_CLOCK
+        self._core = RetryCore(
+            name=name,
+            attempts=attempts,
+            retries_on=retries_on,
+            on_result=on_result,
+            backoff=backoff,
+            budget=budget,
+        )
+
+    @property
+    def name(self) -> str:
+        return self._core.name
+
+    @property
+    def attempts(self) -> int:
+        return self._core.attempts
+
+    @property
+    def backoff(self) -> Backoff:
+        return self._core.backoff
+
+    @property
+    def budget(self) -> RetryBudget | None:
+        return self._core.budget
+
+    def __repr__(self) -> str:
+        return f"Retry({self.attempts!r}, name={self.name!r}, backoff={self.backoff!r})"
+
+    def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
+        start = self._core.start
+        now = self._clock.now
+        sleep = self._clock.sleep
+
+        def retrying(*args: Any, **kwargs: Any) -> T:
+            attempts = start(now())
+            while True:
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception as exc:
+                    delay = attempts.after_exception(exc, now())
+                    if delay is None:
+                        raise
+                else:
+                    delay = attempts.after_result(result, now())
+                    if delay is None:
+                        return result
+                if delay > 0.0:
+                    sleep(delay)
+
+        return retrying
+
+    def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        start = self._core.start
+        now = self._clock.now
+        sleep = self._clock.sleep_async
+
+        async def retrying(*args: Any, **kwargs: Any) -> T:
+            attempts = start(now())
+            while True:
+                try:
+                    result = await fn(*args, **kwargs)
+                except Exception as exc:
+                    delay = attempts.after_exception(exc, now())
+                    if delay is None:
+                        raise
+                else:
+                    delay = attempts.after_result(result, now())
+                    if delay is None:
+                        return result
+                if delay > 0.0:
+                    await sleep(delay)
+
+        return retrying

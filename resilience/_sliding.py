@@ -1,0 +1,61 @@
+"""Counters over a sliding time window, kept as a ring of slices (O(1) per update).
+
+Used by the retry budget and the circuit breaker's time window. An entry counted at time ``t``
+is forgotten once its slice has fully left the window: after at least ``window`` and at most
+``window + window / slices`` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["SlidingCounters"]
+
+
+class SlidingCounters:
+    """``fields`` running totals over the last ``window`` seconds; not thread-safe by itself.
+
+    Call ``advance(now)`` first; it drops expired slices and returns the ring index of the
+    current slice, so callers add to ``slices[field][index]`` and ``totals[field]`` directly.
+    """
+
+    __slots__ = ("_newest", "_ring", "_width", "slices", "totals", "window")
+
+    def __init__(self, window: float, fields: int, slices: int = 10) -> None:
+        self.window = window
+        self._width = window / slices
+        self._ring = slices
+        self.slices = [[0] * slices for _ in range(fields)]
+        self.totals = [0] * fields
+        self._newest: int | None = None  # absolute number of the newest slice seen
+
+    def advance(self, now: float) -> int:
+        """Move the window to ``now``; return the index of the slice that ``now`` falls in."""
+        current = math.floor(now / self._width)
+        newest = self._newest
+        if newest is None or current > newest:
+            ring = self._ring
+            if newest is None or current - newest >= ring:
+                self.reset()
+            else:
+                totals = self.totals
+                for absolute in range(newest + 1, current + 1):
+                    index = absolute % ring
+                    for field, column in enumerate(self.slices):
+                        totals[field] -= column[index]
+                        column[index] = 0
+            self._newest = newest = current
+        # A clock that steps back counts into the newest slice rather than an expired one.
+        return newest % self._ring
+
+    def add(self, now: float, field: int, amount: int = 1) -> None:
+        """Add ``amount`` to ``field`` at time ``now``."""
+        index = self.advance(now)
+        self.slices[field][index] += amount
+        self.totals[field] += amount
+
+    def reset(self) -> None:
+        """Forget everything."""
+        for column in self.slices:
+            column[:] = [0] * len(column)
+        self.totals[:] = [0] * len(self.totals)

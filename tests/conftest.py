@@ -1,0 +1,89 @@
+"""Shared fixtures: every shell test runs in both colours (sync and async) through ``colour``."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from resilience import Policy
+from resilience.testing import FakeClock
+
+
+class Script:
+    """A callable that plays ``outcomes`` in order: exceptions are raised, values returned.
+
+    The last outcome repeats once the script runs out. ``calls`` counts the calls.
+    """
+
+    def __init__(self, outcomes: Iterable[object]) -> None:
+        self.outcomes = list(outcomes)
+        assert self.outcomes, "a script needs at least one outcome"
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        outcome = self.outcomes[min(self.calls, len(self.outcomes) - 1)]
+        self.calls += 1
+        if isinstance(outcome, BaseException):
+            # A fresh copy each time, so notes and tracebacks do not pile up on one object.
+            raise outcome.__class__(*outcome.args)
+        return outcome
+
+
+@dataclass(frozen=True)
+class Colour:
+    """Runs a policy around a plain behaviour as a sync function or as a coroutine function."""
+
+    name: str
+
+    @property
+    def is_async(self) -> bool:
+        return self.name == "async"
+
+    def wrap(self, policy: Policy, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorate ``behaviour`` with ``policy`` in this colour; return a plain callable."""
+        if not self.is_async:
+            return policy(behaviour)
+
+        async def coroutine_function(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0)
+            return behaviour(*args, **kwargs)
+
+        decorated = policy(coroutine_function)
+
+        @functools.wraps(behaviour)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run(decorated(*args, **kwargs))
+
+        return run
+
+
+@pytest.fixture(params=["sync", "async"])
+def colour(request: pytest.FixtureRequest) -> Colour:
+    """Both colours of every shell: the same test runs against sync and async code."""
+    return Colour(request.param)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock starting at 1000.0 s, so tests never wait on the wall clock."""
+    return FakeClock(start=1000.0)
+
+
+@pytest.fixture
+def script() -> Callable[[Iterable[object]], Script]:
+    return Script
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_listeners() -> Iterator[None]:
+    """A test that subscribes must unsubscribe: listeners are process-global."""
+    from resilience import _events
+
+    before = _events.listeners
+    yield
+    assert _events.listeners == before, "a test left an event listener subscribed"
