@@ -19,6 +19,7 @@ __all__ = [
     "DeadlineExceeded",
     "Event",
     "FallbackUsed",
+    "HedgeSent",
     "Listener",
     "RetryBudgetExhausted",
     "RetryGaveUp",
@@ -90,6 +91,13 @@ class DeadlineExceeded(Event):
     """A Timeout or Deadline of ``timeout`` seconds ran out."""
 
     timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeSent(Event):
+    """A hedge started attempt number ``attempt`` (2 for the first extra copy)."""
+
+    attempt: int
 
 
 @dataclass(frozen=True, slots=True)

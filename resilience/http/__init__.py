@@ -1,0 +1,1 @@
+"""httpx integration: HTTP retry semantics, Retry-After and idempotency keys (transports soon)."""
