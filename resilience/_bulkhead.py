@@ -86,6 +86,16 @@ class Bulkhead(Policy):
             f"max_wait={self.max_wait!r})"
         )
 
+    def _copy(self, **changes: Any) -> Bulkhead:
+        """A fresh bulkhead with the same settings, bar ``changes`` (e.g. a per-origin name)."""
+        settings: dict[str, Any] = {
+            "max_waiting": self.max_waiting,
+            "max_wait": self.max_wait,
+            "name": self.name,
+        }
+        settings.update(changes)
+        return Bulkhead(self.max_concurrent, **settings)
+
     @property
     def active(self) -> int:
         """Permits currently held."""

@@ -77,6 +77,7 @@ class CircuitBreaker(Policy):
         "_listeners",
         "_lock",
         "_machine",
+        "_settings",
         "_slow_call_duration",
         "_totals",
         "name",
@@ -117,6 +118,19 @@ class CircuitBreaker(Policy):
                 f"failure_on_result must be a predicate or None, got {failure_on_result!r}"
             )
         self.name = name
+        self._settings: dict[str, Any] = {
+            "failure_rate": failure_rate,
+            "minimum_calls": minimum_calls,
+            "window": window,
+            "window_calls": window_calls,
+            "open_for": open_for,
+            "half_open_calls": half_open_calls,
+            "slow_call_duration": slow_call_duration,
+            "slow_call_rate": slow_call_rate,
+            "failure_on": failure_on,
+            "failure_on_result": failure_on_result,
+            "clock": clock,
+        }
         self._failure_on = exception_predicate(failure_on, "failure_on")
         self._failure_on_result = failure_on_result
         self._slow_call_duration = slow_call_duration
@@ -139,6 +153,12 @@ class CircuitBreaker(Policy):
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._machine.state.value!r})"
+
+    def _copy(self, **changes: Any) -> CircuitBreaker:
+        """A fresh breaker with the same settings, bar ``changes`` (the transports keep one per
+        origin, with their own name and failure classification)."""
+        settings = {**self._settings, **changes}
+        return CircuitBreaker(settings.pop("name", self.name), **settings)
 
     # -- observation and control -------------------------------------------------------------
 

@@ -58,11 +58,19 @@ class RetryBudget:
         self._counters = SlidingCounters(self.window, fields=2)
         self._lock = threading.Lock()
 
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     def __repr__(self) -> str:
         return (
             f"RetryBudget(ratio={self.ratio!r}, "
             f"min_retries_per_second={self.min_retries_per_second!r}, window={self.window!r})"
         )
+
+    def _copy(self) -> RetryBudget:
+        """A fresh budget with the same settings (the HTTP transports keep one per origin)."""
+        return RetryBudget(self.ratio, self.min_retries_per_second, self.window, clock=self._clock)
 
     def record_attempt(self, now: float | None = None) -> None:
         """Count a first attempt, which earns ``ratio`` retries for the next ``window``."""

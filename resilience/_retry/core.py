@@ -20,7 +20,7 @@ __all__ = ["Attempts", "RetryCore"]
 class RetryCore:
     """Frozen retry configuration plus the rule that turns an outcome into a decision."""
 
-    __slots__ = ("attempts", "backoff", "budget", "name", "on_result", "retries_on")
+    __slots__ = ("attempts", "backoff", "budget", "delay_hint", "name", "on_result", "retries_on")
 
     def __init__(
         self,
@@ -31,6 +31,7 @@ class RetryCore:
         on_result: Callable[[Any], bool] | None,
         backoff: Backoff,
         budget: RetryBudget | None,
+        delay_hint: Callable[[object], float | None] | None = None,
     ) -> None:
         self.name = name
         self.attempts = attempts
@@ -38,6 +39,7 @@ class RetryCore:
         self.on_result = on_result
         self.backoff = backoff
         self.budget = budget
+        self.delay_hint = delay_hint
 
     def start(self, now: float) -> Attempts:
         """Begin one call: count its first attempt against the budget."""
@@ -90,6 +92,10 @@ class Attempts:
         if number >= core.attempts:
             return self._give_up("attempts exhausted", reason)
         delay = core.backoff.delay(number, self.previous_delay)
+        if core.delay_hint is not None:
+            hint = core.delay_hint(outcome)
+            if hint is not None and hint > delay:
+                delay = hint  # the server knows better (Retry-After): wait at least that long
         scope = current_deadline()
         if scope is not None and delay >= scope.remaining():
             return self._give_up("deadline would pass during the backoff", reason)

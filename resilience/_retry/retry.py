@@ -30,6 +30,9 @@ class Retry(Policy):
       when attempts run out the last result is returned.
     - ``backoff``: the delay before each retry (``Backoff``); a zero delay does not sleep.
     - ``budget``: a shared ``RetryBudget``; when it is spent the failure surfaces at once.
+    - ``delay_hint``: a function of the failed outcome (exception or result) returning a minimum
+      delay in seconds, or ``None`` — e.g. a server's ``Retry-After``, or a rejection's
+      ``retry_after``. It replaces the backoff delay when longer.
     - The nearest ``Deadline``/``Timeout`` is obeyed: when the next delay would cross it, the
       last outcome is returned or raised at once instead of sleeping.
 
@@ -48,6 +51,7 @@ class Retry(Policy):
         backoff: Backoff = _DEFAULT_BACKOFF,
         budget: RetryBudget | None = None,
         clock: Clock | None = None,
+        delay_hint: Callable[[Any], float | None] | None = None,
         name: str = "retry",
     ) -> None:
         check_positive_int(attempts, "attempts")
@@ -56,6 +60,8 @@ class Retry(Policy):
             raise TypeError(f"on_result must be a predicate or None, got {on_result!r}")
         if not isinstance(backoff, Backoff):
             raise TypeError(f"backoff must be a Backoff, got {backoff!r}")
+        if delay_hint is not None and not callable(delay_hint):
+            raise TypeError(f"delay_hint must be callable or None, got {delay_hint!r}")
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
         self._clock = clock or SYSTEM_CLOCK
@@ -66,11 +72,16 @@ class Retry(Policy):
             on_result=on_result,
             backoff=backoff,
             budget=budget,
+            delay_hint=delay_hint,
         )
 
     @property
     def name(self) -> str:
         return self._core.name
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     @property
     def attempts(self) -> int:

@@ -1,0 +1,448 @@
+"""ResilientTransport and AsyncResilientTransport: policies per origin, with HTTP rules.
+
+A request flows: Idempotency-Key added (POST/PATCH, once per call) -> the origin's pipeline
+(Deadline -> Retry -> [Hedge, idempotent requests only] -> CircuitBreaker -> Bulkhead) -> one
+attempt: httpx timeouts capped by the time left, the time left sent downstream in
+``Request-Timeout-Ms``, the inner transport called. Outcomes are classified by
+``resilience.http._classify``; a response that will not be returned (a retryable status, a
+hedge loser) is read and closed so its connection goes back to the pool.
+
+Both transports share ``_Rules`` (classification, per-origin registry, per-attempt steps); they
+differ only in calling the inner transport, reading bodies and sleeping — sync or async.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from resilience._bulkhead import Bulkhead
+from resilience._circuit.breaker import CircuitBreaker
+from resilience._clock import SYSTEM_CLOCK, Clock
+from resilience._context import current_deadline
+from resilience._errors import DeadlineExceededError
+from resilience._hedge import Hedge
+from resilience._pipeline import Pipeline
+from resilience._policy import Policy
+from resilience._retry.budget import RetryBudget
+from resilience._retry.retry import Retry
+from resilience._timeout import Deadline
+from resilience._validate import check_duration
+from resilience.http._classify import (
+    KEYED_METHODS,
+    is_breaker_failure,
+    may_resend,
+    retryable_error,
+    retryable_status,
+)
+from resilience.http._keys import IDEMPOTENCY_KEY, KeyStyle, new_idempotency_key
+from resilience.http._retry_after import DEFAULT_RETRY_AFTER_MAX, parse_retry_after
+
+__all__ = ["DEADLINE_HEADER", "AsyncResilientTransport", "ResilientTransport"]
+
+# The time left for the whole call, in integer milliseconds at the moment the attempt is sent,
+# so the service receiving it can bound its own work and pass the remainder on.
+DEADLINE_HEADER = "Request-Timeout-Ms"
+
+_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+_DEFAULT_RETRY = Retry(attempts=3)
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """The policies of one (scheme, host, port), and the guarded send functions built once."""
+
+    plain: Callable[[httpx.Request], Any]
+    hedged: Callable[[httpx.Request], Any]
+    breaker: CircuitBreaker | None
+    bulkhead: Bulkhead | None
+    budget: RetryBudget | None
+
+
+def _request_of(outcome: object) -> httpx.Request | None:
+    try:
+        return outcome.request  # type: ignore[attr-defined,no-any-return]
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when it is unset
+        return None
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """Whether the body can be sent again: bytes, or multipart (httpx re-reads its files)."""
+    return isinstance(request.stream, (httpx.ByteStream, httpx._multipart.MultipartStream))
+
+
+class _Rules:
+    """Configuration, classification and the per-origin registry, shared by both transports."""
+
+    def __init__(
+        self,
+        *,
+        retry: Retry | None,
+        breaker: CircuitBreaker | None,
+        bulkhead: Bulkhead | None,
+        timeout: float | None,
+        deadline: float | None,
+        hedge: Hedge | None,
+        idempotency_keys: bool,
+        key_style: KeyStyle,
+        retry_after_max: float,
+        deadline_header: str | None,
+        clock: Clock | None,
+    ) -> None:
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a Retry or None, got {retry!r}")
+        if breaker is not None and not isinstance(breaker, CircuitBreaker):
+            raise TypeError(f"breaker must be a CircuitBreaker or None, got {breaker!r}")
+        if bulkhead is not None and not isinstance(bulkhead, Bulkhead):
+            raise TypeError(f"bulkhead must be a Bulkhead or None, got {bulkhead!r}")
+        if hedge is not None and not isinstance(hedge, Hedge):
+            raise TypeError(f"hedge must be a Hedge or None, got {hedge!r}")
+        check_duration(timeout, "timeout", allow_zero=False)
+        check_duration(deadline, "deadline", allow_zero=False)
+        check_duration(retry_after_max, "retry_after_max")
+        if key_style not in ("sf-string", "token"):
+            raise ValueError(f"key_style must be 'sf-string' or 'token', got {key_style!r}")
+        self.retry = retry
+        self.breaker = breaker
+        self.bulkhead = bulkhead
+        self.timeout = timeout
+        self.deadline = deadline
+        self.hedge = hedge
+        self.idempotency_keys = idempotency_keys
+        self.key_style: KeyStyle = key_style
+        self.retry_after_max = float(retry_after_max)
+        self.deadline_header = deadline_header
+        self.clock = clock or (retry.clock if retry is not None else SYSTEM_CLOCK)
+        self._origins: dict[tuple[bytes, bytes, int | None], _Origin] = {}
+        self._lock = threading.Lock()
+
+    # -- per call ------------------------------------------------------------------------------
+
+    def add_idempotency_key(self, request: httpx.Request) -> None:
+        """Give an unsafe request its key, once per call; never replace the caller's."""
+        if (
+            self.idempotency_keys
+            and request.method in KEYED_METHODS
+            and IDEMPOTENCY_KEY not in request.headers
+        ):
+            request.headers[IDEMPOTENCY_KEY] = new_idempotency_key(self.key_style)
+
+    def origin(self, request: httpx.Request, wrap: Callable[[Policy | None], Any]) -> _Origin:
+        url = request.url
+        key = (url.raw_scheme, url.raw_host, url.port)
+        found = self._origins.get(key)
+        if found is None:
+            with self._lock:
+                found = self._origins.get(key)
+                if found is None:
+                    found = self._origins[key] = self._build(key, wrap)
+        return found
+
+    def _build(
+        self, key: tuple[bytes, bytes, int | None], wrap: Callable[[Policy | None], Any]
+    ) -> _Origin:
+        scheme, host, port = key
+        label = f"{scheme.decode()}://{host.decode()}" + (f":{port}" if port else "")
+        outer: list[Policy] = []
+        inner: list[Policy] = []
+        budget = None
+        if self.deadline is not None:
+            outer.append(Deadline(self.deadline, clock=self.clock))
+        if self.retry is not None:
+            template = self.retry
+            if template.budget is not None:
+                budget = template.budget._copy()
+            outer.append(
+                Retry(
+                    attempts=template.attempts,
+                    on=self._retryable_error,
+                    on_result=self._retryable_response,
+                    backoff=template.backoff,
+                    budget=budget,
+                    clock=self.clock,
+                    delay_hint=self._retry_after,
+                    name=f"{template.name}[{label}]",
+                )
+            )
+        breaker = None
+        if self.breaker is not None:
+            breaker = self.breaker._copy(
+                name=f"{self.breaker.name}[{label}]",
+                failure_on=is_breaker_failure,
+                failure_on_result=_is_server_error,
+            )
+            inner.append(breaker)
+        bulkhead = None
+        if self.bulkhead is not None:
+            bulkhead = self.bulkhead._copy(name=f"{self.bulkhead.name}[{label}]")
+            inner.append(bulkhead)
+        plain = wrap(Pipeline(*outer, *inner)) if outer or inner else wrap(None)
+        hedged = plain
+        if self.hedge is not None:
+            hedge = Hedge(
+                self.hedge.delay,
+                self.hedge.max_hedges,
+                on_result=self._retryable_response,
+                discard=_close_quietly,
+                clock=self.clock,
+                name=f"{self.hedge.name}[{label}]",
+            )
+            hedged = wrap(Pipeline(*outer, hedge, *inner))
+        return _Origin(plain, hedged, breaker, bulkhead, budget)
+
+    def prepare_attempt(self, request: httpx.Request) -> None:
+        """Cap this attempt's httpx timeouts by the time left and tell the server about it."""
+        limit = self.timeout
+        scope = current_deadline()
+        if scope is not None:
+            left = scope.remaining()
+            if left <= 0.0:
+                raise DeadlineExceededError("Deadline", self.deadline or 0.0)
+            limit = left if limit is None or left < limit else limit
+            if self.deadline_header:
+                request.headers[self.deadline_header] = str(max(1, int(left * 1000)))
+        if limit is not None:
+            current = request.extensions.get("timeout") or {}
+            request.extensions["timeout"] = {
+                name: limit if current.get(name) is None else min(limit, current[name])
+                for name in _TIMEOUT_KEYS
+            }
+
+    def wants_hedge(self, request: httpx.Request) -> bool:
+        return self.hedge is not None and may_resend(request.method, False)
+
+    # -- classification (predicates handed to the policies) ------------------------------------
+
+    def _retryable_error(self, exc: BaseException) -> bool:
+        request = _request_of(exc)
+        if request is None:
+            return False
+        has_key = IDEMPOTENCY_KEY in request.headers
+        resendable = may_resend(request.method, has_key)
+        if resendable and not _replayable(request):
+            if retryable_error(exc, False):
+                return True  # never sent: the one-shot body was not consumed
+            if retryable_error(exc, True):
+                _note(
+                    exc,
+                    "resilience: not retried: the request body is a one-shot stream "
+                    "that was already sent",
+                )
+            return False
+        return retryable_error(exc, resendable)
+
+    def _retryable_response(self, response: object) -> bool:
+        if not isinstance(response, httpx.Response):
+            return False
+        request = _request_of(response)
+        if request is None:
+            return False
+        has_key = IDEMPOTENCY_KEY in request.headers
+        if not retryable_status(response.status_code, request.method, has_key):
+            return False
+        return _replayable(request)
+
+    def _retry_after(self, outcome: object) -> float | None:
+        if not isinstance(outcome, httpx.Response):
+            return None
+        headers = outcome.headers
+        return parse_retry_after(
+            headers.get("Retry-After"), date=headers.get("Date"), maximum=self.retry_after_max
+        )
+
+    def must_drain(self, response: httpx.Response) -> bool:
+        """A response the call may not return (it will be retried or hedged past) is drained."""
+        return self._retryable_response(response)
+
+
+def _is_server_error(response: object) -> bool:
+    return isinstance(response, httpx.Response) and is_breaker_failure(response.status_code)
+
+
+def _close_quietly(response: object) -> None:
+    if isinstance(response, httpx.Response):
+        response.close()
+
+
+def _note(exc: BaseException, note: str) -> None:
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+
+
+class ResilientTransport(httpx.BaseTransport):
+    """An ``httpx.BaseTransport`` applying resilience policies per origin, with HTTP semantics.
+
+    - ``retry``: attempts, backoff and budget come from this ``Retry`` (default 3 attempts);
+      which outcomes are retried follows the HTTP rules: idempotent methods or keyed requests
+      (or failures that prove the request never left), statuses 408/429/500/502/503/504 (and 409
+      for keyed requests). When attempts run out the last response is returned, as httpx
+      would have. ``Retry-After`` (seconds or any HTTP-date, capped at ``retry_after_max``)
+      replaces the backoff when longer; if it reaches past the deadline the response is
+      returned at once. ``None`` disables retries.
+    - ``breaker``, ``bulkhead``: templates, copied per origin (scheme, host, port). Transport
+      errors, timeouts and 5xx count as breaker failures; 4xx do not. An open breaker raises
+      ``CircuitOpenError`` without touching the network.
+    - ``timeout``: seconds per attempt; ``deadline``: seconds for the whole call, retries and
+      waits included. Each attempt's httpx timeouts are min(timeout, time left); the time left
+      is sent as ``Request-Timeout-Ms`` (``deadline_header``; ``None`` to not send it).
+    - ``hedge``: a ``Hedge`` template applied to idempotent requests only.
+    - ``idempotency_keys``: POST and PATCH get an ``Idempotency-Key`` (a UUID4, as an RFC 8941
+      sf-string, or a bare token with ``key_style="token"``), the same on every attempt.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport | None = None,
+        *,
+        retry: Retry | None = _DEFAULT_RETRY,
+        breaker: CircuitBreaker | None = None,
+        bulkhead: Bulkhead | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        hedge: Hedge | None = None,
+        idempotency_keys: bool = True,
+        key_style: KeyStyle = "sf-string",
+        retry_after_max: float = DEFAULT_RETRY_AFTER_MAX,
+        deadline_header: str | None = DEADLINE_HEADER,
+        clock: Clock | None = None,
+    ) -> None:
+        self._inner = inner if inner is not None else httpx.HTTPTransport()
+        self._rules = _Rules(
+            retry=retry,
+            breaker=breaker,
+            bulkhead=bulkhead,
+            timeout=timeout,
+            deadline=deadline,
+            hedge=hedge,
+            idempotency_keys=idempotency_keys,
+            key_style=key_style,
+            retry_after_max=retry_after_max,
+            deadline_header=deadline_header,
+            clock=clock,
+        )
+
+    def breaker_for(self, url: httpx.URL | str) -> CircuitBreaker | None:
+        """The circuit breaker of ``url``'s origin (``None`` before its first request)."""
+        found = _origin_of(self._rules, url)
+        return found.breaker if found is not None else None
+
+    def bulkhead_for(self, url: httpx.URL | str) -> Bulkhead | None:
+        """The bulkhead of ``url``'s origin (``None`` before its first request)."""
+        found = _origin_of(self._rules, url)
+        return found.bulkhead if found is not None else None
+
+    def _wrap(self, policy: Policy | None) -> Callable[[httpx.Request], httpx.Response]:
+        return self._attempt if policy is None else policy._wrap_sync(self._attempt)
+
+    def _attempt(self, request: httpx.Request) -> httpx.Response:
+        rules = self._rules
+        rules.prepare_attempt(request)
+        try:
+            response = self._inner.handle_request(request)
+        except httpx.RequestError as exc:
+            exc.request = request  # httpx attaches it above the transport; we classify here
+            raise
+        response.request = request
+        if rules.must_drain(response):
+            try:
+                response.read()
+            finally:
+                response.close()
+        return response
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        rules = self._rules
+        rules.add_idempotency_key(request)
+        origin = rules.origin(request, self._wrap)
+        send = origin.hedged if rules.wants_hedge(request) else origin.plain
+        return send(request)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class AsyncResilientTransport(httpx.AsyncBaseTransport):
+    """The ``httpx.AsyncClient`` twin of ``ResilientTransport``: same arguments, same rules.
+
+    Cancelling the calling task stops every attempt (a backoff sleep, a hedge) and releases
+    every permit.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport | None = None,
+        *,
+        retry: Retry | None = _DEFAULT_RETRY,
+        breaker: CircuitBreaker | None = None,
+        bulkhead: Bulkhead | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        hedge: Hedge | None = None,
+        idempotency_keys: bool = True,
+        key_style: KeyStyle = "sf-string",
+        retry_after_max: float = DEFAULT_RETRY_AFTER_MAX,
+        deadline_header: str | None = DEADLINE_HEADER,
+        clock: Clock | None = None,
+    ) -> None:
+        self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
+        self._rules = _Rules(
+            retry=retry,
+            breaker=breaker,
+            bulkhead=bulkhead,
+            timeout=timeout,
+            deadline=deadline,
+            hedge=hedge,
+            idempotency_keys=idempotency_keys,
+            key_style=key_style,
+            retry_after_max=retry_after_max,
+            deadline_header=deadline_header,
+            clock=clock,
+        )
+
+    def breaker_for(self, url: httpx.URL | str) -> CircuitBreaker | None:
+        """The circuit breaker of ``url``'s origin (``None`` before its first request)."""
+        found = _origin_of(self._rules, url)
+        return found.breaker if found is not None else None
+
+    def bulkhead_for(self, url: httpx.URL | str) -> Bulkhead | None:
+        """The bulkhead of ``url``'s origin (``None`` before its first request)."""
+        found = _origin_of(self._rules, url)
+        return found.bulkhead if found is not None else None
+
+    def _wrap(self, policy: Policy | None) -> Callable[[httpx.Request], Any]:
+        return self._attempt if policy is None else policy._wrap_async(self._attempt)
+
+    async def _attempt(self, request: httpx.Request) -> httpx.Response:
+        rules = self._rules
+        rules.prepare_attempt(request)
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx.RequestError as exc:
+            exc.request = request
+            raise
+        response.request = request
+        if rules.must_drain(response):
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        return response
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        rules = self._rules
+        rules.add_idempotency_key(request)
+        origin = rules.origin(request, self._wrap)
+        send = origin.hedged if rules.wants_hedge(request) else origin.plain
+        return await send(request)  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _origin_of(rules: _Rules, url: httpx.URL | str) -> _Origin | None:
+    parsed = httpx.URL(url)
+    return rules._origins.get((parsed.raw_scheme, parsed.raw_host, parsed.port))
