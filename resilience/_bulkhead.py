@@ -191,15 +191,38 @@ class Bulkhead(Policy):
             if queued:
                 return
             raise self._rejected()
+        # Not asyncio.wait_for: before 3.12 it swallows a cancellation that races the wake-up.
+        timed_out = False
+
+        def expire() -> None:
+            nonlocal timed_out
+            if not future.done():
+                timed_out = True
+                future.cancel()
+
+        limit = self._wait_limit()
+        timer = loop.call_later(max(0.0, limit), expire) if limit is not None else None
         try:
-            await asyncio.wait_for(future, self._wait_limit())
-        except asyncio.TimeoutError:
-            if not self._abandon(waiter):
-                raise self._rejected() from None
+            await future
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            cancelled_by_caller = not timed_out or (
+                task is not None and hasattr(task, "cancelling") and task.cancelling() > 0
+            )
+            if self._abandon(waiter):
+                if not cancelled_by_caller:
+                    return  # the permit arrived just as the wait ran out: keep it
+                self._release()  # granted while we were being cancelled: pass it on
+            if cancelled_by_caller:
+                raise
+            raise self._rejected() from None
         except BaseException:
             if self._abandon(waiter):
-                self._release()  # granted while we were being cancelled: pass it on
+                self._release()
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
         try_acquire, wait, release = self._try_acquire, self._wait_sync, self._release
