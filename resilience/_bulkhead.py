@@ -1,7 +1,9 @@
 """Bulkhead: at most ``max_concurrent`` calls at once, with a bounded, time-limited queue.
 
-The core is a counter and a FIFO of waiters under one lock. A released permit is handed
-straight to the oldest waiter (no barging), so a queued call never starves behind newcomers.
+Permits are tokens in a list: taking one is a single atomic ``list.pop()`` and returning one a
+single ``list.append()``, so the uncontended path takes no lock. The FIFO of waiters lives under
+a lock; while anyone waits, newcomers queue behind them instead of taking freed tokens, and a
+returned token is dispatched to the oldest waiter.
 Sync callers wait on a ``threading.Event``; async callers on a future of their own loop; both
 kinds can share one bulkhead. A waiter that gives up (time out, cancellation) after it was
 handed a permit passes the permit on, so none is ever lost.
@@ -46,8 +48,8 @@ class Bulkhead(Policy):
     """
 
     __slots__ = (
-        "_active",
         "_lock",
+        "_tokens",
         "_waiters",
         "max_concurrent",
         "max_wait",
@@ -76,7 +78,7 @@ class Bulkhead(Policy):
         self.max_waiting = max_waiting
         self.max_wait = max_wait
         self.name = name
-        self._active = 0
+        self._tokens = [True] * max_concurrent
         self._waiters: deque[_Waiter] = deque()
         self._lock = threading.Lock()
 
@@ -99,7 +101,7 @@ class Bulkhead(Policy):
     @property
     def active(self) -> int:
         """Permits currently held."""
-        return self._active
+        return self.max_concurrent - len(self._tokens)
 
     @property
     def waiting(self) -> int:
@@ -109,34 +111,54 @@ class Bulkhead(Policy):
     # -- core: O(1) bookkeeping under the lock -----------------------------------------------
 
     def _try_acquire(self) -> bool:
-        """Take a free permit if there is one."""
-        with self._lock:
-            if self._active < self.max_concurrent:
-                self._active += 1
-                return True
+        """Take a free permit if there is one and nobody is queued ahead (lock-free)."""
+        if self._waiters:
             return False
+        try:
+            self._tokens.pop()
+        except IndexError:
+            return False
+        return True
 
     def _enqueue(self, waiter: _Waiter) -> bool | None:
-        """Take a permit freed meanwhile (``True``), queue ``waiter`` (``None``), or refuse."""
+        """Queue ``waiter`` and dispatch: granted at once (``True``), queued (``None``), or
+        refused (``False``) when the queue is full."""
         with self._lock:
-            if self._active < self.max_concurrent:
-                self._active += 1
-                return True
-            if len(self._waiters) >= self.max_waiting:
+            if len(self._waiters) >= self.max_waiting and not self._tokens:
                 return False
             self._waiters.append(waiter)
-            return None
+            woken = self._dispatch_locked()
+        for other in woken:
+            if other is not waiter:
+                other.wake()
+        if waiter.granted:
+            return True
+        if len(self._waiters) > self.max_waiting:  # the queue was full after all
+            return self._abandon(waiter)  # granted meanwhile after all, or refused
+        return None
 
     def _release(self) -> None:
-        """Return a permit: hand it to the oldest waiter, or put it back."""
-        with self._lock:
-            if self._waiters:
-                waiter = self._waiters.popleft()
-                waiter.granted = True
-            else:
-                self._active -= 1
-                return
-        waiter.wake()
+        """Return a permit; if anyone waits, hand it to the oldest waiter."""
+        self._tokens.append(True)
+        if self._waiters:
+            with self._lock:
+                woken = self._dispatch_locked()
+            for waiter in woken:
+                waiter.wake()
+
+    def _dispatch_locked(self) -> list[_Waiter]:
+        """Give free tokens to waiters in arrival order; return the ones to wake."""
+        woken = []
+        waiters, tokens = self._waiters, self._tokens
+        while waiters:
+            try:
+                tokens.pop()
+            except IndexError:
+                break
+            waiter = waiters.popleft()
+            waiter.granted = True
+            woken.append(waiter)
+        return woken
 
     def _abandon(self, waiter: _Waiter) -> bool:
         """A waiter stops waiting; return whether it holds a permit after all."""

@@ -19,7 +19,7 @@ class SlidingCounters:
     current slice, so callers add to ``slices[field][index]`` and ``totals[field]`` directly.
     """
 
-    __slots__ = ("_newest", "_ring", "_width", "slices", "totals", "window")
+    __slots__ = ("_index", "_newest", "_next_edge", "_ring", "_width", "slices", "totals", "window")
 
     def __init__(self, window: float, fields: int, slices: int = 10) -> None:
         self.window = window
@@ -28,9 +28,13 @@ class SlidingCounters:
         self.slices = [[0] * slices for _ in range(fields)]
         self.totals = [0] * fields
         self._newest: int | None = None  # absolute number of the newest slice seen
+        self._index = 0  # its ring index
+        self._next_edge = -math.inf  # when the next slice starts: until then, no work
 
     def advance(self, now: float) -> int:
         """Move the window to ``now``; return the index of the slice that ``now`` falls in."""
+        if now < self._next_edge:
+            return self._index  # still in the newest slice (or a clock that stepped back)
         current = math.floor(now / self._width)
         newest = self._newest
         if newest is None or current > newest:
@@ -45,8 +49,9 @@ class SlidingCounters:
                         totals[field] -= column[index]
                         column[index] = 0
             self._newest = newest = current
-        # A clock that steps back counts into the newest slice rather than an expired one.
-        return newest % self._ring
+            self._index = current % ring
+            self._next_edge = (current + 1) * self._width
+        return self._index
 
     def add(self, now: float, field: int, amount: int = 1) -> None:
         """Add ``amount`` to ``field`` at time ``now``."""
@@ -55,7 +60,9 @@ class SlidingCounters:
         self.totals[field] += amount
 
     def reset(self) -> None:
-        """Forget everything."""
+        """Forget everything (the next ``advance`` starts a fresh window)."""
+        self._newest = None
+        self._next_edge = -math.inf
         for column in self.slices:
             column[:] = [0] * len(column)
         self.totals[:] = [0] * len(self.totals)

@@ -245,9 +245,12 @@ class CircuitBreaker(Policy):
         now = self._clock.now()
         limit = self._slow_call_duration
         slow = limit is not None and now - started >= limit
+        machine = self._machine
         with self._lock:
-            self._machine.record(permit, failed, slow, now)
+            machine.record(permit, failed, slow, now)
             self._totals[failed] += 1
+            if not machine.changes:
+                return
             changes = self._drain_locked()
         if changes:
             self._announce(changes)
@@ -260,19 +263,16 @@ class CircuitBreaker(Policy):
             failed = True
         self._record(permit, failed, started)
 
-    def _returned(self, permit: int, result: object, started: float) -> None:
+    def _result_failed(self, result: object) -> bool:
         judge = self._failure_on_result
-        if judge is None:
-            self._record(permit, False, started)
-            return
+        assert judge is not None, "only called when failure_on_result is set"
         try:
-            failed = bool(judge(result))
-        except Exception:
+            return bool(judge(result))
+        except Exception:  # a broken predicate must not leak the permit
             _log.exception(
                 "circuit breaker %r: failure_on_result raised; counting a failure", self.name
             )
-            failed = True
-        self._record(permit, failed, started)
+            return True
 
     def _release(self, permit: int) -> None:
         with self._lock:
@@ -307,12 +307,16 @@ class CircuitBreaker(Policy):
     # -- shells ------------------------------------------------------------------------------
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        admit, failed, returned, release = self._admit, self._failed, self._returned, self._release
-        now = self._clock.now
+        admit, failed, record, release = self._admit, self._failed, self._record, self._release
+        judge = self._result_failed if self._failure_on_result is not None else None
+        now, machine = self._clock.now, self._machine
+        timed = self._slow_call_duration is not None  # otherwise the start time is not needed
 
         def guarded(*args: Any, **kwargs: Any) -> T:
-            permit = admit()
-            started = now()
+            permit = machine.closed_permit
+            if permit is None:
+                permit = admit()
+            started = now() if timed else 0.0
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
@@ -321,18 +325,22 @@ class CircuitBreaker(Policy):
             except BaseException:
                 release(permit)
                 raise
-            returned(permit, result, started)
+            record(permit, judge is not None and judge(result), started)
             return result
 
         return guarded
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        admit, failed, returned, release = self._admit, self._failed, self._returned, self._release
-        now = self._clock.now
+        admit, failed, record, release = self._admit, self._failed, self._record, self._release
+        judge = self._result_failed if self._failure_on_result is not None else None
+        now, machine = self._clock.now, self._machine
+        timed = self._slow_call_duration is not None  # otherwise the start time is not needed
 
         async def guarded(*args: Any, **kwargs: Any) -> T:
-            permit = admit()
-            started = now()
+            permit = machine.closed_permit
+            if permit is None:
+                permit = admit()
+            started = now() if timed else 0.0
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
@@ -341,7 +349,7 @@ class CircuitBreaker(Policy):
             except BaseException:
                 release(permit)
                 raise
-            returned(permit, result, started)
+            record(permit, judge is not None and judge(result), started)
             return result
 
         return guarded

@@ -51,6 +51,7 @@ class StateMachine:
 
     __slots__ = (
         "changes",
+        "closed_permit",
         "failure_rate",
         "generation",
         "half_open_calls",
@@ -86,6 +87,9 @@ class StateMachine:
         self.trials_in_flight = 0
         self.trials_passed = 0
         self.changes: list[tuple[CircuitState, CircuitState]] = []
+        # The permit every call gets while CLOSED, or None: one attribute read, so the shells
+        # can admit a call in a closed breaker without taking the lock.
+        self.closed_permit: int | None = 0
 
     def admit(self, now: float) -> int:
         """Return a permit (``>= 0``) for a call starting at ``now``, or ``REJECTED``."""
@@ -150,4 +154,5 @@ class StateMachine:
         self.window.reset()
         if new is _OPEN:
             self.opened_at = now
+        self.closed_permit = self.generation << 1 if new is _CLOSED else None
         self.changes.append((old, new))

@@ -41,15 +41,13 @@ class RetryCore:
         self.budget = budget
         self.delay_hint = delay_hint
 
-    def start(self, now: float) -> Attempts:
-        """Begin one call: count its first attempt against the budget."""
-        if self.budget is not None:
-            self.budget.record_attempt(now)
-        return Attempts(self)
-
 
 class Attempts:
-    """The state of one call under retry: which attempt runs, and the last delay slept."""
+    """The state of one call under retry: which attempt runs, and the last delay slept.
+
+    Created after the first attempt failed; the shells count the first attempt against the
+    budget themselves (``budget.record_attempt``) so the success path allocates nothing.
+    """
 
     __slots__ = ("core", "number", "previous_delay")
 

@@ -9,7 +9,7 @@ from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._policy import Policy
 from resilience._retry.backoff import Backoff
 from resilience._retry.budget import RetryBudget
-from resilience._retry.core import RetryCore
+from resilience._retry.core import Attempts, RetryCore
 from resilience._validate import ExceptionFilter, check_positive_int, exception_predicate
 
 __all__ = ["Retry"]
@@ -98,48 +98,77 @@ class Retry(Policy):
     def __repr__(self) -> str:
         return f"Retry({self.attempts!r}, name={self.name!r}, backoff={self.backoff!r})"
 
-    def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        start = self._core.start
-        now = self._clock.now
-        sleep = self._clock.sleep
+    # The shells run the first attempt inline (the success path allocates nothing), then hand
+    # any failure to the loop, which asks the core what to do after each attempt.
 
-        def retrying(*args: Any, **kwargs: Any) -> T:
-            attempts = start(now())
+    def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
+        core = self._core
+        budget, on_result = core.budget, core.on_result
+        now, sleep = self._clock.now, self._clock.sleep
+
+        def loop(error: Exception | None, result: Any, args: Any, kwargs: Any) -> T:
+            attempts = Attempts(core)
             while True:
-                try:
-                    result = fn(*args, **kwargs)
-                except Exception as exc:
-                    delay = attempts.after_exception(exc, now())
+                if error is not None:
+                    delay = attempts.after_exception(error, now())
                     if delay is None:
-                        raise
+                        raise error
                 else:
                     delay = attempts.after_result(result, now())
                     if delay is None:
-                        return result
+                        return result  # type: ignore[no-any-return]
                 if delay > 0.0:
                     sleep(delay)
+                try:
+                    result, error = fn(*args, **kwargs), None
+                except Exception as exc:
+                    error = exc
+
+        def retrying(*args: Any, **kwargs: Any) -> T:
+            if budget is not None:
+                budget.record_attempt(now())
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                return loop(exc, None, args, kwargs)
+            if on_result is None or not on_result(result):
+                return result
+            return loop(None, result, args, kwargs)
 
         return retrying
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        start = self._core.start
-        now = self._clock.now
-        sleep = self._clock.sleep_async
+        core = self._core
+        budget, on_result = core.budget, core.on_result
+        now, sleep = self._clock.now, self._clock.sleep_async
 
-        async def retrying(*args: Any, **kwargs: Any) -> T:
-            attempts = start(now())
+        async def loop(error: Exception | None, result: Any, args: Any, kwargs: Any) -> T:
+            attempts = Attempts(core)
             while True:
-                try:
-                    result = await fn(*args, **kwargs)
-                except Exception as exc:
-                    delay = attempts.after_exception(exc, now())
+                if error is not None:
+                    delay = attempts.after_exception(error, now())
                     if delay is None:
-                        raise
+                        raise error
                 else:
                     delay = attempts.after_result(result, now())
                     if delay is None:
-                        return result
+                        return result  # type: ignore[no-any-return]
                 if delay > 0.0:
                     await sleep(delay)
+                try:
+                    result, error = await fn(*args, **kwargs), None
+                except Exception as exc:
+                    error = exc
+
+        async def retrying(*args: Any, **kwargs: Any) -> T:
+            if budget is not None:
+                budget.record_attempt(now())
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                return await loop(exc, None, args, kwargs)
+            if on_result is None or not on_result(result):
+                return result
+            return await loop(None, result, args, kwargs)
 
         return retrying
