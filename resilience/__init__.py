@@ -22,12 +22,14 @@ from resilience._events import (
     DeadlineExceeded,
     Event,
     FallbackUsed,
+    HedgeSent,
     RetryBudgetExhausted,
     RetryGaveUp,
     RetryScheduled,
     subscribe,
 )
 from resilience._fallback import Fallback
+from resilience._hedge import Hedge
 from resilience._pipeline import Pipeline
 from resilience._policy import Policy
 from resilience._retry.backoff import Backoff
@@ -55,6 +57,8 @@ __all__ = [
     "Event",
     "Fallback",
     "FallbackUsed",
+    "Hedge",
+    "HedgeSent",
     "Pipeline",
     "Policy",
     "RateLimitedError",

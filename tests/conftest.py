@@ -87,3 +87,6 @@ def _no_leftover_listeners() -> Iterator[None]:
     before = _events.listeners
     yield
     assert _events.listeners == before, "a test left an event listener subscribed"
+
+
+from tests.http_server import http_server, http_server_session  # noqa: E402, F401  (fixtures)

@@ -1,0 +1,390 @@
+"""ResilientTransport and AsyncResilientTransport against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from resilience import (
+    Backoff,
+    Bulkhead,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    DeadlineExceededError,
+    Hedge,
+    Retry,
+    RetryBudget,
+)
+from resilience.http import DEADLINE_HEADER, AsyncResilientTransport, ResilientTransport
+from resilience.testing import FakeClock
+from tests.http_server import Drop, Reply, Stall, dead_origin
+
+FAST = Backoff(initial=0.001, maximum=0.005)
+
+
+class Driver:
+    """Sends one request through a sync or an async resilient transport."""
+
+    def __init__(self, colour: str) -> None:
+        self.colour = colour
+
+    def transport(self, **options: Any) -> Any:
+        if self.colour == "sync":
+            return ResilientTransport(**options)
+        return AsyncResilientTransport(**options)
+
+    def send(self, transport: Any, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        if self.colour == "sync":
+            with httpx.Client(transport=transport) as client:
+                return client.request(method, url, **kwargs)
+
+        async def go() -> httpx.Response:
+            async with httpx.AsyncClient(transport=transport) as client:
+                return await client.request(method, url, **kwargs)
+
+        return asyncio.run(go())
+
+
+@pytest.fixture(params=["sync", "async"])
+def driver(request: pytest.FixtureRequest) -> Driver:
+    """Every transport test runs against both transports."""
+    return Driver(request.param)
+
+
+def keys_seen(server: Any, path: str) -> list[str | None]:
+    return [received.headers.get("idempotency-key") for received in server.received(path)]
+
+
+def test_get_is_retried_through_transient_statuses(driver: Driver, http_server: Any) -> None:
+    """A GET answered 503, 502, 200 returns the 200 after three attempts."""
+    http_server.script("/r", [Reply(503), Reply(502), Reply(200, body=b"done")])
+    transport = driver.transport(retry=Retry(4, backoff=FAST))
+    response = driver.send(transport, "GET", f"{http_server.url}/r")
+    assert response.status_code == 200
+    assert response.content == b"done"
+    assert len(http_server.received("/r")) == 3
+
+
+def test_last_response_is_returned_when_attempts_run_out(driver: Driver, http_server: Any) -> None:
+    """When attempts run out the caller gets the last response, as httpx would return it."""
+    http_server.script("/r", [Reply(503, body=b"busy")])
+    transport = driver.transport(retry=Retry(3, backoff=FAST))
+    response = driver.send(transport, "GET", f"{http_server.url}/r")
+    assert response.status_code == 503
+    assert response.content == b"busy"
+    assert len(http_server.received("/r")) == 3
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422, 501])
+def test_final_statuses_are_not_retried(driver: Driver, http_server: Any, status: int) -> None:
+    """Client errors and 501 are returned after one attempt."""
+    http_server.script("/r", [Reply(status)])
+    response = driver.send(
+        driver.transport(retry=Retry(3, backoff=FAST)), "GET", f"{http_server.url}/r"
+    )
+    assert response.status_code == status
+    assert len(http_server.received("/r")) == 1
+
+
+def test_keyless_post_after_read_timeout_reaches_server_once(
+    driver: Driver, http_server: Any
+) -> None:
+    """A POST without a key is never resent after a ReadTimeout: it may have been processed."""
+    http_server.script("/charges", [Stall()])
+    transport = driver.transport(retry=Retry(4, backoff=FAST), idempotency_keys=False, timeout=0.3)
+    with pytest.raises(httpx.ReadTimeout):
+        driver.send(transport, "POST", f"{http_server.url}/charges", content=b"{}")
+    assert len(http_server.received("/charges")) == 1
+
+
+def test_keyless_post_after_5xx_is_not_resent(driver: Driver, http_server: Any) -> None:
+    """A keyless POST that got a 503 is returned as is: the server saw it."""
+    http_server.script("/charges", [Reply(503), Reply(200)])
+    transport = driver.transport(retry=Retry(4, backoff=FAST), idempotency_keys=False)
+    response = driver.send(transport, "POST", f"{http_server.url}/charges", content=b"{}")
+    assert response.status_code == 503
+    assert len(http_server.received("/charges")) == 1
+
+
+def test_keyed_post_is_resent_with_byte_identical_keys(driver: Driver, http_server: Any) -> None:
+    """A POST gets one Idempotency-Key, sent unchanged on each of its 3 attempts."""
+    http_server.script("/charges", [Drop(), Reply(503), Reply(201)])
+    transport = driver.transport(retry=Retry(4, backoff=FAST))
+    response = driver.send(transport, "POST", f"{http_server.url}/charges", json={"amount": 5})
+    assert response.status_code == 201
+    keys = keys_seen(http_server, "/charges")
+    assert len(keys) == 3
+    assert keys[0] is not None
+    assert keys[0].startswith('"')
+    assert keys[0].endswith('"')
+    assert len(set(keys)) == 1
+
+
+def test_each_call_gets_a_fresh_key(driver: Driver, http_server: Any) -> None:
+    """Two POST calls carry two different keys; PATCH gets one; GET, PUT and DELETE get none."""
+    transport = driver.transport(retry=Retry(2, backoff=FAST), key_style="token")
+    for method in ("POST", "POST", "PATCH", "GET", "PUT", "DELETE"):
+        driver.send(transport, method, f"{http_server.url}/k")
+    keys = keys_seen(http_server, "/k")
+    assert keys[3:] == [None, None, None]
+    assert len(set(keys[:3])) == 3
+    assert all(key is not None and '"' not in key for key in keys[:3])
+
+
+def test_a_callers_own_key_is_never_replaced(driver: Driver, http_server: Any) -> None:
+    """A key the caller set is sent as is on every attempt."""
+    http_server.script("/charges", [Reply(409), Reply(200)])
+    transport = driver.transport(retry=Retry(3, backoff=FAST))
+    response = driver.send(
+        transport, "POST", f"{http_server.url}/charges", headers={"Idempotency-Key": "order-17"}
+    )
+    assert response.status_code == 200
+    assert keys_seen(http_server, "/charges") == ["order-17", "order-17"]
+
+
+def test_connect_errors_are_retried_even_for_a_keyless_post(driver: Driver) -> None:
+    """A refused connection proves nothing was sent, so even a keyless POST is retried."""
+    clock = FakeClock()
+    transport = driver.transport(
+        retry=Retry(3, backoff=Backoff(initial=0.5, jitter="none"), clock=clock),
+        idempotency_keys=False,
+        clock=clock,
+    )
+    with pytest.raises(httpx.ConnectError) as caught:
+        driver.send(transport, "POST", f"{dead_origin()}/charges", content=b"{}")
+    assert clock.sleeps == [0.5, 1.0]
+    assert "attempt 3 of 3" in "".join(caught.value.__notes__)
+
+
+def test_retry_after_seconds_is_waited_on_the_clock(driver: Driver, http_server: Any) -> None:
+    """``Retry-After: 2`` makes the next attempt wait at least 2 s of (fake) clock."""
+    clock = FakeClock()
+    http_server.script("/r", [Reply(503, headers={"Retry-After": "2"}), Reply(200)])
+    transport = driver.transport(retry=Retry(3, backoff=FAST, clock=clock), clock=clock)
+    response = driver.send(transport, "GET", f"{http_server.url}/r")
+    assert response.status_code == 200
+    assert clock.sleeps == [2.0]
+
+
+def test_malformed_retry_after_falls_back_to_backoff(driver: Driver, http_server: Any) -> None:
+    """A garbled Retry-After never raises; the backoff delay is used instead."""
+    clock = FakeClock()
+    http_server.script("/r", [Reply(503, headers={"Retry-After": "soon-ish"}), Reply(200)])
+    transport = driver.transport(
+        retry=Retry(3, backoff=Backoff(initial=0.25, jitter="none"), clock=clock), clock=clock
+    )
+    assert driver.send(transport, "GET", f"{http_server.url}/r").status_code == 200
+    assert clock.sleeps == [0.25]
+
+
+def test_retry_after_past_the_deadline_returns_the_response_at_once(
+    driver: Driver, http_server: Any
+) -> None:
+    """A Retry-After reaching past the deadline ends the call with that response, no sleep."""
+    clock = FakeClock()
+    http_server.script("/r", [Reply(503, headers={"Retry-After": "30"}), Reply(200)])
+    transport = driver.transport(retry=Retry(3, clock=clock), deadline=5.0, clock=clock)
+    response = driver.send(transport, "GET", f"{http_server.url}/r")
+    assert response.status_code == 503
+    assert clock.sleeps == []
+    assert len(http_server.received("/r")) == 1
+
+
+def test_retry_after_is_capped(driver: Driver, http_server: Any) -> None:
+    """Retry-After values beyond ``retry_after_max`` wait only the cap."""
+    clock = FakeClock()
+    http_server.script("/r", [Reply(429, headers={"Retry-After": "86400"}), Reply(200)])
+    transport = driver.transport(
+        retry=Retry(2, backoff=FAST, clock=clock), clock=clock, retry_after_max=7.0
+    )
+    assert driver.send(transport, "GET", f"{http_server.url}/r").status_code == 200
+    assert clock.sleeps == [7.0]
+
+
+def test_deadline_bounds_attempts_and_elapsed_time(driver: Driver, http_server: Any) -> None:
+    """With a 1 s deadline and a 0.4 s server: at most 3 attempts, and about 1 s elapsed."""
+    http_server.script("/slow", [Reply(503, delay=0.4)])
+    transport = driver.transport(retry=Retry(10, backoff=FAST), deadline=1.0)
+    started = time.monotonic()
+    try:
+        response = driver.send(transport, "GET", f"{http_server.url}/slow")
+    except (httpx.TimeoutException, DeadlineExceededError):
+        pass  # the last attempt ran out of time (async: the deadline cancelled it)
+    else:
+        assert response.status_code == 503
+    elapsed = time.monotonic() - started
+    assert len(http_server.received("/slow")) <= 3
+    assert elapsed <= 1.0 + 0.25
+
+
+def test_time_left_is_sent_downstream(driver: Driver, http_server: Any) -> None:
+    """Each attempt carries the time left, in milliseconds, in ``Request-Timeout-Ms``."""
+    clock = FakeClock()
+    http_server.script("/r", [Reply(503, headers={"Retry-After": "1"}), Reply(200)])
+    transport = driver.transport(retry=Retry(2, clock=clock), deadline=5.0, clock=clock)
+    driver.send(transport, "GET", f"{http_server.url}/r")
+    sent = [int(r.headers[DEADLINE_HEADER.lower()]) for r in http_server.received("/r")]
+    assert sent == [5000, 4000]
+
+
+def test_no_deadline_header_without_a_deadline(driver: Driver, http_server: Any) -> None:
+    """Without a deadline in force, no time-left header is sent."""
+    driver.send(driver.transport(), "GET", f"{http_server.url}/r")
+    assert DEADLINE_HEADER.lower() not in http_server.received("/r")[0].headers
+
+
+def test_dead_host_opens_its_breaker_while_a_healthy_host_answers(
+    driver: Driver, http_server: Any
+) -> None:
+    """Breakers are per origin: a dead host's opens, the healthy host's stays closed."""
+    transport = driver.transport(
+        retry=None, breaker=CircuitBreaker("api", minimum_calls=3, failure_rate=0.5)
+    )
+    dead = f"{dead_origin()}/x"
+    for _ in range(3):
+        with pytest.raises(httpx.ConnectError):
+            driver.send(transport, "GET", dead)
+    with pytest.raises(CircuitOpenError) as rejected:
+        driver.send(transport, "GET", dead)
+    assert rejected.value.retry_after > 0
+    assert driver.send(transport, "GET", f"{http_server.url}/x").status_code == 200
+    assert transport.breaker_for(http_server.url).state is CircuitState.CLOSED
+    assert transport.breaker_for(dead).state is CircuitState.OPEN
+
+
+def test_4xx_do_not_count_against_the_breaker(driver: Driver, http_server: Any) -> None:
+    """Client errors are the caller's problem: the breaker stays closed."""
+    http_server.script("/missing", [Reply(404)])
+    transport = driver.transport(retry=None, breaker=CircuitBreaker(minimum_calls=2))
+    for _ in range(5):
+        assert driver.send(transport, "GET", f"{http_server.url}/missing").status_code == 404
+    assert transport.breaker_for(http_server.url).state is CircuitState.CLOSED
+
+
+def test_5xx_count_against_the_breaker(driver: Driver, http_server: Any) -> None:
+    """Server errors open the breaker; the open breaker does not touch the network."""
+    http_server.script("/r", [Reply(500)])
+    transport = driver.transport(retry=None, breaker=CircuitBreaker(minimum_calls=2))
+    for _ in range(2):
+        driver.send(transport, "GET", f"{http_server.url}/r")
+    with pytest.raises(CircuitOpenError):
+        driver.send(transport, "GET", f"{http_server.url}/r")
+    assert len(http_server.received("/r")) == 2
+
+
+def test_budgets_are_kept_per_origin(driver: Driver, http_server: Any) -> None:
+    """A template budget is copied per origin: spending one host's leaves another's intact."""
+    budget = RetryBudget(ratio=0.0, min_retries_per_second=0.1, window=10.0)  # one retry
+    transport = driver.transport(retry=Retry(3, backoff=FAST, budget=budget))
+    http_server.script("/r", [Reply(503)])
+    driver.send(transport, "GET", f"{http_server.url}/r")
+    assert len(http_server.received("/r")) == 2  # the first attempt and the one retry
+    with pytest.raises(httpx.ConnectError) as caught:
+        driver.send(transport, "GET", f"{dead_origin()}/r")
+    assert "attempt 2 of 3" in "".join(caught.value.__notes__)
+
+
+def test_one_shot_body_is_not_resent(driver: Driver, http_server: Any) -> None:
+    """A streamed (one-shot) body is not resent once sent, and the error says why."""
+    http_server.script("/upload", [Drop(), Reply(200)])
+    transport = driver.transport(retry=Retry(3, backoff=FAST))
+    if driver.colour == "sync":
+        body: Any = iter([b"chunk-1", b"chunk-2"])
+    else:
+
+        async def chunks() -> Any:
+            yield b"chunk-1"
+            yield b"chunk-2"
+
+        body = chunks()
+    with pytest.raises(httpx.TransportError) as caught:
+        driver.send(transport, "PUT", f"{http_server.url}/upload", content=body)
+    assert "one-shot" in "".join(caught.value.__notes__)
+    assert len(http_server.received("/upload")) == 1
+
+
+def test_hedging_cuts_a_slow_tail(driver: Driver, http_server: Any) -> None:
+    """A GET whose first copy is slow is answered by the hedge sent after the delay."""
+    http_server.script("/tail", [Reply(200, body=b"slow", delay=2.0), Reply(200, body=b"fast")])
+    transport = driver.transport(retry=None, hedge=Hedge(0.05))
+    started = time.monotonic()
+    response = driver.send(transport, "GET", f"{http_server.url}/tail")
+    assert response.content == b"fast"
+    assert time.monotonic() - started < 2.0
+    assert len(http_server.received("/tail")) == 2
+
+
+def test_post_is_never_hedged(driver: Driver, http_server: Any) -> None:
+    """Hedging applies to idempotent requests only."""
+    http_server.script("/charges", [Reply(200, delay=0.3)])
+    transport = driver.transport(retry=None, hedge=Hedge(0.01))
+    driver.send(transport, "POST", f"{http_server.url}/charges")
+    assert len(http_server.received("/charges")) == 1
+
+
+class GateClock(FakeClock):
+    """A fake clock whose async sleeps block until cancelled, announcing that they started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeping = asyncio.Event()
+
+    async def sleep_async(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.sleeping.set()
+        await asyncio.get_running_loop().create_future()  # until cancelled
+
+
+def test_cancelling_during_backoff_stops_attempts_and_releases_permits(
+    http_server: Any,
+) -> None:
+    """Cancelling the task during a backoff sleep sends no more attempts and frees every permit."""
+    clock = GateClock()
+    http_server.script("/r", [Reply(503)])
+    transport = AsyncResilientTransport(
+        retry=Retry(5, clock=clock), bulkhead=Bulkhead(1), breaker=CircuitBreaker(), clock=clock
+    )
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=transport) as client:
+            task = asyncio.create_task(client.get(f"{http_server.url}/r"))
+            await asyncio.wait_for(clock.sleeping.wait(), 5)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+    assert len(http_server.received("/r")) == 1
+    assert transport.bulkhead_for(http_server.url).active == 0
+    assert transport.breaker_for(http_server.url).metrics.total_interrupted == 0
+
+
+def test_cancelling_a_hedged_call_cancels_every_copy(http_server: Any) -> None:
+    """Cancelling a hedged call cancels both copies in flight and frees their permits."""
+    http_server.script("/stall", [Stall()])
+    bulkhead = Bulkhead(4)
+    transport = AsyncResilientTransport(
+        retry=None, hedge=Hedge(0.01), bulkhead=bulkhead, breaker=CircuitBreaker(half_open_calls=1)
+    )
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=transport) as client:
+            task = asyncio.create_task(client.get(f"{http_server.url}/stall"))
+            for _ in range(500):  # wait (bounded) until both copies reached the server
+                if len(http_server.received("/stall")) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert transport.bulkhead_for(http_server.url).active == 2
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+    assert len(http_server.received("/stall")) == 2
+    assert transport.bulkhead_for(http_server.url).active == 0
+    assert transport.breaker_for(http_server.url).metrics.total_interrupted == 2
