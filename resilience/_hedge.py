@@ -133,6 +133,7 @@ class Hedge(Policy):
                             continue
                         result = future.result()
                         if self._accepts(result):
+                            self._drop(last_result)  # an earlier, unaccepted answer
                             return result  # type: ignore[no-any-return]
                         self._drop(last_result)
                         last_result, lost = result, True
@@ -207,6 +208,7 @@ class Hedge(Policy):
                         continue
                     outstanding -= 1
                     if ok and self._accepts(value):
+                        self._drop(last_result)  # an earlier, unaccepted answer
                         return value  # type: ignore[no-any-return]
                     if ok:
                         self._drop(last_result)

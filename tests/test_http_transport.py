@@ -388,3 +388,23 @@ def test_cancelling_a_hedged_call_cancels_every_copy(http_server: Any) -> None:
     assert len(http_server.received("/stall")) == 2
     assert transport.bulkhead_for(http_server.url).active == 0
     assert transport.breaker_for(http_server.url).metrics.total_interrupted == 2
+
+
+def test_resilient_client_builds_a_configured_client(http_server: Any) -> None:
+    """``resilient_client`` splits transport options from client options."""
+    from resilience.http import resilient_async_client, resilient_client
+
+    http_server.script("/r", [Reply(503), Reply(200, body=b"ok")])
+    with resilient_client(
+        base_url=http_server.url, retry=Retry(2, backoff=FAST), headers={"X-App": "shop"}
+    ) as client:
+        assert isinstance(client._transport, ResilientTransport)
+        response = client.get("/r")
+    assert (response.status_code, response.content) == (200, b"ok")
+    assert http_server.received("/r")[0].headers["x-app"] == "shop"
+
+    async def go() -> int:
+        async with resilient_async_client(base_url=http_server.url, deadline=5.0) as client:
+            return (await client.get("/other")).status_code
+
+    assert asyncio.run(go()) == 200

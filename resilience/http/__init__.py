@@ -12,6 +12,7 @@ from resilience.http._classify import (
     KEYED_RETRY_STATUSES,
     RETRY_STATUSES,
 )
+from resilience.http._client import resilient_async_client, resilient_client
 from resilience.http._keys import IDEMPOTENCY_KEY, new_idempotency_key
 from resilience.http._retry_after import parse_retry_after
 from resilience.http._transport import (
@@ -31,4 +32,6 @@ __all__ = [
     "ResilientTransport",
     "new_idempotency_key",
     "parse_retry_after",
+    "resilient_async_client",
+    "resilient_client",
 ]
