@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SCENARIOS = ["overhead"]
+SCENARIOS = ["overhead", "http"]
 
 
 def main() -> None:

@@ -408,3 +408,19 @@ def test_resilient_client_builds_a_configured_client(http_server: Any) -> None:
             return (await client.get("/other")).status_code
 
     assert asyncio.run(go()) == 200
+
+
+def test_header_writer_falls_back_to_the_public_api() -> None:
+    """The fast header write replaces an existing value, and works without httpx internals."""
+    from resilience.http._transport import _set_header
+
+    headers = httpx.Headers({"Request-Timeout-Ms": "9"})
+    _set_header(headers, b"Request-Timeout-Ms", "5")
+    assert headers.get_list("request-timeout-ms") == ["5"]
+
+    class Plain(dict[str, str]):
+        pass
+
+    plain = Plain()
+    _set_header(plain, b"Request-Timeout-Ms", "7")  # type: ignore[arg-type]
+    assert plain == {"Request-Timeout-Ms": "7"}

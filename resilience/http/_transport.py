@@ -34,6 +34,7 @@ from resilience._timeout import Deadline
 from resilience._validate import check_duration
 from resilience.http._classify import (
     KEYED_METHODS,
+    KEYED_RETRY_STATUSES,
     is_breaker_failure,
     may_resend,
     retryable_error,
@@ -116,6 +117,7 @@ class _Rules:
         self.key_style: KeyStyle = key_style
         self.retry_after_max = float(retry_after_max)
         self.deadline_header = deadline_header
+        self._deadline_key = (deadline_header or "").encode("ascii")
         self.clock = clock or (retry.clock if retry is not None else SYSTEM_CLOCK)
         self._origins: dict[tuple[bytes, bytes, int | None], _Origin] = {}
         self._lock = threading.Lock()
@@ -202,15 +204,21 @@ class _Rules:
             left = scope.remaining()
             if left <= 0.0:
                 raise DeadlineExceededError("Deadline", self.deadline or 0.0)
-            limit = left if limit is None or left < limit else limit
+            if limit is None or left < limit:
+                limit = left
             if self.deadline_header:
-                request.headers[self.deadline_header] = str(max(1, int(left * 1000)))
+                _set_header(request.headers, self._deadline_key, str(max(1, int(left * 1000))))
         if limit is not None:
-            current = request.extensions.get("timeout") or {}
-            request.extensions["timeout"] = {
-                name: limit if current.get(name) is None else min(limit, current[name])
-                for name in _TIMEOUT_KEYS
-            }
+            extensions = request.extensions
+            current = extensions.get("timeout")
+            if not current:
+                extensions["timeout"] = dict.fromkeys(_TIMEOUT_KEYS, limit)
+            else:
+                capped = {}
+                for name in _TIMEOUT_KEYS:
+                    value = current.get(name)
+                    capped[name] = limit if value is None or value > limit else value
+                extensions["timeout"] = capped
 
     def wants_hedge(self, request: httpx.Request) -> bool:
         return self.hedge is not None and may_resend(request.method, False)
@@ -236,15 +244,20 @@ class _Rules:
         return retryable_error(exc, resendable)
 
     def _retryable_response(self, response: object) -> bool:
-        if not isinstance(response, httpx.Response):
-            return False
-        request = _request_of(response)
-        if request is None:
-            return False
+        """Whether this response calls for another attempt (judged once per attempt, in
+        ``judge_response``; the verdict rides on the response)."""
+        return getattr(response, "_resilience_retryable", False) is True
+
+    def judge_response(self, response: httpx.Response, request: httpx.Request) -> bool:
+        """Classify a fresh response once: may the call retry (or hedge) past it?"""
+        if response.status_code not in KEYED_RETRY_STATUSES:
+            return False  # the common case: no header lookups at all
         has_key = IDEMPOTENCY_KEY in request.headers
-        if not retryable_status(response.status_code, request.method, has_key):
-            return False
-        return _replayable(request)
+        verdict = retryable_status(
+            response.status_code, request.method, has_key
+        ) and _replayable(request)
+        response._resilience_retryable = verdict  # type: ignore[attr-defined]
+        return verdict
 
     def _retry_after(self, outcome: object) -> float | None:
         if not isinstance(outcome, httpx.Response):
@@ -254,9 +267,26 @@ class _Rules:
             headers.get("Retry-After"), date=headers.get("Date"), maximum=self.retry_after_max
         )
 
-    def must_drain(self, response: httpx.Response) -> bool:
-        """A response the call may not return (it will be retried or hedged past) is drained."""
-        return self._retryable_response(response)
+
+
+def _set_header(headers: httpx.Headers, key: bytes, value: str) -> None:
+    """Set one ASCII header, replacing any earlier value.
+
+    ``Headers.__setitem__`` costs ~2.5 µs (it re-encodes and rescans); this is called on every
+    attempt, so write httpx's internal list directly when it has the shape we know, and fall
+    back to the public API otherwise.
+    """
+    raw = getattr(headers, "_list", None)
+    if not isinstance(raw, list):
+        headers[key.decode("ascii")] = value
+        return
+    lower = key.lower()
+    entry = (key, lower, value.encode("ascii"))
+    for index, item in enumerate(raw):
+        if item[1] == lower:
+            raw[index] = entry
+            return
+    raw.append(entry)
 
 
 def _is_server_error(response: object) -> bool:
@@ -347,7 +377,7 @@ class ResilientTransport(httpx.BaseTransport):
             exc.request = request  # httpx attaches it above the transport; we classify here
             raise
         response.request = request
-        if rules.must_drain(response):
+        if rules.judge_response(response, request):
             try:
                 response.read()
             finally:
@@ -425,7 +455,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             exc.request = request
             raise
         response.request = request
-        if rules.must_drain(response):
+        if rules.judge_response(response, request):
             try:
                 await response.aread()
             finally:

@@ -1,0 +1,210 @@
+"""Requests per second through httpx with ResilientTransport vs bare httpx and the peers.
+
+Same loopback server (its own process, pinned to another core), keep-alive, one request at a
+time, interleaved rounds. Ours: retry + breaker + deadline + idempotency keys (tracing does not
+exist yet, so it is off). Peers: httpx-retries' RetryTransport and a tenacity-wrapped call.
+Target (issue 3): >= 0.97 of bare throughput, sync and async.
+
+Also shows why our install brings ``sniffio``: httpcore imports it on every async request, and
+when it is missing each failed import searches sys.path again. That case is simulated by a
+meta-path finder that does the same search and then fails, exactly as a missing module does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.machinery
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from benchmarks._harness import Case, Result, header, run_cases
+from resilience import Backoff, CircuitBreaker, Retry, RetryBudget
+from resilience.http import AsyncResilientTransport, ResilientTransport
+
+PEERS = ["resilience", "httpx", "httpcore", "sniffio", "httpx-retries", "tenacity"]
+
+
+@contextmanager
+def loopback_server() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as scratch:
+        port_file = os.path.join(scratch, "port")
+        process = subprocess.Popen([sys.executable, "-m", "benchmarks._server", port_file])
+        try:
+            deadline = time.monotonic() + 10
+            while not os.path.exists(port_file):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("benchmark server did not start")
+                time.sleep(0.01)
+            with open(port_file) as handle:
+                yield f"http://127.0.0.1:{handle.read().strip()}"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def ours_options() -> dict[str, Any]:
+    return {
+        "retry": Retry(3, backoff=Backoff(initial=0.05, maximum=1.0), budget=RetryBudget()),
+        "breaker": CircuitBreaker("bench", minimum_calls=20),
+        "deadline": 5.0,
+    }
+
+
+class _MissingSniffio:
+    """Make ``import sniffio`` fail the way a missing module does: after a sys.path search."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "sniffio":
+            importlib.machinery.PathFinder.find_spec("sniffio_is_not_installed")
+            raise ModuleNotFoundError("No module named 'sniffio'", name="sniffio")
+        return None
+
+
+def sync_cases(url: str) -> list[Case]:
+    import tenacity
+    from httpx_retries import Retry as PeerRetry
+    from httpx_retries import RetryTransport
+
+    ok = lambda i: 200  # noqa: E731
+    bare = httpx.Client()
+    ours = httpx.Client(transport=ResilientTransport(**ours_options()))
+    peer = httpx.Client(transport=RetryTransport(retry=PeerRetry(total=3)))
+    tenacity_get = tenacity.retry(
+        stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_exponential_jitter()
+    )(bare.get)
+    group = "sync httpx.Client, GET, keep-alive"
+    return [
+        Case("bare httpx.Client", lambda i: bare.get(url).status_code, expect=ok, group=group),
+        Case("ResilientTransport", lambda i: ours.get(url).status_code, expect=ok, group=group),
+        Case(
+            "ResilientTransport, POST + key",
+            lambda i: ours.post(url).status_code,
+            expect=ok,
+            group=group,
+        ),
+        Case(
+            "bare httpx.Client, POST", lambda i: bare.post(url).status_code, expect=ok, group=group
+        ),
+        Case(
+            "httpx-retries RetryTransport",
+            lambda i: peer.get(url).status_code,
+            expect=ok,
+            group=group,
+        ),
+        Case(
+            "tenacity-wrapped client.get",
+            lambda i: tenacity_get(url).status_code,
+            expect=ok,
+            group=group,
+        ),
+    ]
+
+
+def async_cases(url: str) -> list[Case]:
+    from httpx_retries import Retry as PeerRetry
+    from httpx_retries import RetryTransport
+
+    ok = lambda i: 200  # noqa: E731
+    clients: dict[str, httpx.AsyncClient] = {}
+
+    def client(name: str) -> httpx.AsyncClient:
+        # One client per case and per event loop (each timed batch runs in asyncio.run).
+        loop = asyncio.get_running_loop()
+        key = f"{name}:{id(loop)}"
+        if key not in clients:
+            if name == "ours":
+                clients[key] = httpx.AsyncClient(
+                    transport=AsyncResilientTransport(**ours_options())
+                )
+            elif name == "peer":
+                clients[key] = httpx.AsyncClient(transport=RetryTransport(retry=PeerRetry(total=3)))
+            else:
+                clients[key] = httpx.AsyncClient()
+        return clients[key]
+
+    async def get(name: str) -> int:
+        return (await client(name).get(url)).status_code
+
+    async def get_without_sniffio() -> int:
+        finder = _MissingSniffio()
+        saved = sys.modules.pop("sniffio", None)
+        sys.meta_path.insert(0, finder)
+        try:
+            return (await client("bare-nosniffio").get(url)).status_code
+        finally:
+            sys.meta_path.remove(finder)
+            if saved is not None:
+                sys.modules["sniffio"] = saved
+
+    group = "async httpx.AsyncClient, GET, keep-alive, one at a time"
+    return [
+        Case("bare httpx.AsyncClient", acall=lambda i: get("bare"), expect=ok, group=group),
+        Case("AsyncResilientTransport", acall=lambda i: get("ours"), expect=ok, group=group),
+        Case(
+            "httpx-retries RetryTransport (async)",
+            acall=lambda i: get("peer"),
+            expect=ok,
+            group=group,
+        ),
+        Case(
+            "bare httpx.AsyncClient, sniffio missing",
+            acall=lambda i: get_without_sniffio(),
+            expect=ok,
+            group=group,
+        ),
+    ]
+
+
+def report(results: list[Result], baseline: str) -> str:
+    base = next(r for r in results if r.name == baseline).median
+    lines = [f"{'case':<44} {'req/s':>8} {'µs/req':>8} {'min-max µs':>15} {'x bare':>7}"]
+    for result in results:
+        spread = f"{min(result.samples):.0f}-{max(result.samples):.0f}"
+        lines.append(
+            f"{result.name:<44} {1e6 / result.median:8.0f} {result.median:8.1f} {spread:>15} "
+            f"{base / result.median:7.3f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    args = parser.parse_args(argv)
+    rounds, batch, budget = (3, 200, 10.0) if args.quick else (9, 2_000, 150.0)
+    warnings.simplefilter("ignore")
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})
+    print(header(PEERS))
+    print(f"# {rounds} interleaved rounds of {batch} requests; x bare = throughput ratio\n")
+    with loopback_server() as url:
+        sync = run_cases(sync_cases(url), rounds=rounds, batch=batch, max_seconds=budget)
+        print(report(sync, "bare httpx.Client"))
+        print()
+        asyncs = run_cases(async_cases(url), rounds=rounds, batch=batch, max_seconds=budget)
+        print(report(asyncs, "bare httpx.AsyncClient"))
+    ratio_sync = _ratio(sync, "bare httpx.Client", "ResilientTransport")
+    ratio_async = _ratio(asyncs, "bare httpx.AsyncClient", "AsyncResilientTransport")
+    print(
+        f"\nthroughput vs bare: sync {ratio_sync:.3f}, async {ratio_async:.3f} "
+        f"(target >= 0.97): {'MET' if min(ratio_sync, ratio_async) >= 0.97 else 'MISSED'}"
+    )
+
+
+def _ratio(results: list[Result], baseline: str, ours: str) -> float:
+    medians = {r.name: r.median for r in results}
+    return medians[baseline] / medians[ours]
+
+
+if __name__ == "__main__":
+    main()
