@@ -69,6 +69,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    connection: int = 0  # which TCP connection carried it (numbered from 1 per server)
 
 
 class _Connection(asyncio.Protocol):
@@ -76,11 +77,14 @@ class _Connection(asyncio.Protocol):
         self.server = server
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
+        self.number = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.server._connections.add(self)
+        self.server._opened += 1
+        self.number = self.server._opened
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._connections.discard(self)
@@ -114,7 +118,7 @@ class _Connection(asyncio.Protocol):
                 return None
             body, consumed = rest[:length], length
         self.buffer = rest[consumed:]
-        return Received(method, target, headers, body, time.monotonic())
+        return Received(method, target, headers, body, time.monotonic(), self.number)
 
     def send(self, status: int, headers: dict[str, str], body: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -152,6 +156,7 @@ class ScriptedServer:
         self._counts: dict[str, int] = {}
         self._received: list[Received] = []
         self._connections: set[_Connection] = set()
+        self._opened = 0
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
         self._thread = threading.Thread(

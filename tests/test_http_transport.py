@@ -424,3 +424,14 @@ def test_header_writer_falls_back_to_the_public_api() -> None:
     plain = Plain()
     _set_header(plain, b"Request-Timeout-Ms", "7")  # type: ignore[arg-type]
     assert plain == {"Request-Timeout-Ms": "7"}
+
+
+def test_failed_attempts_return_their_connection_to_the_pool(
+    driver: Driver, http_server: Any
+) -> None:
+    """Responses that will be retried are read and closed: every attempt reuses one connection."""
+    http_server.script("/r", [Reply(503, body=b"x" * 10_000), Reply(502), Reply(200)])
+    transport = driver.transport(retry=Retry(3, backoff=FAST))
+    assert driver.send(transport, "GET", f"{http_server.url}/r").status_code == 200
+    connections = {received.connection for received in http_server.received("/r")}
+    assert len(connections) == 1

@@ -253,9 +253,9 @@ class _Rules:
         if response.status_code not in KEYED_RETRY_STATUSES:
             return False  # the common case: no header lookups at all
         has_key = IDEMPOTENCY_KEY in request.headers
-        verdict = retryable_status(
-            response.status_code, request.method, has_key
-        ) and _replayable(request)
+        verdict = retryable_status(response.status_code, request.method, has_key) and _replayable(
+            request
+        )
         response._resilience_retryable = verdict  # type: ignore[attr-defined]
         return verdict
 
@@ -266,7 +266,6 @@ class _Rules:
         return parse_retry_after(
             headers.get("Retry-After"), date=headers.get("Date"), maximum=self.retry_after_max
         )
-
 
 
 def _set_header(headers: httpx.Headers, key: bytes, value: str) -> None:
@@ -289,8 +288,8 @@ def _set_header(headers: httpx.Headers, key: bytes, value: str) -> None:
     raw.append(entry)
 
 
-def _is_server_error(response: object) -> bool:
-    return isinstance(response, httpx.Response) and is_breaker_failure(response.status_code)
+def _is_server_error(response: httpx.Response) -> bool:
+    return response.status_code >= 500  # a 5xx counts against the breaker; 4xx do not
 
 
 def _close_quietly(response: object) -> None:
@@ -376,7 +375,6 @@ class ResilientTransport(httpx.BaseTransport):
         except httpx.RequestError as exc:
             exc.request = request  # httpx attaches it above the transport; we classify here
             raise
-        response.request = request
         if rules.judge_response(response, request):
             try:
                 response.read()
@@ -454,7 +452,6 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         except httpx.RequestError as exc:
             exc.request = request
             raise
-        response.request = request
         if rules.judge_response(response, request):
             try:
                 await response.aread()
