@@ -302,7 +302,52 @@ def _note(exc: BaseException, note: str) -> None:
         exc.add_note(note)
 
 
-class ResilientTransport(httpx.BaseTransport):
+class _Resilient:
+    """What both transports share: the constructor, the rules, and per-origin lookups."""
+
+    _rules: _Rules
+
+    def _configure(
+        self,
+        *,
+        retry: Retry | None,
+        breaker: CircuitBreaker | None,
+        bulkhead: Bulkhead | None,
+        timeout: float | None,
+        deadline: float | None,
+        hedge: Hedge | None,
+        idempotency_keys: bool,
+        key_style: KeyStyle,
+        retry_after_max: float,
+        deadline_header: str | None,
+        clock: Clock | None,
+    ) -> None:
+        self._rules = _Rules(
+            retry=retry,
+            breaker=breaker,
+            bulkhead=bulkhead,
+            timeout=timeout,
+            deadline=deadline,
+            hedge=hedge,
+            idempotency_keys=idempotency_keys,
+            key_style=key_style,
+            retry_after_max=retry_after_max,
+            deadline_header=deadline_header,
+            clock=clock,
+        )
+
+    def breaker_for(self, url: httpx.URL | str) -> CircuitBreaker | None:
+        """The circuit breaker of ``url``'s origin (``None`` before its first request)."""
+        found = _origin_of(self._rules, url)
+        return found.breaker if found is not None else None
+
+    def bulkhead_for(self, url: httpx.URL | str) -> Bulkhead | None:
+        """The bulkhead of ``url``'s origin (``None`` before its first request)."""
+        found = _origin_of(self._rules, url)
+        return found.bulkhead if found is not None else None
+
+
+class ResilientTransport(_Resilient, httpx.BaseTransport):
     """An ``httpx.BaseTransport`` applying resilience policies per origin, with HTTP semantics.
 
     - ``retry``: attempts, backoff and budget come from this ``Retry`` (default 3 attempts);
@@ -340,29 +385,8 @@ class ResilientTransport(httpx.BaseTransport):
         clock: Clock | None = None,
     ) -> None:
         self._inner = inner if inner is not None else httpx.HTTPTransport()
-        self._rules = _Rules(
-            retry=retry,
-            breaker=breaker,
-            bulkhead=bulkhead,
-            timeout=timeout,
-            deadline=deadline,
-            hedge=hedge,
-            idempotency_keys=idempotency_keys,
-            key_style=key_style,
-            retry_after_max=retry_after_max,
-            deadline_header=deadline_header,
-            clock=clock,
-        )
-
-    def breaker_for(self, url: httpx.URL | str) -> CircuitBreaker | None:
-        """The circuit breaker of ``url``'s origin (``None`` before its first request)."""
-        found = _origin_of(self._rules, url)
-        return found.breaker if found is not None else None
-
-    def bulkhead_for(self, url: httpx.URL | str) -> Bulkhead | None:
-        """The bulkhead of ``url``'s origin (``None`` before its first request)."""
-        found = _origin_of(self._rules, url)
-        return found.bulkhead if found is not None else None
+        # Every keyword argument above, passed on as is (the signature stays explicit for users).
+        self._configure(**{k: v for k, v in locals().items() if k not in ("self", "inner")})
 
     def _wrap(self, policy: Policy | None) -> Callable[[httpx.Request], httpx.Response]:
         return self._attempt if policy is None else policy._wrap_sync(self._attempt)
@@ -393,7 +417,7 @@ class ResilientTransport(httpx.BaseTransport):
         self._inner.close()
 
 
-class AsyncResilientTransport(httpx.AsyncBaseTransport):
+class AsyncResilientTransport(_Resilient, httpx.AsyncBaseTransport):
     """The ``httpx.AsyncClient`` twin of ``ResilientTransport``: same arguments, same rules.
 
     Cancelling the calling task stops every attempt (a backoff sleep, a hedge) and releases
@@ -417,29 +441,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         clock: Clock | None = None,
     ) -> None:
         self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
-        self._rules = _Rules(
-            retry=retry,
-            breaker=breaker,
-            bulkhead=bulkhead,
-            timeout=timeout,
-            deadline=deadline,
-            hedge=hedge,
-            idempotency_keys=idempotency_keys,
-            key_style=key_style,
-            retry_after_max=retry_after_max,
-            deadline_header=deadline_header,
-            clock=clock,
-        )
-
-    def breaker_for(self, url: httpx.URL | str) -> CircuitBreaker | None:
-        """The circuit breaker of ``url``'s origin (``None`` before its first request)."""
-        found = _origin_of(self._rules, url)
-        return found.breaker if found is not None else None
-
-    def bulkhead_for(self, url: httpx.URL | str) -> Bulkhead | None:
-        """The bulkhead of ``url``'s origin (``None`` before its first request)."""
-        found = _origin_of(self._rules, url)
-        return found.bulkhead if found is not None else None
+        self._configure(**{k: v for k, v in locals().items() if k not in ("self", "inner")})
 
     def _wrap(self, policy: Policy | None) -> Callable[[httpx.Request], Any]:
         return self._attempt if policy is None else policy._wrap_async(self._attempt)

@@ -141,6 +141,17 @@ class _Ok(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
 class _Counters:
     _plan: _FaultPlan
+    _clock: Clock
+
+    def _setup(
+        self,
+        faults: Sequence[Fault],
+        schedule: Sequence[Fault | None],
+        seed: int | None,
+        clock: Clock | None,
+    ) -> None:
+        self._plan = _FaultPlan(faults, schedule, seed)
+        self._clock = clock or SYSTEM_CLOCK
 
     @property
     def requests(self) -> int:
@@ -178,8 +189,7 @@ class FaultInjectingTransport(_Counters, httpx.BaseTransport):
         clock: Clock | None = None,
     ) -> None:
         self._inner = inner if inner is not None else _Ok()
-        self._plan = _FaultPlan(faults, schedule, seed)
-        self._clock = clock or SYSTEM_CLOCK
+        self._setup(faults, schedule, seed, clock)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         delay, fault = self._plan.decide(self._clock.now())
@@ -206,8 +216,7 @@ class AsyncFaultInjectingTransport(_Counters, httpx.AsyncBaseTransport):
         clock: Clock | None = None,
     ) -> None:
         self._inner = inner if inner is not None else _Ok()
-        self._plan = _FaultPlan(faults, schedule, seed)
-        self._clock = clock or SYSTEM_CLOCK
+        self._setup(faults, schedule, seed, clock)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         delay, fault = self._plan.decide(self._clock.now())
