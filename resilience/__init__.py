@@ -23,15 +23,18 @@ from resilience._events import (
     Event,
     FallbackUsed,
     HedgeSent,
+    RateLimited,
     RetryBudgetExhausted,
     RetryGaveUp,
     RetryScheduled,
     subscribe,
 )
 from resilience._fallback import Fallback
+from resilience._gcra import RateLimitDecision
 from resilience._hedge import Hedge
 from resilience._pipeline import Pipeline
 from resilience._policy import Policy
+from resilience._ratelimit import RateLimiter
 from resilience._retry.backoff import Backoff
 from resilience._retry.budget import RetryBudget
 from resilience._retry.retry import Retry
@@ -61,7 +64,10 @@ __all__ = [
     "HedgeSent",
     "Pipeline",
     "Policy",
+    "RateLimitDecision",
+    "RateLimited",
     "RateLimitedError",
+    "RateLimiter",
     "ResilienceError",
     "Retry",
     "RetryBudget",

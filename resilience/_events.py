@@ -21,6 +21,7 @@ __all__ = [
     "FallbackUsed",
     "HedgeSent",
     "Listener",
+    "RateLimited",
     "RetryBudgetExhausted",
     "RetryGaveUp",
     "RetryScheduled",
@@ -84,6 +85,13 @@ class BulkheadRejected(Event):
     """The bulkhead had no permit and could not queue the call (or its wait ran out)."""
 
     max_concurrent: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimited(Event):
+    """A rate limiter refused a call; it could be admitted after ``retry_after`` seconds."""
+
+    retry_after: float
 
 
 @dataclass(frozen=True, slots=True)

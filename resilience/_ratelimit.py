@@ -1,0 +1,141 @@
+"""RateLimiter: the policy over the GCRA core (``resilience._gcra``) and a store.
+
+The store runs each GCRA step atomically; the shells only sleep (within ``max_wait``) and raise
+``RateLimitedError``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from resilience import _events
+from resilience._clock import SYSTEM_CLOCK, Clock
+from resilience._context import remaining
+from resilience._errors import RateLimitedError
+from resilience._gcra import GcraParams, RateLimitDecision
+from resilience._policy import Policy
+from resilience._validate import check_duration
+from resilience.stores._memory import MemoryStore
+
+__all__ = ["RateLimiter"]
+
+T = TypeVar("T")
+
+
+class RateLimiter(Policy):
+    """Admit ``rate`` calls per ``per`` seconds, smoothly, with ``burst`` extra at once (GCRA).
+
+    Over the limit, a call waits up to ``max_wait`` seconds for its slot (and never past the
+    current deadline), otherwise raises ``RateLimitedError`` with ``retry_after``.
+    ``acquire(cost)`` (which may wait) and ``try_acquire(cost)`` (which never does) return a
+    ``RateLimitDecision``. ``store`` keeps the
+    state: in memory by default, shared by all replicas with ``RedisStore``. ``key`` names the
+    limit in the store. Thread-safe and asyncio-safe.
+    """
+
+    __slots__ = ("_clock", "_params", "_store", "burst", "key", "max_wait", "per", "rate")
+
+    def __init__(
+        self,
+        rate: float,
+        per: float = 1.0,
+        *,
+        burst: int | None = None,
+        max_wait: float = 0.0,
+        key: str = "default",
+        store: Any = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+            raise ValueError(f"rate must be a number > 0, got {rate!r}")
+        if math.isinf(rate):
+            raise ValueError(f"rate must be finite, got {rate!r}")
+        check_duration(per, "per", allow_zero=False)
+        if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int)):
+            raise TypeError(f"burst must be an int or None, got {burst!r}")
+        if burst is not None and burst < 0:
+            raise ValueError(f"burst must be >= 0, got {burst!r}")
+        check_duration(max_wait, "max_wait")
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"key must be a non-empty string, got {key!r}")
+        self.rate = float(rate)
+        self.per = float(per)
+        self.burst = burst if burst is not None else 0
+        self.max_wait = float(max_wait)
+        self.key = key
+        self._clock = clock or SYSTEM_CLOCK
+        emission = self.per / self.rate
+        self._params = GcraParams(emission, emission * (self.burst + 1), self.burst + 1)
+        self._store = store if store is not None else MemoryStore(clock=self._clock)
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimiter({self.rate!r}, per={self.per!r}, burst={self.burst!r}, key={self.key!r})"
+        )
+
+    def _check_cost(self, cost: int) -> None:
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+            raise ValueError(f"cost must be an int >= 0, got {cost!r}")
+        if cost > self._params.limit:
+            raise ValueError(
+                f"cost must be <= burst + 1 ({self._params.limit}), got {cost!r}: "
+                "it could never be admitted"
+            )
+
+    def try_acquire(self, cost: int = 1) -> RateLimitDecision:
+        """Take ``cost`` units now if the limit allows; never waits."""
+        self._check_cost(cost)
+        return self._decide(cost, 0.0)
+
+    def acquire(self, cost: int = 1) -> RateLimitDecision:
+        """Take ``cost`` units, waiting up to ``max_wait`` on the clock for them."""
+        self._check_cost(cost)
+        decision = self._decide(cost, self._wait_budget())
+        if decision.wait > 0.0:
+            self._clock.sleep(decision.wait)
+        return decision
+
+    async def acquire_async(self, cost: int = 1) -> RateLimitDecision:
+        """``acquire`` for coroutines: waits with the clock's async sleep."""
+        self._check_cost(cost)
+        decision = self._decide(cost, self._wait_budget())
+        if decision.wait > 0.0:
+            await self._clock.sleep_async(decision.wait)
+        return decision
+
+    def _wait_budget(self) -> float:
+        left = remaining()
+        return self.max_wait if left is None or left > self.max_wait else left
+
+    def _decide(self, cost: int, max_wait: float) -> RateLimitDecision:
+        decision: RateLimitDecision = self._store.gcra(self.key, self._params, cost, max_wait)
+        if not decision.allowed and _events.listeners:
+            _events.emit(_events.RateLimited(self.key, decision.retry_after))
+        return decision
+
+    def _rejected(self, decision: RateLimitDecision) -> RateLimitedError:
+        return RateLimitedError(self.key, decision.retry_after)
+
+    def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
+        acquire, rejected = self.acquire, self._rejected
+
+        def limited(*args: Any, **kwargs: Any) -> T:
+            decision = acquire()
+            if not decision.allowed:
+                raise rejected(decision)
+            return fn(*args, **kwargs)
+
+        return limited
+
+    def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        acquire, rejected = self.acquire_async, self._rejected
+
+        async def limited(*args: Any, **kwargs: Any) -> T:
+            decision = await acquire()
+            if not decision.allowed:
+                raise rejected(decision)
+            return await fn(*args, **kwargs)
+
+        return limited
