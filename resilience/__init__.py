@@ -27,6 +27,8 @@ from resilience._events import (
     RetryBudgetExhausted,
     RetryGaveUp,
     RetryScheduled,
+    StoreRecovered,
+    StoreUnavailable,
     subscribe,
 )
 from resilience._fallback import Fallback
@@ -74,6 +76,8 @@ __all__ = [
     "RetryBudgetExhausted",
     "RetryGaveUp",
     "RetryScheduled",
+    "StoreRecovered",
+    "StoreUnavailable",
     "SystemClock",
     "Timeout",
     "__version__",

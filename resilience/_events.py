@@ -25,6 +25,8 @@ __all__ = [
     "RetryBudgetExhausted",
     "RetryGaveUp",
     "RetryScheduled",
+    "StoreRecovered",
+    "StoreUnavailable",
     "emit",
     "listeners",
     "subscribe",
@@ -92,6 +94,21 @@ class RateLimited(Event):
     """A rate limiter refused a call; it could be admitted after ``retry_after`` seconds."""
 
     retry_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreUnavailable(Event):
+    """A shared store (Redis) failed with ``error``; the policy falls back to ``fallback``.
+
+    Emitted once per outage, not per call."""
+
+    error: str
+    fallback: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRecovered(Event):
+    """The shared store answers again after an outage."""
 
 
 @dataclass(frozen=True, slots=True)

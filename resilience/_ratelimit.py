@@ -100,7 +100,10 @@ class RateLimiter(Policy):
     async def acquire_async(self, cost: int = 1) -> RateLimitDecision:
         """``acquire`` for coroutines: waits with the clock's async sleep."""
         self._check_cost(cost)
-        decision = self._decide(cost, self._wait_budget())
+        decision: RateLimitDecision = await self._store.gcra_async(
+            self.key, self._params, cost, self._wait_budget()
+        )
+        self._announce(decision)
         if decision.wait > 0.0:
             await self._clock.sleep_async(decision.wait)
         return decision
@@ -111,9 +114,12 @@ class RateLimiter(Policy):
 
     def _decide(self, cost: int, max_wait: float) -> RateLimitDecision:
         decision: RateLimitDecision = self._store.gcra(self.key, self._params, cost, max_wait)
+        self._announce(decision)
+        return decision
+
+    def _announce(self, decision: RateLimitDecision) -> None:
         if not decision.allowed and _events.listeners:
             _events.emit(_events.RateLimited(self.key, decision.retry_after))
-        return decision
 
     def _rejected(self, decision: RateLimitDecision) -> RateLimitedError:
         return RateLimitedError(self.key, decision.retry_after)

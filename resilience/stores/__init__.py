@@ -1,10 +1,23 @@
 """Where policies keep their mutable state: in memory (the default) or shared on Redis.
 
 A store runs each state change as one atomic step. ``MemoryStore`` does it under a lock with
-the policy's clock; ``RedisStore`` (coming) in a Lua script with Redis's own clock, so a fleet
-of replicas shares one limit.
+the policy's clock; ``RedisStore`` in a Lua script with Redis's own clock, so a fleet of
+replicas shares one limit. ``redis`` is imported only when a ``RedisStore`` is used.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from resilience.stores._memory import MemoryStore
 
-__all__ = ["MemoryStore"]
+if TYPE_CHECKING:
+    from resilience.stores._redis import RedisStore
+
+__all__ = ["MemoryStore", "RedisStore"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisStore":  # lazily, so that `redis` stays an optional dependency
+        from resilience.stores._redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module 'resilience.stores' has no attribute {name!r}")

@@ -32,3 +32,9 @@ class MemoryStore:
             if len(self._tats) > 1024:  # forget limits that have fully decayed
                 self._tats = {k: t for k, t in self._tats.items() if t > now}
         return decision
+
+    async def gcra_async(
+        self, key: str, params: GcraParams, cost: int, max_wait: float
+    ) -> RateLimitDecision:
+        """``gcra`` for coroutines (memory never blocks)."""
+        return self.gcra(key, params, cost, max_wait)

@@ -1,0 +1,141 @@
+"""RedisStore: state shared by a fleet of replicas, one atomic Lua step per decision.
+
+Each step is a script loaded once and run by its SHA (redis-py's ``Script`` falls back to EVAL
+after a SCRIPT FLUSH), on Redis's own clock (``TIME``, microseconds, used at millisecond
+scale), so replicas with skewed clocks still share one limit. Keys are namespaced by
+``prefix`` and the policy's key, carry TTLs, and wrap the key in a hash tag (``{payments}``)
+so that each policy's keys land in one cluster slot.
+
+When Redis is unreachable or slow, no ``RedisError`` reaches the caller: the store follows
+``on_error`` ("allow": behave as unlimited; "deny": refuse), emits one ``StoreUnavailable``
+event and one warning per outage (not per call), and recovers by itself on the next successful
+call. Bound each call with the client's ``socket_timeout`` / ``socket_connect_timeout``
+(e.g. 0.05 s): a store call never waits longer than the client does.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import math
+import threading
+from typing import Any, Literal
+
+from resilience import _events
+from resilience._gcra import GcraParams, RateLimitDecision
+
+__all__ = ["RedisStore"]
+
+_log = logging.getLogger("resilience")
+_GCRA_LUA = importlib.resources.files("resilience.stores").joinpath("gcra.lua").read_text()
+
+
+class RedisStore:
+    """Keep rate-limiter state in Redis (``redis.Redis``, ``redis.asyncio.Redis`` or a cluster
+    client). ``prefix`` namespaces the keys; ``on_error`` is "allow" or "deny"."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str = "resilience:",
+        on_error: Literal["allow", "deny"] = "allow",
+    ) -> None:
+        if on_error not in ("allow", "deny"):
+            raise ValueError(f"on_error must be 'allow' or 'deny', got {on_error!r}")
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a string, got {prefix!r}")
+        if not hasattr(client, "register_script"):
+            raise TypeError(f"client must be a redis-py client, got {client!r}")
+        self._client = client
+        self.prefix = prefix
+        self.on_error = on_error
+        self._gcra = client.register_script(_GCRA_LUA)
+        self._down = False
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._client!r}, prefix={self.prefix!r}, on_error={self.on_error!r})"
+
+    def key(self, name: str, kind: str) -> str:
+        """The Redis key of policy ``name``'s ``kind`` of state, hash-tagged by name."""
+        return f"{self.prefix}{{{name}}}:{kind}"
+
+    # -- rate limiting --------------------------------------------------------------------------
+
+    def gcra(self, key: str, params: GcraParams, cost: int, max_wait: float) -> RateLimitDecision:
+        """One GCRA step for ``key``, atomically on the server (sync clients)."""
+        from redis.exceptions import RedisError
+
+        try:
+            reply = self._gcra(
+                keys=[self.key(key, "gcra")], args=_gcra_args(params, cost, max_wait)
+            )
+        except RedisError as exc:
+            return self._fallback(key, params, exc)
+        self._recovered(key)
+        return _gcra_decision(params, reply)
+
+    async def gcra_async(
+        self, key: str, params: GcraParams, cost: int, max_wait: float
+    ) -> RateLimitDecision:
+        """One GCRA step for ``key`` (``redis.asyncio`` clients)."""
+        from redis.exceptions import RedisError
+
+        try:
+            reply = await self._gcra(
+                keys=[self.key(key, "gcra")], args=_gcra_args(params, cost, max_wait)
+            )
+        except RedisError as exc:
+            return self._fallback(key, params, exc)
+        self._recovered(key)
+        return _gcra_decision(params, reply)
+
+    # -- outages --------------------------------------------------------------------------------
+
+    def _fallback(self, key: str, params: GcraParams, exc: Exception) -> RateLimitDecision:
+        with self._lock:
+            first, self._down = not self._down, True
+        if first:
+            _log.warning(
+                "resilience: Redis unavailable (%s: %s); rate limiter %r will %s until it is back",
+                type(exc).__name__,
+                exc,
+                key,
+                self.on_error,
+            )
+            if _events.listeners:
+                _events.emit(_events.StoreUnavailable(key, type(exc).__name__, self.on_error))
+        if self.on_error == "allow":
+            return RateLimitDecision(True, params.limit, params.limit - 1, 0.0, 0.0)
+        return RateLimitDecision(False, params.limit, 0, params.emission, params.emission)
+
+    def _recovered(self, key: str) -> None:
+        if not self._down:
+            return
+        with self._lock:
+            was_down, self._down = self._down, False
+        if was_down:
+            _log.warning("resilience: Redis is back; rate limiter %r shares its limit again", key)
+            if _events.listeners:
+                _events.emit(_events.StoreRecovered(key))
+
+
+def _gcra_args(params: GcraParams, cost: int, max_wait: float) -> list[str]:
+    return [
+        repr(params.emission * 1000.0),
+        repr(params.tolerance * 1000.0),
+        str(cost),
+        repr(max_wait * 1000.0),
+    ]
+
+
+def _gcra_decision(params: GcraParams, reply: list[Any]) -> RateLimitDecision:
+    allowed, ttl_ms, wait_ms, retry_ms = (float(part) for part in reply)
+    ttl, wait = ttl_ms / 1000.0, wait_ms / 1000.0
+    if allowed:
+        room = params.tolerance - ttl + wait
+        remaining = max(0, math.floor(room / params.emission + 1e-9))
+        return RateLimitDecision(True, params.limit, remaining, 0.0, ttl, wait)
+    remaining = max(0, math.floor((params.tolerance - ttl) / params.emission + 1e-9))
+    return RateLimitDecision(False, params.limit, remaining, retry_ms / 1000.0, ttl)

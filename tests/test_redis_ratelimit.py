@@ -1,0 +1,107 @@
+"""RateLimiter on a real redis-server: shared limits, Redis time, outages and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from resilience import RateLimiter, StoreRecovered, StoreUnavailable
+from resilience.stores import RedisStore
+from resilience.testing import EventRecorder
+from tests.redis_server import RedisServer
+
+
+def test_matches_redis_cell_on_redis_time(redis_server: RedisServer) -> None:
+    """CL.THROTTLE user123 15 30 60 on Redis: limit 16, remaining 15; the 17th waits ~2 s."""
+    limiter = RateLimiter(
+        30, per=60.0, burst=15, key="user123", store=RedisStore(redis_server.client())
+    )
+    first = limiter.try_acquire()
+    assert (first.allowed, first.limit, first.remaining) == (True, 16, 15)
+    assert first.reset_after == pytest.approx(2.0, abs=0.01)
+    for _ in range(15):
+        assert limiter.try_acquire().allowed
+    seventeenth = limiter.try_acquire()
+    assert not seventeenth.allowed
+    assert seventeenth.retry_after == pytest.approx(2.0, abs=0.05)
+
+
+def test_replicas_share_one_limit(redis_server: RedisServer) -> None:
+    """Two stores on two connections (two replicas) draw from the same limit."""
+    one = RateLimiter(1, per=60.0, burst=4, key="payments", store=RedisStore(redis_server.client()))
+    two = RateLimiter(1, per=60.0, burst=4, key="payments", store=RedisStore(redis_server.client()))
+    decisions = [limiter.try_acquire().allowed for limiter in (one, two) * 3]
+    assert decisions == [True] * 5 + [False]
+
+
+def test_different_keys_never_share_state(redis_server: RedisServer) -> None:
+    """Limits with different keys are independent, and their keys carry TTLs and hash tags."""
+    client: Any = redis_server.client()
+    store = RedisStore(client, prefix="svc:")
+    a = RateLimiter(1, per=60.0, key="a", store=store)
+    b = RateLimiter(1, per=60.0, key="b", store=store)
+    assert a.try_acquire().allowed
+    assert not a.try_acquire().allowed
+    assert b.try_acquire().allowed
+    assert sorted(client.keys("*")) == [b"svc:{a}:gcra", b"svc:{b}:gcra"]
+    assert 0 < client.pttl("svc:{a}:gcra") <= 60_000
+
+
+def test_async_client(redis_server: RedisServer) -> None:
+    """A redis.asyncio client works through acquire_async and the async decorator."""
+
+    async def scenario() -> list[bool]:
+        client: Any = redis_server.async_client()
+        limiter = RateLimiter(1, per=60.0, burst=1, key="async", store=RedisStore(client))
+        try:
+            return [(await limiter.acquire_async()).allowed for _ in range(3)]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == [True, True, False]
+
+
+def test_redis_outage_allows_calls_with_one_event_then_recovers(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis killed mid-run: no RedisError, calls allowed, one event and one warning for the
+    outage; restarted: shared limiting resumes by itself."""
+    limiter = RateLimiter(1, per=60.0, burst=0, key="k", store=RedisStore(redis_server.client()))
+    assert limiter.try_acquire().allowed
+    assert not limiter.try_acquire().allowed
+    redis_server.stop()
+    with EventRecorder() as recorder, caplog.at_level(logging.WARNING, logger="resilience"):
+        outage = [limiter.try_acquire().allowed for _ in range(5)]
+        redis_server.start()
+        after = [limiter.try_acquire().allowed for _ in range(2)]
+    assert outage == [True] * 5
+    assert after == [True, False]  # a fresh server: one allowed, then limited again
+    assert [
+        type(e).__name__
+        for e in recorder.events
+        if isinstance(e, (StoreUnavailable, StoreRecovered))
+    ] == ["StoreUnavailable", "StoreRecovered"]
+    unavailable = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(unavailable) == 1
+
+
+def test_deny_on_error(redis_server: RedisServer) -> None:
+    """With on_error="deny", an unreachable Redis refuses calls instead."""
+    limiter = RateLimiter(10, key="d", store=RedisStore(redis_server.client(), on_error="deny"))
+    redis_server.stop()
+    decision = limiter.try_acquire()
+    assert not decision.allowed
+    assert decision.retry_after > 0
+
+
+def test_bad_store_configuration() -> None:
+    """Bad on_error values and non-clients fail at construction, naming the parameter."""
+    import redis
+
+    with pytest.raises(ValueError, match="on_error"):
+        RedisStore(redis.Redis(), on_error="maybe")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="client"):
+        RedisStore(object())
