@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SCENARIOS = ["overhead", "http"]
+SCENARIOS = ["overhead", "http", "ratelimit"]
 
 
 def main() -> None:

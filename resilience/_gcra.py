@@ -12,16 +12,15 @@ O(1) time and space, with no timers and nothing to refill. Stores run ``gcra_ste
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ["GcraParams", "RateLimitDecision", "gcra_step"]
+__all__ = ["GcraParams", "RateLimitDecision", "gcra_admit", "gcra_step"]
 
 # Float rounding must not refuse a request that is exactly on time (now + T - tau == now).
 _SLACK = 1e-9
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimitDecision:
+class RateLimitDecision(NamedTuple):
     """The outcome of one acquisition, in the shape of the RateLimit header fields.
 
     ``allowed``: go ahead (after ``wait`` seconds, when the limiter was allowed to wait);
@@ -38,8 +37,7 @@ class RateLimitDecision:
     wait: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class GcraParams:
+class GcraParams(NamedTuple):
     """The frozen configuration of one limit: emission interval and tolerance, in seconds."""
 
     emission: float
@@ -47,28 +45,39 @@ class GcraParams:
     limit: int
 
 
+def gcra_admit(
+    emission: float, tolerance: float, tat: float | None, now: float, cost: int, max_wait: float
+) -> tuple[float | None, float]:
+    """The GCRA rule itself: ``(new_tat, wait)`` when admitted (store ``new_tat``, sleep
+    ``wait``), or ``(None, retry_after)`` when refused. Allocation-free on the hot path.
+
+    A request that would be allowed within ``max_wait`` seconds is admitted now with a
+    ``wait``: its slot is reserved, and the caller sleeps before going ahead.
+    """
+    if tat is None or tat < now:
+        tat = now
+    new_tat = tat + emission * cost
+    allow_at = new_tat - tolerance
+    if allow_at <= now + _SLACK:
+        return new_tat, 0.0
+    if allow_at <= now + max_wait + _SLACK:
+        return new_tat, allow_at - now
+    return None, allow_at - now
+
+
 def gcra_step(
     params: GcraParams, tat: float | None, now: float, cost: int, max_wait: float
 ) -> tuple[RateLimitDecision, float | None]:
-    """One GCRA decision: return it and the TAT to store (``None``: store nothing).
-
-    A request that would be allowed within ``max_wait`` seconds is admitted now with
-    ``wait`` set: its slot is reserved, and the caller sleeps before going ahead.
-    """
+    """One GCRA decision with all its numbers: return it and the TAT to store (or ``None``)."""
     emission, tolerance = params.emission, params.tolerance
-    tat = now if tat is None or tat < now else tat
-    new_tat = tat + emission * cost
-    allow_at = new_tat - tolerance
-    if allow_at <= now + max_wait + _SLACK:
-        wait = allow_at - now if allow_at > now + _SLACK else 0.0
+    new_tat, delay = gcra_admit(emission, tolerance, tat, now, cost, max_wait)
+    if new_tat is not None:
         ttl = new_tat - now
-        remaining = _remaining(tolerance - ttl + wait, emission)
-        return RateLimitDecision(True, params.limit, remaining, 0.0, ttl, wait), new_tat
-    ttl = tat - now
+        remaining = _remaining(tolerance - ttl + delay, emission)
+        return RateLimitDecision(True, params.limit, remaining, 0.0, ttl, delay), new_tat
+    ttl = (now if tat is None or tat < now else tat) - now
     return (
-        RateLimitDecision(
-            False, params.limit, _remaining(tolerance - ttl, emission), allow_at - now, ttl
-        ),
+        RateLimitDecision(False, params.limit, _remaining(tolerance - ttl, emission), delay, ttl),
         None,
     )
 

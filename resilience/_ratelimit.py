@@ -121,27 +121,37 @@ class RateLimiter(Policy):
         if not decision.allowed and _events.listeners:
             _events.emit(_events.RateLimited(self.key, decision.retry_after))
 
-    def _rejected(self, decision: RateLimitDecision) -> RateLimitedError:
-        return RateLimitedError(self.key, decision.retry_after)
+    def _refused(self, retry_after: float) -> RateLimitedError:
+        if _events.listeners:
+            _events.emit(_events.RateLimited(self.key, retry_after))
+        return RateLimitedError(self.key, retry_after)
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        acquire, rejected = self.acquire, self._rejected
+        admit, key, params = self._store.gcra_admit, self.key, self._params
+        budget, refused, sleep = self._wait_budget, self._refused, self._clock.sleep
+        may_wait = self.max_wait > 0.0  # without waiting, the deadline cannot matter
 
         def limited(*args: Any, **kwargs: Any) -> T:
-            decision = acquire()
-            if not decision.allowed:
-                raise rejected(decision)
+            wait = admit(key, params, 1, budget() if may_wait else 0.0)
+            if wait != 0.0:
+                if wait < 0.0:
+                    raise refused(-wait)
+                sleep(wait)
             return fn(*args, **kwargs)
 
         return limited
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        acquire, rejected = self.acquire_async, self._rejected
+        admit, key, params = self._store.gcra_admit_async, self.key, self._params
+        budget, refused, sleep = self._wait_budget, self._refused, self._clock.sleep_async
+        may_wait = self.max_wait > 0.0
 
         async def limited(*args: Any, **kwargs: Any) -> T:
-            decision = await acquire()
-            if not decision.allowed:
-                raise rejected(decision)
+            wait = await admit(key, params, 1, budget() if may_wait else 0.0)
+            if wait != 0.0:
+                if wait < 0.0:
+                    raise refused(-wait)
+                await sleep(wait)
             return await fn(*args, **kwargs)
 
         return limited

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._gcra import GcraParams, RateLimitDecision, gcra_step
+from resilience._gcra import GcraParams, RateLimitDecision, gcra_admit, gcra_step
 
 __all__ = ["MemoryStore"]
 
@@ -32,6 +32,24 @@ class MemoryStore:
             if len(self._tats) > 1024:  # forget limits that have fully decayed
                 self._tats = {k: t for k, t in self._tats.items() if t > now}
         return decision
+
+    def gcra_admit(self, key: str, params: GcraParams, cost: int, max_wait: float) -> float:
+        """The decorator's fast path: the wait (>= 0) if admitted, else -retry_after."""
+        with self._lock:
+            now = self._clock.now()
+            new_tat, delay = gcra_admit(
+                params.emission, params.tolerance, self._tats.get(key), now, cost, max_wait
+            )
+            if new_tat is None:
+                return -delay
+            self._tats[key] = new_tat
+        return delay
+
+    async def gcra_admit_async(
+        self, key: str, params: GcraParams, cost: int, max_wait: float
+    ) -> float:
+        """``gcra_admit`` for coroutines (memory never blocks)."""
+        return self.gcra_admit(key, params, cost, max_wait)
 
     async def gcra_async(
         self, key: str, params: GcraParams, cost: int, max_wait: float

@@ -91,6 +91,18 @@ class RedisStore:
         self._recovered(key)
         return _gcra_decision(params, reply)
 
+    def gcra_admit(self, key: str, params: GcraParams, cost: int, max_wait: float) -> float:
+        """The decorator's path: the wait (>= 0) if admitted, else -retry_after."""
+        decision = self.gcra(key, params, cost, max_wait)
+        return decision.wait if decision.allowed else -decision.retry_after
+
+    async def gcra_admit_async(
+        self, key: str, params: GcraParams, cost: int, max_wait: float
+    ) -> float:
+        """``gcra_admit`` for ``redis.asyncio`` clients."""
+        decision = await self.gcra_async(key, params, cost, max_wait)
+        return decision.wait if decision.allowed else -decision.retry_after
+
     # -- outages --------------------------------------------------------------------------------
 
     def _fallback(self, key: str, params: GcraParams, exc: Exception) -> RateLimitDecision:

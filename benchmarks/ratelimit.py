@@ -1,0 +1,178 @@
+"""Rate limiter cost: µs per acquisition in memory and on Redis, beside ``limits`` and
+pyrate-limiter measured in the same run, and Redis round trips per decision.
+
+Targets (issue 4): the memory limiter <= 1.5 µs per acquire; the Redis limiter exactly one
+round trip per decision and at least ``limits``' throughput. Every limit here is set so high
+that every call is admitted: we time the bookkeeping, not the refusals. The Redis cases start
+their own redis-server on a free 127.0.0.1 port (never the machine's 6379).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from benchmarks._harness import Case, header, run_cases, table
+from resilience import RateLimiter
+from resilience.stores import RedisStore
+
+PEERS = ["resilience", "limits", "pyrate-limiter", "redis"]
+HIGH = 1_000_000_000  # per second: never limiting
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (make test installs it)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as scratch:
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", scratch],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.kill()
+            process.wait(10)
+
+
+def memory_cases() -> list[Case]:
+    import limits
+    from limits.storage import MemoryStorage
+    from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+    from pyrate_limiter import Duration, Limiter, Rate
+
+    ours = RateLimiter(HIGH, burst=1000)
+    guarded = ours(lambda i: i)
+    item = limits.parse(f"{HIGH}/second")
+    fixed = FixedWindowRateLimiter(MemoryStorage())
+    moving_item = limits.parse("100000/second")
+    moving = MovingWindowRateLimiter(MemoryStorage())
+    pyrate = Limiter(Rate(HIGH, Duration.SECOND))
+    group = "memory, one acquisition"
+    return [
+        Case("bare call", lambda i: i, group=group),
+        Case("resilience RateLimiter (decorator)", guarded, group=group),
+        Case(
+            "resilience RateLimiter.try_acquire()",
+            lambda i: ours.try_acquire().allowed and i,
+            group=group,
+        ),
+        Case("limits fixed window hit()", lambda i: fixed.hit(item, "k") and i, group=group),
+        Case(
+            "limits moving window hit()",
+            lambda i: (moving.hit(moving_item, "k"), i)[1],
+            group=group,
+        ),
+        Case(
+            "pyrate-limiter try_acquire()",
+            lambda i: pyrate.try_acquire("k", blocking=False) and i,
+            group=group,
+        ),
+    ]
+
+
+def redis_cases(url: str) -> tuple[list[Case], Any]:
+    import limits
+    import redis
+    from limits.storage import RedisStorage
+    from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+
+    client = redis.Redis.from_url(url)
+    ours = RateLimiter(HIGH, burst=1000, key="bench", store=RedisStore(client))
+    guarded = ours(lambda i: i)
+    storage = RedisStorage(url)
+    item = limits.parse(f"{HIGH}/second")
+    fixed = FixedWindowRateLimiter(storage)
+    moving_item = limits.parse("100000000/second")
+    moving = MovingWindowRateLimiter(storage)
+    group = "Redis (loopback), one acquisition"
+    return [
+        Case("redis PING (one round trip)", lambda i: client.ping() and i, group=group),
+        Case("resilience RateLimiter on RedisStore", guarded, group=group),
+        Case(
+            "limits fixed window hit() on Redis", lambda i: fixed.hit(item, "k") and i, group=group
+        ),
+        Case(
+            "limits moving window hit() on Redis",
+            lambda i: (moving.hit(moving_item, "k"), i)[1],
+            group=group,
+        ),
+    ], client
+
+
+def round_trips(client: Any, url: str) -> int:
+    """Commands Redis processed for 100 decisions of our limiter (INFO commandstats)."""
+    limiter = RateLimiter(HIGH, burst=1000, key="count", store=RedisStore(client))
+    limiter.try_acquire()  # loads the script
+    client.config_resetstat()
+    for _ in range(100):
+        limiter.try_acquire()
+    stats = client.info("commandstats")
+    return sum(
+        int(v["calls"]) for k, v in stats.items() if k != "cmdstat_config" and k != "cmdstat_info"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    rounds, batch, budget = (3, 2_000, 10.0) if args.quick else (7, 20_000, 90.0)
+    warnings.simplefilter("ignore")
+    print(header(PEERS))
+    print(f"# {rounds} interleaved rounds; median µs per acquisition\n")
+    memory = run_cases(memory_cases(), rounds=rounds, batch=batch, max_seconds=budget)
+    print(table(memory, baseline="bare call", ours="resilience RateLimiter (decorator)"))
+    ours = next(r for r in memory if r.name == "resilience RateLimiter (decorator)")
+    base = next(r for r in memory if r.name == "bare call")
+    cost = ours.median - base.median
+    print(
+        f"\nmemory limiter: {cost:.2f} µs per acquire (target <= 1.5): "
+        f"{'MET' if cost <= 1.5 else 'MISSED'}\n"
+    )
+    with redis_server() as url:
+        cases, client = redis_cases(url)
+        remote = run_cases(cases, rounds=rounds, batch=max(200, batch // 10), max_seconds=budget)
+        print(
+            table(
+                remote,
+                baseline="redis PING (one round trip)",
+                ours="resilience RateLimiter on RedisStore",
+            )
+        )
+        trips = round_trips(client, url)
+    medians = {r.name: r.median for r in remote}
+    faster = medians["resilience RateLimiter on RedisStore"] <= min(
+        medians["limits fixed window hit() on Redis"],
+        medians["limits moving window hit() on Redis"],
+    )
+    print(
+        f"\nRedis commands per decision: {trips / 100:.2f} (target 1); at least limits' "
+        f"throughput: {'MET' if faster else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
