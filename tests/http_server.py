@@ -2,26 +2,40 @@
 
 Tests script what each path answers — ``Reply`` (status, headers, body, optional delay),
 ``Stall`` (never answer), ``Drop`` (close the connection without a response), ``Echo`` — and read
-back what the server received (``received(path)``): method, headers and body of every request,
-in arrival order. The server runs its own event loop in a daemon thread; one instance serves
-the whole session and is reset before each test.
+back what the server received (``received(path)``, or ``wait_received(count, path)`` to wait for
+requests still on their way): method, target, headers and body of every request, in arrival
+order, with the number of the TCP connection that carried it.
+
+The server is a raw ``asyncio.Protocol`` (keep-alive, Content-Length and chunked request bodies,
+one request at a time per connection) on its own event loop in a daemon thread; one instance
+serves the whole session (``http_server_session``) and is reset around each test
+(``http_server``). Every method may be called from any thread.
+
+In conftest.py::
+
+    from tests.http_server import http_server, http_server_session  # noqa: F401  (fixtures)
 """
 
 from __future__ import annotations
 
 import asyncio
 import http
+import json
+import math
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 __all__ = [
+    "Action",
     "Drop",
     "Echo",
+    "Headers",
     "Received",
     "Reply",
     "ScriptedServer",
@@ -31,20 +45,35 @@ __all__ = [
     "http_server_session",
 ]
 
+_MAX_HEAD = 64 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304})
+
 
 @dataclass(frozen=True)
 class Reply:
-    """Answer ``status`` with ``headers`` and ``body``, after ``delay`` seconds."""
+    """Answer ``status`` with ``headers`` and ``body``, ``delay`` seconds after the request.
+
+    ``headers`` is a mapping or a sequence of (name, value) pairs (to repeat a header). The
+    server adds ``Content-Length`` unless ``headers`` has one (so a test can send a wrong one).
+    """
 
     status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] = field(default_factory=dict)
     body: bytes = b""
     delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 100 <= self.status <= 599:
+            raise ValueError(f"status must be in [100, 599], got {self.status!r}")
+        if not isinstance(self.body, bytes):
+            raise TypeError(f"body must be bytes, got {type(self.body).__name__}")
+        if not (math.isfinite(self.delay) and self.delay >= 0):
+            raise ValueError(f"delay must be a finite number of seconds >= 0, got {self.delay!r}")
 
 
 @dataclass(frozen=True)
 class Stall:
-    """Read the request and never answer (until the test ends)."""
+    """Read the request and never answer, until the client closes or the server is reset."""
 
 
 @dataclass(frozen=True)
@@ -54,194 +83,391 @@ class Drop:
 
 @dataclass(frozen=True)
 class Echo:
-    """Answer 200 with the request body."""
+    """Answer 200 with the request body; ``X-Echo-Headers`` holds the request headers as JSON."""
 
 
 Action = Reply | Stall | Drop | Echo
+_OK = Reply(200, body=b"ok")
+
+
+class Headers(dict[str, str]):
+    """Request headers: names lower-cased, lookups ignore case, repeats joined by ``", "``."""
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)
 
 
 @dataclass(frozen=True)
 class Received:
-    """One request as the server saw it; header names are lower case."""
+    """One request as the server saw it.
+
+    ``path`` is the request target as sent (query included; ``received(path)`` matches it
+    without the query). ``headers`` ignores case; ``raw_headers`` keeps the (name, value) pairs
+    as sent, in order. ``at`` is ``time.monotonic()`` when the request was complete.
+    ``connection`` numbers the TCP connections from 1 (per server), so equal numbers mean a
+    kept-alive connection was reused.
+    """
 
     method: str
     path: str
-    headers: dict[str, str]
+    headers: Headers
     body: bytes
     at: float
-    connection: int = 0  # which TCP connection carried it (numbered from 1 per server)
+    connection: int = 0
+    raw_headers: tuple[tuple[str, str], ...] = ()
+
+
+class _BadRequest(ValueError):
+    pass
+
+
+def _dechunk(data: bytearray, start: int) -> tuple[bytes, int] | None:
+    """Decode a chunked body from ``data[start:]``: (body, end offset), or None if incomplete."""
+    parts: list[bytes] = []
+    position = start
+    while True:
+        line_end = data.find(b"\r\n", position)
+        if line_end < 0:
+            return None
+        try:
+            size = int(bytes(data[position:line_end]).split(b";")[0], 16)
+        except ValueError:
+            raise _BadRequest("bad chunk size") from None
+        if size < 0:
+            raise _BadRequest("bad chunk size")
+        chunk_start = line_end + 2
+        if size == 0:
+            if data[chunk_start : chunk_start + 2] == b"\r\n":
+                return b"".join(parts), chunk_start + 2
+            trailers_end = data.find(b"\r\n\r\n", chunk_start)
+            return None if trailers_end < 0 else (b"".join(parts), trailers_end + 4)
+        if len(data) < chunk_start + size + 2:
+            return None
+        parts.append(bytes(data[chunk_start : chunk_start + size]))
+        position = chunk_start + size + 2
 
 
 class _Connection(asyncio.Protocol):
+    """One client connection: parses requests one at a time and plays the scripted actions."""
+
     def __init__(self, server: ScriptedServer) -> None:
         self.server = server
-        self.buffer = b""
+        self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.number = 0
+        self.busy = False  # a request is being answered (delayed) or stalled
+        self.pending: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.server._connections.add(self)
-        self.server._opened += 1
-        self.number = self.server._opened
+        self.number = self.server._connection_made(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
         self.server._connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while True:
-            request = self._parse()
-            if request is None:
-                return
-            self.server._handle(self, request)
+        self.pump()
 
-    def _parse(self) -> Received | None:
+    def pump(self) -> None:
+        """Answer the complete requests in the buffer, in order, until one is still pending."""
+        while not self.busy and self.transport is not None and not self.transport.is_closing():
+            try:
+                parsed = self._parse()
+            except _BadRequest as exc:
+                self.send(400, (), str(exc).encode(), head_only=False, close=True)
+                return
+            if parsed is None:
+                return
+            request, keep_alive = parsed
+            self.play(self.server._take(request), request, keep_alive)
+
+    def _parse(self) -> tuple[Received, bool] | None:
         head_end = self.buffer.find(b"\r\n\r\n")
         if head_end < 0:
+            if len(self.buffer) > _MAX_HEAD:
+                raise _BadRequest("request head too large")
             return None
-        lines = self.buffer[:head_end].decode("latin-1").split("\r\n")
-        method, target, _ = lines[0].split(" ", 2)
-        headers: dict[str, str] = {}
+        lines = bytes(self.buffer[:head_end]).decode("latin-1").split("\r\n")
+        request_line = lines[0].split(" ")
+        if len(request_line) != 3 or not request_line[2].startswith("HTTP/1."):
+            raise _BadRequest(f"bad request line {lines[0]!r}")
+        method, target, version = request_line
+        raw: list[tuple[str, str]] = []
+        headers = Headers()
         for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        rest = self.buffer[head_end + 4 :]
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            body, consumed = _dechunk(rest)
-            if body is None:
+            name, colon, value = line.partition(":")
+            if not colon or not name or name != name.strip():
+                raise _BadRequest(f"bad header line {line!r}")
+            value = value.strip()
+            raw.append((name, value))
+            key = name.lower()
+            joined = dict.get(headers, key)
+            dict.__setitem__(headers, key, value if joined is None else f"{joined}, {value}")
+        body_start = head_end + 4
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            decoded = _dechunk(self.buffer, body_start)
+            if decoded is None:
                 return None
+            body, end = decoded
         else:
-            length = int(headers.get("content-length", "0"))
-            if len(rest) < length:
+            try:
+                length = int(headers.get("content-length", "0"))
+            except ValueError:
+                raise _BadRequest("bad Content-Length") from None
+            if length < 0:
+                raise _BadRequest("bad Content-Length")
+            end = body_start + length
+            if len(self.buffer) < end:
                 return None
-            body, consumed = rest[:length], length
-        self.buffer = rest[consumed:]
-        return Received(method, target, headers, body, time.monotonic(), self.number)
+            body = bytes(self.buffer[body_start:end])
+        del self.buffer[:end]
+        connection_header = headers.get("connection", "").lower()
+        keep_alive = (
+            "close" not in connection_header
+            if version == "HTTP/1.1"
+            else "keep-alive" in connection_header
+        )
+        received = Received(
+            method, target, headers, body, time.monotonic(), self.number, tuple(raw)
+        )
+        return received, keep_alive
 
-    def send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    def play(self, action: Action, request: Received, keep_alive: bool) -> None:
+        head_only = request.method == "HEAD"
+        if isinstance(action, Stall):
+            self.busy = True
+        elif isinstance(action, Drop):
+            assert self.transport is not None
+            self.transport.close()
+        elif isinstance(action, Echo):
+            echoed = json.dumps(dict(request.headers), sort_keys=True)
+            headers = [("Content-Type", "application/octet-stream"), ("X-Echo-Headers", echoed)]
+            self.send(200, headers, request.body, head_only=head_only, close=not keep_alive)
+        else:
+            pairs = tuple(
+                action.headers.items() if isinstance(action.headers, Mapping) else action.headers
+            )
+            if action.delay > 0:
+                self.busy = True
+                self.pending = self.server._loop.call_later(
+                    action.delay, self._send_later, action, pairs, head_only, not keep_alive
+                )
+            else:
+                self.send(
+                    action.status, pairs, action.body, head_only=head_only, close=not keep_alive
+                )
+
+    def _send_later(
+        self, reply: Reply, headers: Sequence[tuple[str, str]], head_only: bool, close: bool
+    ) -> None:
+        self.pending = None
+        self.busy = False
+        self.send(reply.status, headers, reply.body, head_only=head_only, close=close)
+        self.pump()  # requests that arrived meanwhile (pipelined) are answered in order
+
+    def send(
+        self,
+        status: int,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        *,
+        head_only: bool,
+        close: bool,
+    ) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        reason = (
-            http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ else ""
-        )
-        head = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {len(body)}"]
-        head += [f"{name}: {value}" for name, value in headers.items()]
-        self.transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-
-
-def _dechunk(data: bytes) -> tuple[bytes | None, int]:
-    body, position = b"", 0
-    while True:
-        line_end = data.find(b"\r\n", position)
-        if line_end < 0:
-            return None, 0
-        size = int(data[position:line_end].split(b";")[0], 16)
-        start = line_end + 2
-        if len(data) < start + size + 2:
-            return None, 0
-        if size == 0:
-            return body, start + 2
-        body += data[start : start + size]
-        position = start + size + 2
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+        lines = [f"HTTP/1.1 {status} {reason}"]
+        names = {name.lower() for name, _ in headers}
+        bodiless = status < 200 or status in _NO_BODY_STATUSES
+        if not bodiless and not names & {"content-length", "transfer-encoding"}:
+            lines.append(f"Content-Length: {len(body)}")
+        if close and "connection" not in names:
+            lines.append("Connection: close")
+        lines += [f"{name}: {value}" for name, value in headers]
+        payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if not (bodiless or head_only):
+            payload += body
+        self.transport.write(payload)
+        if close or any(
+            name.lower() == "connection" and "close" in value.lower() for name, value in headers
+        ):
+            self.transport.close()
 
 
 class ScriptedServer:
     """The server: ``url``, ``script(path, actions)``, ``received(path)``, ``reset()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._scripts: dict[str, list[Action]] = {}
         self._counts: dict[str, int] = {}
         self._received: list[Received] = []
-        self._connections: set[_Connection] = set()
+        self._connections: set[_Connection] = set()  # touched on the loop thread only
         self._opened = 0
         self._loop = asyncio.new_event_loop()
+        self._startup_error: BaseException | None = None
         started = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(started,), name="scripted-http-server", daemon=True
+            target=self._run, args=(host, started), name="scripted-http-server", daemon=True
         )
         self._thread.start()
         if not started.wait(10):
-            raise RuntimeError("the scripted HTTP server did not start")
-        self.url = f"http://127.0.0.1:{self.port}"
+            raise RuntimeError("the scripted HTTP server did not start within 10 s")
+        if self._startup_error is not None:
+            raise RuntimeError("the scripted HTTP server failed to start") from (
+                self._startup_error
+            )
+        self.url = f"http://{host}:{self.port}"
         self.origin = self.url
 
-    def _run(self, started: threading.Event) -> None:
+    def __repr__(self) -> str:
+        return f"ScriptedServer({self.url!r})"
+
+    # -- the loop thread ---------------------------------------------------------------------
+
+    def _run(self, host: str, started: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(
-            self._loop.create_server(lambda: _Connection(self), "127.0.0.1", 0)
-        )
-        self.port = server.sockets[0].getsockname()[1]
-        self._server = server
+        try:
+            server = self._loop.run_until_complete(
+                self._loop.create_server(lambda: _Connection(self), host, 0)
+            )
+        except BaseException as exc:
+            self._startup_error = exc
+            started.set()
+            self._loop.close()
+            return
+        self.port: int = server.sockets[0].getsockname()[1]
         started.set()
         self._loop.run_forever()
-        for connection in list(self._connections):
-            if connection.transport is not None:
-                connection.transport.abort()
+        self._close_connections()
         server.close()
         self._loop.run_until_complete(server.wait_closed())
         self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         self._loop.close()
 
-    def script(self, path: str, actions: Sequence[Action]) -> None:
-        """The nth request to ``path`` gets ``actions[n]``; the last one repeats."""
-        assert actions, "script at least one action"
+    def _connection_made(self, connection: _Connection) -> int:
+        self._connections.add(connection)
         with self._lock:
-            self._scripts[path] = list(actions)
+            self._opened += 1
+            return self._opened
+
+    def _close_connections(self) -> None:
+        for connection in list(self._connections):
+            if connection.pending is not None:
+                connection.pending.cancel()
+            if connection.transport is not None:
+                connection.transport.close()
+
+    def _take(self, request: Received) -> Action:
+        """Record ``request`` and pick its action (called on the loop thread)."""
+        path = request.path.partition("?")[0]
+        with self._lock:
+            self._received.append(request)
+            self._changed.notify_all()
+            actions = self._scripts.get(path)
+            if actions is None:
+                return _OK
+            count = self._counts[path]
+            self._counts[path] = count + 1
+            return actions[min(count, len(actions) - 1)]
+
+    def _on_loop(self, function: Callable[[], None], timeout: float = 10.0) -> None:
+        """Run ``function`` on the loop thread and wait until it has run."""
+        if threading.current_thread() is self._thread:
+            function()
+            return
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                function()
+            finally:
+                done.set()
+
+        self._loop.call_soon_threadsafe(run)
+        if not done.wait(timeout):
+            raise RuntimeError(f"the scripted HTTP server's loop did not answer in {timeout} s")
+
+    # -- the test's side -----------------------------------------------------------------------
+
+    def script(self, path: str, actions: Sequence[Action]) -> None:
+        """The nth request to ``path`` (query ignored) gets ``actions[n]``; the last repeats."""
+        actions = list(actions)
+        if not actions:
+            raise ValueError("actions must hold at least one action")
+        for action in actions:
+            if not isinstance(action, Reply | Stall | Drop | Echo):
+                raise TypeError(f"actions must be Reply, Stall, Drop or Echo, got {action!r}")
+        with self._lock:
+            self._scripts[path] = actions
             self._counts[path] = 0
 
+    def _matching(self, path: str | None) -> list[Received]:
+        if path is None:
+            return list(self._received)
+        return [r for r in self._received if r.path.partition("?")[0] == path]
+
     def received(self, path: str | None = None) -> list[Received]:
-        """The requests received (for ``path``, or all), in arrival order."""
+        """The requests received (to ``path``, query ignored; or all), in arrival order."""
         with self._lock:
-            return [r for r in self._received if path is None or r.path.split("?")[0] == path]
+            return self._matching(path)
+
+    def wait_received(
+        self, count: int, path: str | None = None, *, timeout: float = 5.0
+    ) -> list[Received]:
+        """Wait until at least ``count`` requests (to ``path``) have arrived; return them all.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds: a test that waits for a request that
+        never comes fails instead of hanging.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = self._matching(path)
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"{len(found)} of {count} requests to {path or 'any path'} "
+                        f"arrived within {timeout} s"
+                    )
+                self._changed.wait(left)
 
     def reset(self) -> None:
-        """Forget scripts and receipts; close every open connection (releasing stalls)."""
-        with self._lock:
-            self._scripts.clear()
-            self._counts.clear()
-            self._received.clear()
+        """Close every connection (releasing stalls and cancelling delayed replies), then forget
+        scripts and receipts. Returns once done."""
 
-        def close_all() -> None:
-            for connection in list(self._connections):
-                if connection.transport is not None:
-                    connection.transport.close()
+        def reset_on_loop() -> None:
+            self._close_connections()
+            with self._lock:
+                self._scripts.clear()
+                self._counts.clear()
+                self._received.clear()
 
-        self._loop.call_soon_threadsafe(close_all)
+        self._on_loop(reset_on_loop)
 
     def close(self) -> None:
         """Stop the server and its loop."""
+        if self._loop.is_closed():
+            return
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
-
-    def _handle(self, connection: _Connection, request: Received) -> None:
-        path = request.path.split("?")[0]
-        with self._lock:
-            self._received.append(request)
-            actions = self._scripts.get(path)
-            if actions is None:
-                action: Action = Reply(200, body=b"ok")
-            else:
-                count = self._counts[path]
-                self._counts[path] = count + 1
-                action = actions[min(count, len(actions) - 1)]
-        if isinstance(action, Stall):
-            return
-        if isinstance(action, Drop):
-            assert connection.transport is not None
-            connection.transport.close()
-            return
-        if isinstance(action, Echo):
-            connection.send(200, {}, request.body)
-            return
-        if action.delay > 0:
-            self._loop.call_later(
-                action.delay, connection.send, action.status, action.headers, action.body
-            )
-        else:
-            connection.send(action.status, action.headers, action.body)
 
 
 def dead_origin() -> str:
