@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         medians["limits moving window hit() on Redis"],
     )
     print(
-        f"\nRedis commands per decision: {trips / 100:.2f} (target 1); at least limits' "
+        f"\nRedis round trips per decision: {trips:.2f} (target 1); at least limits' "
         f"throughput: {'MET' if faster else 'MISSED'}"
     )
 
