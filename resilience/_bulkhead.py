@@ -12,6 +12,7 @@ handed a permit passes the permit on, so none is ever lost.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -124,18 +125,22 @@ class Bulkhead(Policy):
         """Queue ``waiter`` and dispatch: granted at once (``True``), queued (``None``), or
         refused (``False``) when the queue is full."""
         with self._lock:
-            if len(self._waiters) >= self.max_waiting and not self._tokens:
+            waiters = self._waiters
+            if len(waiters) >= self.max_waiting and not self._tokens:
                 return False
-            self._waiters.append(waiter)
+            waiters.append(waiter)
             woken = self._dispatch_locked()
+            # Decided under the lock: read outside it, the length may include a newcomer that
+            # is about to be refused, and an older waiter would give up its place for it.
+            refused = not waiter.granted and len(waiters) > self.max_waiting
+            if refused:
+                waiters.pop()  # the newest, so ours: the queue was full after all
         for other in woken:
             if other is not waiter:
                 other.wake()
         if waiter.granted:
             return True
-        if len(self._waiters) > self.max_waiting:  # the queue was full after all
-            return self._abandon(waiter)  # granted meanwhile after all, or refused
-        return None
+        return False if refused else None
 
     def _release(self) -> None:
         """Return a permit; if anyone waits, hand it to the oldest waiter."""
@@ -222,15 +227,14 @@ class Bulkhead(Policy):
                 timed_out = True
                 future.cancel()
 
+        task = asyncio.current_task()
+        cancelling = _cancelling(task)  # pending before we wait: not a cancellation of the wait
         limit = self._wait_limit()
         timer = loop.call_later(max(0.0, limit), expire) if limit is not None else None
         try:
             await future
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            cancelled_by_caller = not timed_out or (
-                task is not None and hasattr(task, "cancelling") and task.cancelling() > 0
-            )
+            cancelled_by_caller = not timed_out or _cancelling(task) > cancelling
             if self._abandon(waiter):
                 if not cancelled_by_caller:
                     return  # the permit arrived just as the wait ran out: keep it
@@ -271,6 +275,17 @@ class Bulkhead(Policy):
                 release()
 
         return bounded
+
+
+if sys.version_info >= (3, 11):
+
+    def _cancelling(task: asyncio.Task[Any] | None) -> int:
+        return 0 if task is None else task.cancelling()
+
+else:  # no cancellation counts: a cancellation racing the time-out cannot be told apart
+
+    def _cancelling(task: asyncio.Task[Any] | None) -> int:
+        return 0
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -11,10 +11,12 @@ User failures are never wrapped: when a policy gives up, the caller gets the ori
         └── DeadlineExceededError        a Timeout or Deadline ran out (also a TimeoutError)
 
 Rejections carry data: the policy's name and, where it is known, ``retry_after`` — the seconds
-after which the same call may be admitted.
+after which the same call may be admitted. They pickle with their data and their notes.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "BulkheadFullError",
@@ -41,8 +43,8 @@ class CircuitOpenError(ResilienceError):
         self.retry_after = retry_after
         super().__init__(f"circuit breaker {name!r} is open; retry after {retry_after:.3f}s")
 
-    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float]]:
-        return (type(self), (self.name, self.retry_after))
+    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float], dict[str, Any]]:
+        return (type(self), (self.name, self.retry_after), self.__dict__)
 
 
 class BulkheadFullError(ResilienceError):
@@ -53,8 +55,8 @@ class BulkheadFullError(ResilienceError):
         self.max_concurrent = max_concurrent
         super().__init__(f"bulkhead {name!r} is full ({max_concurrent} concurrent calls)")
 
-    def __reduce__(self) -> tuple[type[BulkheadFullError], tuple[str, int]]:
-        return (type(self), (self.name, self.max_concurrent))
+    def __reduce__(self) -> tuple[type[BulkheadFullError], tuple[str, int], dict[str, Any]]:
+        return (type(self), (self.name, self.max_concurrent), self.__dict__)
 
 
 class RateLimitedError(ResilienceError):
@@ -65,8 +67,8 @@ class RateLimitedError(ResilienceError):
         self.retry_after = retry_after
         super().__init__(f"rate limiter {name!r} refused the call; retry after {retry_after:.3f}s")
 
-    def __reduce__(self) -> tuple[type[RateLimitedError], tuple[str, float]]:
-        return (type(self), (self.name, self.retry_after))
+    def __reduce__(self) -> tuple[type[RateLimitedError], tuple[str, float], dict[str, Any]]:
+        return (type(self), (self.name, self.retry_after), self.__dict__)
 
 
 class DeadlineExceededError(ResilienceError, TimeoutError):
@@ -77,5 +79,5 @@ class DeadlineExceededError(ResilienceError, TimeoutError):
         self.timeout = timeout
         super().__init__(f"{name} of {timeout:.3f}s exceeded")
 
-    def __reduce__(self) -> tuple[type[DeadlineExceededError], tuple[str, float]]:
-        return (type(self), (self.name, self.timeout))
+    def __reduce__(self) -> tuple[type[DeadlineExceededError], tuple[str, float], dict[str, Any]]:
+        return (type(self), (self.name, self.timeout), self.__dict__)

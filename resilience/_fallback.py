@@ -20,7 +20,8 @@ class Fallback(Policy):
     """On a failure matching ``on``, return ``value`` — or ``handler(exc)`` — instead.
 
     Give exactly one of ``value`` and ``handler``. The handler receives the exception; for a
-    coroutine function it may be a coroutine function too (it is awaited). ``BaseException``
+    coroutine function it may be a coroutine function too (it is awaited), for a plain function
+    it must be plain (``TypeError`` at decoration otherwise). ``BaseException``
     (cancellation, ``KeyboardInterrupt``) is never replaced. Put it outermost in a ``Pipeline``
     to also catch ``CircuitOpenError``, ``BulkheadFullError`` and friends.
     """
@@ -57,6 +58,12 @@ class Fallback(Policy):
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
         applies, handler, value = self._applies, self._handler, self._value
+        if inspect.iscoroutinefunction(handler):
+            # It would return an un-awaited coroutine in place of a value.
+            raise TypeError(
+                f"handler {handler!r} is a coroutine function: it can only guard coroutine "
+                "functions"
+            )
 
         def guarded(*args: Any, **kwargs: Any) -> T:
             try:

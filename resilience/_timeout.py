@@ -2,7 +2,8 @@
 
 Both publish "this must end by ``now + seconds``" (or keep an enclosing, earlier deadline) where
 ``resilience.remaining()``, ``Retry`` and the HTTP transports read it. On a coroutine the budget
-is enforced: when it runs out the coroutine is cancelled and ``DeadlineExceededError`` raised.
+is enforced: when it — or an enclosing, earlier deadline — runs out the coroutine is cancelled
+and ``DeadlineExceededError`` raised; a cancellation from outside stays a ``CancelledError``.
 On a plain function nothing is interrupted (threads cannot be killed safely): code that reads the
 deadline obeys it, and a call that returns late still returns its result.
 
@@ -66,35 +67,66 @@ class _TimeBudget(Policy):
         async def bounded(*args: Any, **kwargs: Any) -> T:
             token, scope = enter_deadline(seconds, clock)
             try:
-                if scope.remaining() <= 0.0:
+                left = scope.remaining()  # ours, or an enclosing deadline's if that ends sooner
+                if left <= 0.0:
                     raise self._exceeded()
                 task = asyncio.current_task()
                 assert task is not None, "a coroutine runs in a task"
+                loop = task.get_loop()
+                cancelling = _cancelling(task)
                 expired = False
+                pending: asyncio.Handle | None = None
 
-                def expire() -> None:
+                def cancel() -> None:
                     nonlocal expired
                     expired = True
                     task.cancel()
 
-                timer = clock.call_later(seconds, expire)
+                def expire() -> None:
+                    # Cancel from the loop, not from here: the clock may fire inside the task's
+                    # own step (a FakeClock advanced by the call), where task.cancel() would stay
+                    # pending past a call that returns without awaiting again. And it may fire
+                    # on another thread.
+                    nonlocal pending
+                    pending = loop.call_soon_threadsafe(cancel)
+
+                timer = scope.clock.call_later(left, expire)
                 try:
                     result = await fn(*args, **kwargs)
                 except asyncio.CancelledError:
                     if not expired:
                         raise  # somebody else's cancellation: not ours to convert
-                    if sys.version_info >= (3, 11):
-                        task.uncancel()
+                    if _uncancel(task) > cancelling:
+                        raise  # cancelled from outside as well: that cancellation wins
                     raise self._exceeded() from None
                 finally:
                     timer.cancel()
-                if expired and sys.version_info >= (3, 11):
-                    task.uncancel()  # the call swallowed our cancellation and finished anyway
+                    if pending is not None:
+                        pending.cancel()
+                if expired:
+                    _uncancel(task)  # the call swallowed our cancellation and finished anyway
                 return result
             finally:
                 exit_deadline(token)
 
         return bounded
+
+
+if sys.version_info >= (3, 11):
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return task.cancelling()
+
+    def _uncancel(task: asyncio.Task[Any]) -> int:
+        return task.uncancel()
+
+else:  # no cancellation counts: an outer cancellation racing our own cannot be told apart
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return 0
+
+    def _uncancel(task: asyncio.Task[Any]) -> int:
+        return 0
 
 
 class Timeout(_TimeBudget):

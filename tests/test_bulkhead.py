@@ -3,148 +3,163 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
+import types
+from collections.abc import Callable
 
 import pytest
 
-from resilience import Bulkhead, BulkheadFullError, BulkheadRejected, Deadline
-from resilience.testing import EventRecorder
+import resilience._bulkhead as bulkhead_module
+from resilience import Bulkhead, BulkheadFullError, BulkheadRejected, Deadline, Pipeline
+from resilience.testing import EventRecorder, FakeClock
+from tests.conftest import Colour, Script
+
+# Cancellation counts (Task.cancelling/uncancel) are new in Python 3.11: before, a cancellation
+# from outside that races our own cannot be told apart.
+needs_cancellation_counts = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="Task.cancelling() is new in Python 3.11"
+)
+
+WAIT = 10.0  # the bound on every synchronisation wait: a bug fails the test instead of hanging
 
 
 class Held:
-    """Threads that enter a guarded function and stay inside until released."""
+    """Threads that enter a guarded function and stay inside until each is let go."""
 
     def __init__(self, bulkhead: Bulkhead) -> None:
         self.inside = threading.Semaphore(0)
-        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.done = False
+        self.gates: dict[int, threading.Event] = {}
         self.order: list[int] = []
-        self.errors: list[BaseException] = []
+        self.running = 0
+        self.peak = 0
+        self.errors: dict[int, BaseException] = {}
 
         @bulkhead
         def work(n: int) -> None:
-            self.order.append(n)
+            with self.lock:
+                self.order.append(n)
+                self.running += 1
+                self.peak = max(self.peak, self.running)
             self.inside.release()
-            assert self.release.wait(10)
+            try:
+                assert self.gate(n).wait(WAIT)
+            finally:
+                with self.lock:
+                    self.running -= 1
 
         self.work = work
         self.threads: list[threading.Thread] = []
 
+    def gate(self, n: int) -> threading.Event:
+        with self.lock:
+            gate = self.gates.setdefault(n, threading.Event())
+            if self.done:
+                gate.set()
+            return gate
+
     def start(self, n: int) -> None:
+        """Call ``work(n)`` on a new thread."""
+
         def run() -> None:
             try:
                 self.work(n)
             except BaseException as exc:
-                self.errors.append(exc)
+                self.errors[n] = exc
 
-        thread = threading.Thread(target=run)
+        thread = threading.Thread(target=run, daemon=True)
         self.threads.append(thread)
         thread.start()
 
+    def enter(self, n: int) -> None:
+        """Start ``work(n)`` and wait until it is inside the guarded function."""
+        self.start(n)
+        assert self.inside.acquire(timeout=WAIT), f"call {n} never got in"
+
+    def let_go(self, n: int) -> None:
+        self.gate(n).set()
+
     def finish(self) -> None:
-        self.release.set()
+        """Let every call go, now and later, and wait for the threads to end."""
+        with self.lock:
+            self.done = True
+            for gate in self.gates.values():
+                gate.set()
         for thread in self.threads:
-            thread.join(10)
+            thread.join(WAIT)
+            assert not thread.is_alive(), "a caller is stuck"
 
 
-def wait_until(condition: object, what: str) -> None:
-    """Spin (bounded) until ``condition()`` holds: waiting on state, not on time."""
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll (bounded) until ``condition()`` holds: waiting on state, not on time."""
     for _ in range(10_000):
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         threading.Event().wait(0.001)
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_full_bulkhead_rejects_at_once_without_calling() -> None:
-    """With every permit taken and no queue, a call is rejected without running."""
-    bulkhead = Bulkhead(2, name="db")
+async def async_wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Yield to the loop (bounded) until ``condition()`` holds."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def outcome_in_thread(call: Callable[[], object], held: Held) -> BaseException | object:
+    """Run ``call`` on a thread; let ``held`` go only after it ended (or the bound ran out)."""
+    outcome: list[BaseException | object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    caller.join(WAIT)
+    finished = not caller.is_alive()
+    held.finish()
+    caller.join(WAIT)
+    assert finished, "the call did not end in time"
+    return outcome[0]
+
+
+# -- the limit ---------------------------------------------------------------------------------
+
+
+def test_threads_never_exceed_max_concurrent() -> None:
+    """With five threads blocked inside, only max_concurrent run; the others queue."""
+    bulkhead = Bulkhead(2, max_waiting=3, max_wait=WAIT)
     held = Held(bulkhead)
-    for n in range(2):
+    for n in range(5):
         held.start(n)
     for _ in range(2):
-        assert held.inside.acquire(timeout=10)
-    with EventRecorder() as recorder, pytest.raises(BulkheadFullError) as caught:
-        held.work(99)
+        assert held.inside.acquire(timeout=WAIT)
+    wait_until(lambda: bulkhead.waiting == 3, "three queued callers")
+    assert (bulkhead.active, held.running, held.peak) == (2, 2, 2)
     held.finish()
-    assert 99 not in held.order
-    assert (caught.value.name, caught.value.max_concurrent) == ("db", 2)
-    assert [event.policy for event in recorder.of(BulkheadRejected)] == ["db"]
-    assert bulkhead.active == 0
-
-
-def test_queue_is_bounded_and_served_first_in_first_out() -> None:
-    """Up to max_waiting calls queue and run in arrival order; one more is rejected."""
-    bulkhead = Bulkhead(1, max_waiting=2, max_wait=10.0)
-    held = Held(bulkhead)
-    held.start(0)
-    assert held.inside.acquire(timeout=10)
-    held.start(1)
-    wait_until(lambda: bulkhead.waiting == 1, "first waiter")
-    held.start(2)
-    wait_until(lambda: bulkhead.waiting == 2, "second waiter")
-    with pytest.raises(BulkheadFullError):
-        held.work(3)
-    held.finish()
-    assert held.order == [0, 1, 2]
+    assert sorted(held.order) == [0, 1, 2, 3, 4]
+    assert held.peak == 2
+    assert held.errors == {}
     assert (bulkhead.active, bulkhead.waiting) == (0, 0)
 
 
-def test_a_waiter_whose_wait_runs_out_is_rejected() -> None:
-    """A queued call that gets no permit within max_wait raises BulkheadFullError."""
-    bulkhead = Bulkhead(1, max_waiting=1, max_wait=0.05)
-    held = Held(bulkhead)
-    held.start(0)
-    assert held.inside.acquire(timeout=10)
-    with pytest.raises(BulkheadFullError):
-        held.work(1)
-    assert bulkhead.waiting == 0
-    held.finish()
-    assert bulkhead.active == 0
-
-
-def test_a_waiter_never_waits_past_the_deadline() -> None:
-    """The queue wait is cut short by the current deadline, even with no max_wait of its own."""
-    bulkhead = Bulkhead(1, max_waiting=1, max_wait=None)
-    held = Held(bulkhead)
-    held.start(0)
-    assert held.inside.acquire(timeout=10)
-    with pytest.raises(BulkheadFullError):
-        Deadline(0.05)(held.work)(1)
-    held.finish()
-    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
-
-
-@pytest.mark.parametrize("ending", [None, ValueError, KeyboardInterrupt])
-def test_permit_released_after_return_exception_and_base_exception(ending: type | None) -> None:
-    """The permit comes back whether the call returns, raises, or is interrupted."""
-    bulkhead = Bulkhead(1)
-
-    @bulkhead
-    def call() -> str:
-        if ending is not None:
-            raise ending()
-        return "ok"
-
-    for _ in range(3):
-        if ending is None:
-            assert call() == "ok"
-        else:
-            with pytest.raises(ending):
-                call()
-        assert bulkhead.active == 0
-
-
-def test_async_calls_are_limited_and_permits_survive_cancellation() -> None:
-    """Coroutines share the limit; cancelling a running call or a queued one leaks nothing."""
-    bulkhead = Bulkhead(2, max_waiting=2, max_wait=10.0)
+def test_tasks_never_exceed_max_concurrent() -> None:
+    """Coroutines blocked inside hold the permits; the rest queue and run as permits free up."""
+    bulkhead = Bulkhead(2, max_waiting=4, max_wait=WAIT)
 
     async def scenario() -> None:
         gate = asyncio.Event()
-        running = 0
-        peak = 0
+        running = peak = 0
 
         @bulkhead
-        async def work() -> None:
+        async def work(n: int) -> int:
             nonlocal running, peak
             running += 1
             peak = max(peak, running)
@@ -152,27 +167,203 @@ def test_async_calls_are_limited_and_permits_survive_cancellation() -> None:
                 await gate.wait()
             finally:
                 running -= 1
+            return n
+
+        tasks = [asyncio.create_task(work(n)) for n in range(6)]
+        await async_wait_until(lambda: bulkhead.waiting == 4, "four queued tasks")
+        assert (bulkhead.active, running) == (2, 2)
+        gate.set()
+        assert await asyncio.wait_for(asyncio.gather(*tasks), WAIT) == list(range(6))
+        assert peak == 2
+
+    asyncio.run(scenario())
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+def test_full_bulkhead_rejects_at_once_without_calling(colour: Colour) -> None:
+    """With every permit held by threads and no queue, a sync or async call is rejected unrun,
+    without waiting for a permit."""
+    bulkhead = Bulkhead(2, name="db")
+    held = Held(bulkhead)
+    held.enter(0)
+    held.enter(1)
+    behaviour = Script(["ran"])
+    with EventRecorder() as recorder:
+        error = outcome_in_thread(colour.wrap(bulkhead, behaviour), held)
+    assert isinstance(error, BulkheadFullError)
+    assert behaviour.calls == 0
+    assert (error.name, error.max_concurrent) == ("db", 2)
+    assert [(event.policy, event.max_concurrent) for event in recorder.of(BulkheadRejected)] == [
+        ("db", 2)
+    ]
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+    assert colour.wrap(bulkhead, behaviour)() == "ran"  # and free again afterwards
+
+
+# -- the queue ---------------------------------------------------------------------------------
+
+
+def test_queue_is_bounded() -> None:
+    """Up to max_waiting calls queue; the next one is rejected at once, unrun."""
+    bulkhead = Bulkhead(1, max_waiting=2, max_wait=WAIT)
+    held = Held(bulkhead)
+    held.enter(0)
+    held.start(1)
+    held.start(2)
+    wait_until(lambda: bulkhead.waiting == 2, "two queued callers")
+    with EventRecorder() as recorder, pytest.raises(BulkheadFullError):
+        held.work(3)
+    assert len(recorder.of(BulkheadRejected)) == 1
+    assert bulkhead.waiting == 2
+    held.finish()
+    assert sorted(held.order) == [0, 1, 2]
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+def test_queued_threads_are_served_first_in_first_out() -> None:
+    """Each released permit goes to the oldest waiting thread."""
+    bulkhead = Bulkhead(1, max_waiting=3, max_wait=WAIT)
+    held = Held(bulkhead)
+    held.enter(0)
+    for n, queued in [(3, 1), (1, 2), (2, 3)]:  # arrival order 3, 1, 2
+        held.start(n)
+        wait_until(lambda queued=queued: bulkhead.waiting == queued, f"{queued} queued")
+    for holder, successor in [(0, 3), (3, 1), (1, 2)]:
+        held.let_go(holder)
+        assert held.inside.acquire(timeout=WAIT)
+        assert held.order[-1] == successor
+        assert bulkhead.active == 1
+    held.finish()
+    assert held.order == [0, 3, 1, 2]
+    assert held.peak == 1
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+def test_queued_tasks_are_served_first_in_first_out() -> None:
+    """Each released permit goes to the oldest waiting coroutine."""
+    bulkhead = Bulkhead(1, max_waiting=3, max_wait=WAIT)
+    order: list[int] = []
+
+    async def scenario() -> None:
+        @bulkhead
+        async def work(n: int) -> None:
+            order.append(n)
+
+        assert bulkhead._try_acquire()  # the test holds the only permit
+        tasks = []
+        for n in (2, 0, 1):
+            tasks.append(asyncio.create_task(work(n)))
+            await async_wait_until(lambda: bulkhead.waiting == len(tasks), "queued")
+        bulkhead._release()
+        await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+
+    asyncio.run(scenario())
+    assert order == [2, 0, 1]
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+def test_a_waiter_whose_wait_runs_out_is_rejected(colour: Colour) -> None:
+    """A queued call that gets no permit within max_wait raises BulkheadFullError, unrun."""
+    bulkhead = Bulkhead(1, max_waiting=1, max_wait=0.05)  # the time-out is what we test
+    held = Held(bulkhead)
+    held.enter(0)
+    behaviour = Script(["ran"])
+    try:
+        with EventRecorder() as recorder, pytest.raises(BulkheadFullError):
+            colour.wrap(bulkhead, behaviour)()
+        assert bulkhead.waiting == 0
+    finally:
+        held.finish()
+    assert behaviour.calls == 0
+    assert len(recorder.of(BulkheadRejected)) == 1
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+def test_a_waiter_never_waits_past_the_deadline(colour: Colour, clock: FakeClock) -> None:
+    """With no limit of its own, a queue wait still ends when the current deadline does."""
+    bulkhead = Bulkhead(1, max_waiting=1, max_wait=None)
+    held = Held(bulkhead)
+    held.enter(0)
+    behaviour = Script(["ran"])
+    # On the fake clock 0.05 s stay left for ever: only the bulkhead's own wait can end this.
+    guarded = colour.wrap(Pipeline(Deadline(0.05, clock=clock), bulkhead), behaviour)
+    assert isinstance(outcome_in_thread(guarded, held), BulkheadFullError)
+    assert behaviour.calls == 0
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+def test_a_waiter_with_no_time_left_is_rejected_without_waiting(clock: FakeClock) -> None:
+    """When the deadline has passed, a call finding the bulkhead full does not wait at all."""
+    bulkhead = Bulkhead(1, max_waiting=1, max_wait=None)
+    held = Held(bulkhead)
+    held.enter(0)
+    behaviour = Script(["ran"])
+
+    @Deadline(1.0, clock=clock)
+    def late() -> object:
+        clock.advance(2.0)
+        return bulkhead(behaviour)()
+
+    assert isinstance(outcome_in_thread(late, held), BulkheadFullError)
+    assert behaviour.calls == 0
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+# -- release on every path ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ending", [None, ValueError, KeyboardInterrupt])
+def test_permit_released_after_return_exception_and_base_exception(
+    colour: Colour, ending: type[BaseException] | None
+) -> None:
+    """The permit comes back whether the call returns, raises, or is interrupted."""
+    bulkhead = Bulkhead(1)
+    seen: list[int] = []
+
+    def behaviour() -> str:
+        seen.append(bulkhead.active)
+        if ending is not None:
+            raise ending("stop")
+        return "ok"
+
+    call = colour.wrap(bulkhead, behaviour)
+    for _ in range(3):
+        if ending is None:
+            assert call() == "ok"
+        else:
+            with pytest.raises(ending):
+                call()
+        assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+    assert seen == [1, 1, 1]  # the permit was held during each call
+
+
+def test_permits_survive_cancellation_of_running_and_queued_tasks() -> None:
+    """Cancelling a running call or a queued one leaks nothing; the next waiter moves up."""
+    bulkhead = Bulkhead(2, max_waiting=2, max_wait=WAIT)
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+
+        @bulkhead
+        async def work() -> None:
+            await gate.wait()
 
         tasks = [asyncio.create_task(work()) for _ in range(4)]
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert (bulkhead.active, bulkhead.waiting) == (2, 2)
-        with pytest.raises(BulkheadFullError):
-            await work()
+        await async_wait_until(lambda: bulkhead.waiting == 2, "two queued tasks")
+        assert bulkhead.active == 2
         tasks[0].cancel()  # a running call
         tasks[3].cancel()  # a queued call
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert (bulkhead.active, bulkhead.waiting) == (2, 0)  # task 2 got task 0's permit
+        await async_wait_until(lambda: bulkhead.waiting == 0, "the queue to empty")
+        await asyncio.sleep(0)
+        assert bulkhead.active == 2  # task 2 took task 0's permit; task 3 took none
         gate.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), WAIT)
         assert [type(r).__name__ for r in results] == [
             "CancelledError",
             "NoneType",
             "NoneType",
             "CancelledError",
         ]
-        assert peak == 2
 
     asyncio.run(scenario())
     assert (bulkhead.active, bulkhead.waiting) == (0, 0)
@@ -180,7 +371,7 @@ def test_async_calls_are_limited_and_permits_survive_cancellation() -> None:
 
 def test_a_waiter_cancelled_just_after_being_granted_passes_the_permit_on() -> None:
     """If a permit is handed to a waiter that is being cancelled, the next waiter gets it."""
-    bulkhead = Bulkhead(1, max_waiting=2, max_wait=10.0)
+    bulkhead = Bulkhead(1, max_waiting=2, max_wait=WAIT)
 
     async def scenario() -> None:
         @bulkhead
@@ -190,34 +381,126 @@ def test_a_waiter_cancelled_just_after_being_granted_passes_the_permit_on() -> N
         assert bulkhead._try_acquire()  # the test holds the only permit
         second = asyncio.create_task(work())
         third = asyncio.create_task(work())
-        for _ in range(3):
-            await asyncio.sleep(0)
-        assert bulkhead.waiting == 2
+        await async_wait_until(lambda: bulkhead.waiting == 2, "two queued tasks")
         bulkhead._release()  # hands the permit to `second` and schedules its wake-up...
         second.cancel()  # ...but `second` is cancelled before it can resume
         with pytest.raises(asyncio.CancelledError):
             await second
-        assert await third == "done"
+        assert (bulkhead.active, bulkhead.waiting) == (1, 0)  # passed on to `third`
+        assert await asyncio.wait_for(third, WAIT) == "done"
 
     asyncio.run(scenario())
     assert (bulkhead.active, bulkhead.waiting) == (0, 0)
 
 
-def test_sync_and_async_callers_share_one_bulkhead() -> None:
-    """A thread holding the only permit makes a coroutine caller wait (or be rejected)."""
-    bulkhead = Bulkhead(1)
+@needs_cancellation_counts
+def test_an_earlier_swallowed_cancellation_does_not_turn_a_time_out_into_one() -> None:
+    """A task that once swallowed a cancellation still gets BulkheadFullError when its wait
+    runs out, not a CancelledError."""
+    bulkhead = Bulkhead(1, max_waiting=1, max_wait=0.05)
+
+    async def scenario() -> None:
+        @bulkhead
+        async def work() -> str:
+            return "done"
+
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            pass  # swallowed, as older code does, without uncancel()
+        assert bulkhead._try_acquire()  # the test holds the only permit
+        with pytest.raises(BulkheadFullError):
+            await work()
+        bulkhead._release()
+
+    asyncio.run(scenario())
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+@pytest.mark.parametrize("granted", [False, True], ids=["queued", "just-granted"])
+def test_an_interrupted_thread_waiter_leaks_nothing(
+    monkeypatch: pytest.MonkeyPatch, granted: bool
+) -> None:
+    """A KeyboardInterrupt while a thread waits in the queue removes it from the queue and
+    passes on a permit it was handed at that moment."""
+    bulkhead = Bulkhead(1, max_waiting=1, max_wait=WAIT)
+
+    class InterruptedWait(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            if granted:
+                bulkhead._release()  # the holder returns its permit: it goes to this waiter
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(bulkhead_module, "threading", types.SimpleNamespace(Event=InterruptedWait))
+    behaviour = Script(["ran"])
+    assert bulkhead._try_acquire()  # the test holds the only permit
+    with pytest.raises(KeyboardInterrupt):
+        bulkhead(behaviour)()
+    assert behaviour.calls == 0
+    assert bulkhead.waiting == 0
+    if not granted:
+        assert bulkhead.active == 1  # still the test's
+        bulkhead._release()
+    assert bulkhead.active == 0
+
+
+# -- sync and async together -------------------------------------------------------------------
+
+
+def test_a_thread_releasing_wakes_a_waiting_coroutine() -> None:
+    """A coroutine queued behind a thread gets the permit when the thread's call ends."""
+    bulkhead = Bulkhead(1, max_waiting=1, max_wait=WAIT)
     held = Held(bulkhead)
-    held.start(0)
-    assert held.inside.acquire(timeout=10)
+    held.enter(0)
 
     @bulkhead
     async def other() -> str:
         return "ran"
 
-    with pytest.raises(BulkheadFullError):
-        asyncio.run(other())
+    async def scenario() -> str:
+        task = asyncio.create_task(other())
+        await async_wait_until(lambda: bulkhead.waiting == 1, "the coroutine to queue")
+        held.let_go(0)
+        return await asyncio.wait_for(task, WAIT)
+
+    try:
+        assert asyncio.run(scenario()) == "ran"
+    finally:
+        held.finish()
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+def test_a_coroutine_releasing_wakes_a_waiting_thread() -> None:
+    """A thread queued behind a coroutine gets the permit when the coroutine's call ends."""
+    bulkhead = Bulkhead(1, max_waiting=1, max_wait=WAIT)
+    held = Held(bulkhead)
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+
+        @bulkhead
+        async def holder() -> None:
+            await gate.wait()
+
+        task = asyncio.create_task(holder())
+        await async_wait_until(lambda: bulkhead.active == 1, "the coroutine to get in")
+        held.start(1)
+        await async_wait_until(lambda: bulkhead.waiting == 1, "the thread to queue")
+        gate.set()
+        await asyncio.wait_for(task, WAIT)
+
+    asyncio.run(scenario())
+    assert held.inside.acquire(timeout=WAIT)
     held.finish()
-    assert asyncio.run(other()) == "ran"
+    assert held.order == [1]
+    assert held.errors == {}
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+# -- configuration -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -236,23 +519,3 @@ def test_bad_configuration_names_the_parameter(
     """Invalid settings fail at construction with a ValueError naming the parameter."""
     with pytest.raises(ValueError, match=name):
         Bulkhead(*args, **kwargs)  # type: ignore[arg-type]
-
-
-def test_an_async_waiter_whose_wait_runs_out_is_rejected() -> None:
-    """A queued coroutine that gets no permit within max_wait raises BulkheadFullError."""
-    bulkhead = Bulkhead(1, max_waiting=1, max_wait=0.05)
-
-    async def scenario() -> None:
-        @bulkhead
-        async def work() -> str:
-            return "done"
-
-        assert bulkhead._try_acquire()  # the test holds the only permit
-        with pytest.raises(BulkheadFullError):
-            await work()
-        assert bulkhead.waiting == 0
-        bulkhead._release()
-        assert await work() == "done"
-
-    asyncio.run(scenario())
-    assert (bulkhead.active, bulkhead.waiting) == (0, 0)

@@ -3,14 +3,59 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
 
-from resilience import Backoff, Fallback, Pipeline, Retry
+from resilience import Backoff, Fallback, Pipeline, Policy, Retry
 from resilience.testing import FakeClock
 from tests.conftest import Colour, Script
 
+T = TypeVar("T")
 NO_WAIT = Backoff(initial=0.0, maximum=0.0)
+
+
+class Trace(Policy):
+    """A minimal policy that logs when a call enters and leaves it."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name = name
+        self.log = log
+
+    def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
+        def traced(*args: Any, **kwargs: Any) -> T:
+            self.log.append(f"{self.name}>")
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.log.append(f"<{self.name}")
+
+        return traced
+
+    def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        async def traced(*args: Any, **kwargs: Any) -> T:
+            self.log.append(f"{self.name}>")
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                self.log.append(f"<{self.name}")
+
+        return traced
+
+
+def test_policies_apply_outer_to_inner(colour: Colour) -> None:
+    """``Pipeline(a, b, c)(fn)`` enters a, then b, then c, calls fn, and leaves in reverse."""
+    log: list[str] = []
+
+    def behaviour() -> str:
+        log.append("call")
+        return "ok"
+
+    pipeline = Pipeline(Trace("a", log), Trace("b", log), Trace("c", log))
+    assert colour.wrap(pipeline, behaviour)() == "ok"
+    assert log == ["a>", "b>", "c>", "call", "<c", "<b", "<a"]
 
 
 def test_first_policy_is_outermost(colour: Colour, clock: FakeClock) -> None:
@@ -25,34 +70,64 @@ def test_first_policy_is_outermost(colour: Colour, clock: FakeClock) -> None:
     assert inside.calls == 1
 
 
-def test_nested_pipelines_are_flattened() -> None:
-    """A pipeline inside a pipeline contributes its policies in order."""
-    retry, fallback, other = Retry(), Fallback(1), Retry(2)
-    pipeline = Pipeline(fallback, Pipeline(retry, other))
-    assert pipeline.policies == (fallback, retry, other)
-    assert len(pipeline) == 3
-    assert list(pipeline) == [fallback, retry, other]
+def test_nested_pipelines_are_flattened(colour: Colour) -> None:
+    """A pipeline inside a pipeline contributes its policies in order, and runs the same."""
+    log: list[str] = []
+    a, b, c, d = (Trace(name, log) for name in "abcd")
+    pipeline = Pipeline(a, Pipeline(b, Pipeline(c)), d)
+    assert pipeline.policies == (a, b, c, d)
+    assert len(pipeline) == 4
+    assert list(pipeline) == [a, b, c, d]
+    colour.wrap(pipeline, lambda: log.append("call"))()
+    assert log == ["a>", "b>", "c>", "d>", "call", "<d", "<c", "<b", "<a"]
 
 
-def test_pipeline_keeps_the_function_identity() -> None:
-    """A pipeline used as a decorator keeps name and ``__wrapped__``; coroutines stay async."""
+def test_pipeline_keeps_the_function_identity(colour: Colour, clock: FakeClock) -> None:
+    """A pipeline used as a decorator keeps name, docstring and ``__wrapped__``, and the
+    colour of the function it decorates."""
+    pipeline = Pipeline(Fallback("x"), Retry(2, backoff=NO_WAIT, clock=clock))
+    behaviour = Script([ConnectionError(), "ok"])
 
-    def charge() -> str:
-        return "ok"
+    if colour.is_async:
 
-    async def refund() -> str:
-        return "ok"
+        async def charge(amount: int) -> object:
+            """Charge the card."""
+            return (behaviour(), amount)
 
-    pipeline = Pipeline(Retry(), Fallback("x"))
-    assert pipeline(charge).__name__ == "charge"
-    assert pipeline(charge).__wrapped__ is charge  # type: ignore[attr-defined]
-    assert asyncio.iscoroutinefunction(pipeline(refund))
+    else:
+
+        def charge(amount: int) -> object:  # type: ignore[misc]
+            """Charge the card."""
+            return (behaviour(), amount)
+
+    decorated = pipeline(charge)
+    assert decorated.__name__ == "charge"
+    assert decorated.__doc__ == "Charge the card."
+    assert decorated.__wrapped__ is charge  # type: ignore[attr-defined]
+    assert inspect.iscoroutinefunction(decorated) is colour.is_async
+    result = asyncio.run(decorated(5)) if colour.is_async else decorated(5)
+    assert result == ("ok", 5)
+    assert behaviour.calls == 2  # retried once inside the pipeline
 
 
 def test_call_applies_the_pipeline(clock: FakeClock) -> None:
-    """``pipeline.call(fn, *args, **kwargs)`` passes the arguments through."""
+    """``pipeline.call(fn, *args, **kwargs)`` runs fn under the policies with its arguments."""
     pipeline = Pipeline(Retry(2, backoff=NO_WAIT, clock=clock))
-    assert pipeline.call(lambda a, b=0: a + b, 1, b=2) == 3
+    flaky = Script([ConnectionError(), "ok"])
+    assert pipeline.call(lambda a, b=0: (flaky(), a + b), 1, b=2) == ("ok", 3)
+    assert flaky.calls == 2
+
+
+def test_call_of_a_coroutine_function_returns_an_awaitable(clock: FakeClock) -> None:
+    """``pipeline.call`` of a coroutine function gives an awaitable run under the policies."""
+    pipeline = Pipeline(Retry(2, backoff=NO_WAIT, clock=clock))
+    flaky = Script([ConnectionError(), "ok"])
+
+    async def add(a: int, b: int = 0) -> tuple[object, int]:
+        return flaky(), a + b
+
+    assert asyncio.run(pipeline.call(add, 1, b=2)) == ("ok", 3)
+    assert flaky.calls == 2
 
 
 def test_empty_and_foreign_policies_are_rejected() -> None:
@@ -61,3 +136,5 @@ def test_empty_and_foreign_policies_are_rejected() -> None:
         Pipeline()
     with pytest.raises(TypeError, match="policies"):
         Pipeline(Retry(), "retry")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="policies"):
+        Pipeline(lambda fn: fn)  # type: ignore[arg-type]

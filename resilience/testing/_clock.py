@@ -60,7 +60,8 @@ class FakeClock:
                 self._now = max(self._now, when)
                 if not timer.cancelled:
                     timer.callback()
-            self._now = target
+            # A timer's callback may itself have advanced past ``target``: never go back.
+            self._now = max(self._now, target)
 
     def sleep(self, seconds: float) -> None:
         """Record the sleep and advance by ``seconds`` at once."""
