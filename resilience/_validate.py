@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import cast
 
 __all__ = [
     "ExceptionFilter",
@@ -30,8 +29,12 @@ def exception_predicate(on: ExceptionFilter, name: str) -> Callable[[BaseExcepti
                 f"{name} must be an exception class, a tuple of them or a predicate, got {on!r}"
             )
         types = on
+    elif isinstance(on, type):  # a class that is not an exception (on=str) is no predicate
+        raise TypeError(
+            f"{name} must be an exception class, a tuple of them or a predicate, got {on!r}"
+        )
     elif callable(on):
-        return cast(Callable[[BaseException], bool], on)
+        return on
     else:
         raise TypeError(
             f"{name} must be an exception class, a tuple of them or a predicate, got {on!r}"

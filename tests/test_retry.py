@@ -1,9 +1,10 @@
-"""Retry: attempt counts, what is retried, the original exception, deadlines, events."""
+"""Retry: attempt counts, what is retried, the original exception, deadlines, events, config."""
 
 from __future__ import annotations
 
 import asyncio
-import random
+import sys
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from resilience import (
     Deadline,
     Pipeline,
     Retry,
+    RetryBudget,
     RetryGaveUp,
     RetryScheduled,
     Timeout,
@@ -33,13 +35,34 @@ class NoSleepClock(FakeClock):
         raise AssertionError(f"slept {seconds}")
 
 
+class Raiser:
+    """Raises a new ``ConnectionError`` per call and keeps every object it raised."""
+
+    def __init__(self) -> None:
+        self.raised: list[ConnectionError] = []
+
+    def __call__(self) -> None:
+        error = ConnectionError(f"attempt {len(self.raised) + 1}")
+        self.raised.append(error)
+        raise error
+
+
 @pytest.mark.parametrize("attempts", [1, 2, 5])
 def test_attempts_count_the_first_call(colour: Colour, clock: FakeClock, attempts: int) -> None:
-    """``attempts`` is the total number of calls, the first one included."""
+    """``attempts`` is the total number of calls, the first included; 1 never retries."""
     script = Script([ConnectionError("down")])
     with pytest.raises(ConnectionError):
-        colour.wrap(Retry(attempts, backoff=NO_WAIT, clock=clock), script)()
+        colour.wrap(Retry(attempts, backoff=EXACT, clock=clock), script)()
     assert script.calls == attempts
+    assert len(clock.sleeps) == attempts - 1
+
+
+def test_success_on_the_first_call_is_not_retried(colour: Colour, clock: FakeClock) -> None:
+    """A first call that succeeds returns its value after exactly one call and no sleep."""
+    script = Script(["ok", "second"])
+    assert colour.wrap(Retry(3, backoff=EXACT, clock=clock), script)() == "ok"
+    assert script.calls == 1
+    assert clock.sleeps == []
 
 
 def test_success_after_failures_returns_the_value(colour: Colour, clock: FakeClock) -> None:
@@ -60,63 +83,153 @@ def test_the_original_exception_is_reraised_with_a_note(colour: Colour, clock: F
     ]
 
 
-@pytest.mark.parametrize(
-    "on",
-    [ConnectionError, (ConnectionError, TimeoutError), lambda exc: "retry me" in str(exc)],
-    ids=["class", "tuple", "predicate"],
-)
-def test_on_selects_what_is_retried(colour: Colour, clock: FakeClock, on: object) -> None:
-    """``on`` as a class, a tuple or a predicate: matching failures are retried."""
-    script = Script([ConnectionError("retry me"), "ok"])
-    assert colour.wrap(Retry(3, on=on, backoff=NO_WAIT, clock=clock), script)() == "ok"  # type: ignore[arg-type]
-    assert script.calls == 2
+def test_the_last_attempts_own_exception_object_is_raised_unchained(
+    colour: Colour, clock: FakeClock
+) -> None:
+    """The object raised is the last attempt's own, not wrapped nor chained to earlier ones."""
+    raiser = Raiser()
+    with pytest.raises(ConnectionError) as caught:
+        colour.wrap(Retry(3, backoff=NO_WAIT, clock=clock), raiser)()
+    assert len(raiser.raised) == 3
+    assert caught.value is raiser.raised[-1]
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
 
 
-def test_non_matching_exceptions_propagate_after_one_call(colour: Colour, clock: FakeClock) -> None:
-    """An exception that ``on`` does not match is raised at once, without a note."""
-    script = Script([ValueError("bad input"), "ok"])
-    with pytest.raises(ValueError, match="bad input") as caught:
-        colour.wrap(Retry(3, on=ConnectionError, clock=clock), script)()
+def test_a_retried_call_does_not_see_the_earlier_failure_as_handled(
+    colour: Colour, clock: FakeClock
+) -> None:
+    """Attempts after the first run outside any ``except`` block (``sys.exc_info`` is empty)."""
+    seen: list[object] = []
+
+    def behaviour() -> str:
+        seen.append(sys.exc_info()[1])
+        if len(seen) == 1:
+            raise ConnectionError("first")
+        return "ok"
+
+    assert colour.wrap(Retry(2, backoff=NO_WAIT, clock=clock), behaviour)() == "ok"
+    assert seen == [None, None]
+
+
+ON_FILTERS = {
+    "class": TimeoutError,
+    "tuple": (ConnectionError, TimeoutError),
+    "predicate": lambda exc: "retry me" in str(exc),
+}
+
+
+@pytest.mark.parametrize("on", ON_FILTERS.values(), ids=ON_FILTERS.keys())
+def test_on_retries_matching_exceptions(colour: Colour, clock: FakeClock, on: Any) -> None:
+    """``on`` as a class, a tuple or a predicate: a matching failure is retried."""
+    script = Script([TimeoutError("retry me"), TimeoutError("retry me"), "ok"])
+    assert colour.wrap(Retry(3, on=on, backoff=NO_WAIT, clock=clock), script)() == "ok"
+    assert script.calls == 3
+
+
+@pytest.mark.parametrize("on", ON_FILTERS.values(), ids=ON_FILTERS.keys())
+def test_on_lets_other_exceptions_propagate_after_one_call(
+    colour: Colour, clock: FakeClock, on: Any
+) -> None:
+    """``on`` as a class, a tuple or a predicate: a failure it rejects is raised at once."""
+    script = Script([KeyError("no"), "ok"])
+    with pytest.raises(KeyError) as caught:
+        colour.wrap(Retry(3, on=on, backoff=EXACT, clock=clock), script)()
     assert script.calls == 1
+    assert clock.sleeps == []
+    assert not getattr(caught.value, "__notes__", [])
+
+
+def test_a_non_matching_exception_on_a_later_attempt_stops_retrying(
+    colour: Colour, clock: FakeClock
+) -> None:
+    """A retry that fails with an exception ``on`` rejects raises it at once, unnoted."""
+    script = Script([ConnectionError("down"), ValueError("bad input"), "ok"])
+    with pytest.raises(ValueError, match="bad input") as caught:
+        colour.wrap(Retry(5, on=ConnectionError, backoff=NO_WAIT, clock=clock), script)()
+    assert script.calls == 2
     assert not getattr(caught.value, "__notes__", [])
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, asyncio.CancelledError, SystemExit])
-def test_base_exceptions_are_never_retried(colour: Colour, clock: FakeClock, error: type) -> None:
-    """Cancellation and interpreter exits are not failures: they pass straight through."""
-    script = Script([error()])
-    with pytest.raises(error):
-        colour.wrap(Retry(3, on=BaseException, clock=clock), script)()
+@pytest.mark.parametrize("on", [BaseException, lambda exc: True], ids=["class", "predicate"])
+def test_base_exceptions_are_never_retried(
+    colour: Colour, clock: FakeClock, error: type[BaseException], on: Any
+) -> None:
+    """Cancellation and interpreter exits pass straight through, even if ``on`` matches them."""
+    script = Script([error(), "ok"])
+    with pytest.raises(error) as caught:
+        colour.wrap(Retry(3, on=on, backoff=EXACT, clock=clock), script)()
     assert script.calls == 1
+    assert clock.sleeps == []
+    assert not getattr(caught.value, "__notes__", [])
+
+
+def test_cancelling_during_the_backoff_stops_retrying() -> None:
+    """A coroutine cancelled while it waits out a backoff raises CancelledError, unretried."""
+
+    class BlockingClock(FakeClock):
+        async def sleep_async(self, seconds: float) -> None:
+            self.sleeps.append(seconds)
+            await asyncio.get_running_loop().create_future()  # never done: wait for the cancel
+
+    calls = 0
+
+    async def fetch() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        clock = BlockingClock()
+        task = asyncio.ensure_future(Retry(3, backoff=EXACT, clock=clock)(fetch)())
+        for _ in range(100):  # let the task fail once and start its backoff
+            if clock.sleeps:
+                break
+            await asyncio.sleep(0)
+        assert clock.sleeps == [1.0]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=10)
+
+    asyncio.run(main())
+    assert calls == 1
 
 
 def test_on_result_retries_while_true_and_returns_the_last(
     colour: Colour, clock: FakeClock
 ) -> None:
-    """Results matching ``on_result`` are retried; when attempts run out the last is returned."""
-    script = Script(["pending", "pending", "pending", "done"])
-    retry = Retry(3, on_result=lambda value: value == "pending", backoff=NO_WAIT, clock=clock)
-    assert colour.wrap(retry, script)() == "pending"
+    """Results matching ``on_result`` are retried; when attempts run out the LAST is returned."""
+    script = Script([1, 2, 3, 4])
+    retry = Retry(3, on_result=lambda value: value < 10, backoff=NO_WAIT, clock=clock)
+    assert colour.wrap(retry, script)() == 3
     assert script.calls == 3
-    script = Script(["pending", "done"])
+
+
+def test_on_result_stops_at_the_first_acceptable_result(colour: Colour, clock: FakeClock) -> None:
+    """Retrying on a result stops as soon as ``on_result`` is false, returning that result."""
+    script = Script(["pending", "pending", "done", "late"])
+    retry = Retry(5, on_result=lambda value: value == "pending", backoff=NO_WAIT, clock=clock)
     assert colour.wrap(retry, script)() == "done"
+    assert script.calls == 3
 
 
-def test_delays_follow_the_backoff_on_the_clock(colour: Colour, clock: FakeClock) -> None:
-    """The clock is asked to sleep exactly the backoff's delays (seeded full jitter)."""
-    expected = list(Backoff(rng=random.Random(7)).delays(3))
-    retry = Retry(4, backoff=Backoff(rng=random.Random(7)), clock=clock)
-    with pytest.raises(ConnectionError):
-        colour.wrap(retry, Script([ConnectionError()]))()
-    assert clock.sleeps == expected
-    assert all(0.0 <= delay <= 0.1 * 2**n for n, delay in enumerate(expected))
+def test_on_result_and_exceptions_share_the_attempts(colour: Colour, clock: FakeClock) -> None:
+    """Failures and rejected results both use up attempts from the same count."""
+    script = Script([ConnectionError(), "pending", ConnectionError(), "done"])
+    retry = Retry(3, on_result=lambda value: value == "pending", backoff=NO_WAIT, clock=clock)
+    with pytest.raises(ConnectionError) as caught:
+        colour.wrap(retry, script)()
+    assert script.calls == 3
+    assert "gave up after attempt 3 of 3" in caught.value.__notes__[0]
 
 
 def test_a_zero_delay_never_sleeps(colour: Colour) -> None:
-    """Zero delays skip the sleep call entirely (``sleep(0)`` costs ~56 µs)."""
+    """Zero delays skip the sleep call entirely: a clock whose sleep raises is never touched."""
     clock = NoSleepClock()
     script = Script([ConnectionError(), ConnectionError(), "ok"])
     assert colour.wrap(Retry(3, backoff=NO_WAIT, clock=clock), script)() == "ok"
+    assert script.calls == 3
 
 
 def test_delay_hint_replaces_a_shorter_backoff(colour: Colour, clock: FakeClock) -> None:
@@ -128,29 +241,73 @@ def test_delay_hint_replaces_a_shorter_backoff(colour: Colour, clock: FakeClock)
     assert clock.sleeps == [5.0, 2.0]
 
 
+@pytest.mark.parametrize("scope", [Deadline, Timeout])
 def test_retry_gives_up_rather_than_sleep_past_the_deadline(
-    colour: Colour, clock: FakeClock
+    colour: Colour, clock: FakeClock, scope: type[Deadline]
 ) -> None:
     """When the next delay would cross the deadline, the last failure is raised at once."""
     script = Script([ConnectionError("down")])
-    policy = Pipeline(Deadline(4.0, clock=clock), Retry(10, backoff=EXACT, clock=clock))
-    with pytest.raises(ConnectionError) as caught:
+    policy = Pipeline(scope(4.0, clock=clock), Retry(10, backoff=EXACT, clock=clock))
+    with EventRecorder() as recorder, pytest.raises(ConnectionError) as caught:
         colour.wrap(policy, script)()
     # delays 1 and 2 fit in 4 s; the third (4 s) would end at 7 s: give up after attempt 3.
     assert clock.sleeps == [1.0, 2.0]
     assert script.calls == 3
-    assert "attempt 3 of 10 (deadline would pass during the backoff)" in caught.value.__notes__[0]
+    assert caught.value.__notes__ == [
+        "resilience: Retry 'retry' gave up after attempt 3 of 10 "
+        "(deadline would pass during the backoff)"
+    ]
+    assert [e.why for e in recorder.of(RetryGaveUp)] == ["deadline would pass during the backoff"]
+
+
+def test_retry_does_not_sleep_at_all_when_the_first_delay_crosses(
+    colour: Colour, clock: FakeClock
+) -> None:
+    """A first delay longer than the time left means no sleep and a single call."""
+    script = Script([ConnectionError("down")])
+    policy = Pipeline(Deadline(0.5, clock=clock), Retry(10, backoff=EXACT, clock=clock))
+    with pytest.raises(ConnectionError, match="down") as caught:
+        colour.wrap(policy, script)()
+    assert clock.sleeps == []
+    assert script.calls == 1
+    assert "deadline" in caught.value.__notes__[0]
+
+
+def test_retry_obeys_the_nearest_of_nested_deadlines(colour: Colour, clock: FakeClock) -> None:
+    """An outer 3 s deadline wins over an inner 100 s one: Retry stops before crossing 3 s."""
+    script = Script([ConnectionError("down")])
+    policy = Pipeline(
+        Deadline(3.0, clock=clock),
+        Deadline(100.0, clock=clock),
+        Retry(10, backoff=EXACT, clock=clock),
+    )
+    with pytest.raises(ConnectionError):
+        colour.wrap(policy, script)()
+    assert clock.sleeps == [1.0]  # then 2 s left and a 2 s delay: give up
+    assert script.calls == 2
 
 
 def test_retry_returns_the_last_result_at_the_deadline(colour: Colour, clock: FakeClock) -> None:
     """With ``on_result``, hitting the deadline returns the last result instead of sleeping."""
-    script = Script(["pending"])
+    script = Script(["pending-1", "pending-2", "pending-3"])
     policy = Pipeline(
         Timeout(2.5, clock=clock),
-        Retry(10, on_result=lambda v: v == "pending", backoff=EXACT, clock=clock),
+        Retry(10, on_result=lambda v: v.startswith("pending"), backoff=EXACT, clock=clock),
     )
-    assert colour.wrap(policy, script)() == "pending"
+    assert colour.wrap(policy, script)() == "pending-2"
     assert clock.sleeps == [1.0]
+    assert script.calls == 2
+
+
+def test_giving_up_at_the_deadline_spends_no_budget(colour: Colour, clock: FakeClock) -> None:
+    """A retry refused by the deadline does not take a retry from the shared budget."""
+    budget = RetryBudget(ratio=0.0, min_retries_per_second=0.5, window=10.0, clock=clock)
+    policy = Pipeline(
+        Deadline(0.5, clock=clock), Retry(3, backoff=EXACT, budget=budget, clock=clock)
+    )
+    with pytest.raises(ConnectionError):
+        colour.wrap(policy, Script([ConnectionError()]))()
+    assert budget.available() == 5
 
 
 def test_events_report_each_retry_and_the_give_up(colour: Colour, clock: FakeClock) -> None:
@@ -163,23 +320,52 @@ def test_events_report_each_retry_and_the_give_up(colour: Colour, clock: FakeClo
         ("payments", 1, 1.0, "ConnectionError"),
         ("payments", 2, 2.0, "ConnectionError"),
     ]
-    assert [(e.attempts, e.why) for e in recorder.of(RetryGaveUp)] == [(3, "attempts exhausted")]
+    gave_up = recorder.of(RetryGaveUp)
+    assert [(e.policy, e.attempts, e.why, e.reason) for e in gave_up] == [
+        ("payments", 3, "attempts exhausted", "ConnectionError")
+    ]
 
 
-def test_call_applies_the_policy_at_call_time(clock: FakeClock) -> None:
-    """``policy.call(fn, *args, **kwargs)`` runs sync and coroutine functions under the policy."""
-    script = Script([ConnectionError(), "ok"])
-    retry = Retry(2, backoff=NO_WAIT, clock=clock)
-    assert retry.call(script, 1, key="v") == "ok"
+def test_events_describe_retried_results(colour: Colour, clock: FakeClock) -> None:
+    """A retried result is reported as ``result <repr>``; a success emits no give-up."""
+    retry = Retry(3, on_result=lambda v: v == "pending", backoff=EXACT, clock=clock)
+    with EventRecorder() as recorder:
+        assert colour.wrap(retry, Script(["pending", "done"]))() == "done"
+    assert [(e.attempt, e.reason) for e in recorder.of(RetryScheduled)] == [(1, "result 'pending'")]
+    assert recorder.of(RetryGaveUp) == []
+
+
+def test_call_applies_the_policy_to_sync_functions(clock: FakeClock) -> None:
+    """``policy.call(fn, *args, **kwargs)`` retries a plain function with its arguments."""
+    received: list[tuple[object, ...]] = []
+
+    def charge(order: int, *, key: str) -> str:
+        received.append((order, key))
+        if len(received) == 1:
+            raise ConnectionError
+        return f"{order}:{key}"
+
+    assert Retry(2, backoff=NO_WAIT, clock=clock).call(charge, 7, key="v") == "7:v"
+    assert received == [(7, "v"), (7, "v")]
+
+
+def test_call_applies_the_policy_to_coroutine_functions(clock: FakeClock) -> None:
+    """``policy.call`` of a coroutine function returns an awaitable that retries it."""
+    calls = 0
 
     async def fetch(value: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError
         return value * 2
 
-    assert asyncio.run(retry.call(fetch, 21)) == 42
+    assert asyncio.run(Retry(2, backoff=NO_WAIT, clock=clock).call(fetch, 21)) == 42
+    assert calls == 2
 
 
 def test_decoration_keeps_the_function_identity() -> None:
-    """Decorated functions keep their name, docstring and ``__wrapped__``."""
+    """Decorated functions keep their name, docstring, ``__wrapped__`` and colour."""
 
     def charge(order_id: str) -> str:
         """Charge an order."""
@@ -192,7 +378,10 @@ def test_decoration_keeps_the_function_identity() -> None:
     assert wrapped.__name__ == "charge"
     assert wrapped.__doc__ == "Charge an order."
     assert wrapped.__wrapped__ is charge  # type: ignore[attr-defined]
-    assert asyncio.iscoroutinefunction(Retry()(refund))
+    wrapped_async = Retry()(refund)
+    assert wrapped_async.__name__ == "refund"
+    assert wrapped_async.__wrapped__ is refund  # type: ignore[attr-defined]
+    assert asyncio.iscoroutinefunction(wrapped_async)
 
 
 @pytest.mark.parametrize(
@@ -202,16 +391,25 @@ def test_decoration_keeps_the_function_identity() -> None:
         ({"attempts": -1}, ValueError, "attempts"),
         ({"attempts": 1.5}, TypeError, "attempts"),
         ({"attempts": True}, TypeError, "attempts"),
+        ({"attempts": "3"}, TypeError, "attempts"),
         ({"on": "x"}, TypeError, "on"),
         ({"on": ()}, TypeError, "on"),
+        ({"on": (ValueError, "x")}, TypeError, "on"),
         ({"on_result": 3}, TypeError, "on_result"),
         ({"backoff": 0.5}, TypeError, "backoff"),
         ({"budget": 0.2}, TypeError, "budget"),
+        ({"delay_hint": 1.0}, TypeError, "delay_hint"),
     ],
 )
 def test_bad_configuration_names_the_parameter(
     kwargs: dict[str, object], error: type[Exception], name: str
 ) -> None:
     """Invalid settings fail at construction, naming the parameter."""
-    with pytest.raises(error, match=name):
+    with pytest.raises(error, match=rf"\b{name}\b"):
         Retry(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_class_that_is_not_an_exception_is_refused_as_on() -> None:
+    """``on=str`` is neither an exception class nor a predicate: a TypeError naming ``on``."""
+    with pytest.raises(TypeError, match="on must be"):
+        Retry(on=str)  # type: ignore[arg-type]

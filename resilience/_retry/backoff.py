@@ -73,12 +73,17 @@ class Backoff:
             f"multiplier={self.multiplier!r}, jitter={self.jitter!r})"
         )
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # The default protocol restores slots with setattr, which an immutable Backoff refuses:
+        # rebuild through the constructor so copy, deepcopy and pickle work.
+        return _restore, (self.initial, self.maximum, self.multiplier, self.jitter, self._rng)
+
     def ceiling(self, retry: int) -> float:
         """The upper bound of the delay before retry ``retry`` (1-based), before jitter."""
         try:
             grown = self.initial * self.multiplier ** (retry - 1)
-        except OverflowError:
-            return self.maximum
+        except OverflowError:  # the growth factor alone is past any float: 0 stays 0
+            return self.maximum if self.initial > 0.0 else 0.0
         return grown if grown < self.maximum else self.maximum
 
     def delay(self, retry: int, previous: float | None = None) -> float:
@@ -102,3 +107,9 @@ class Backoff:
         for retry in range(1, retries + 1):
             previous = self.delay(retry, previous)
             yield previous
+
+
+def _restore(
+    initial: float, maximum: float, multiplier: float, jitter: Jitter, rng: random.Random
+) -> Backoff:
+    return Backoff(initial, maximum, multiplier, jitter, rng=rng)

@@ -86,7 +86,7 @@ class RetryBudget:
         with self._lock:
             counters = self._counters
             index = counters.advance(now)
-            if self._balance_locked() < 1.0:
+            if self._allowance_locked() < 1:
                 return False
             counters.slices[_RETRIES][index] += 1
             counters.totals[_RETRIES] += 1
@@ -98,9 +98,13 @@ class RetryBudget:
             now = self._clock.now()
         with self._lock:
             self._counters.advance(now)
-            balance = self._balance_locked()
-        return max(0, math.floor(balance + 1e-9))
+            allowance = self._allowance_locked()
+        return max(0, allowance)
 
-    def _balance_locked(self) -> float:
+    def _allowance_locked(self) -> int:
+        """Whole retries earned in the window minus those spent (negative for a while at times)."""
         totals = self._counters.totals
-        return self._reserve + self.ratio * totals[_FIRST_ATTEMPTS] - totals[_RETRIES]
+        earned = self._reserve + self.ratio * totals[_FIRST_ATTEMPTS]
+        # Float products land just below whole numbers (0.29 * 100 == 28.999999999999996):
+        # round those up, so 100 first attempts at ratio 0.29 earn exactly 29 retries.
+        return math.floor(earned * (1.0 + 1e-12) + 1e-9) - totals[_RETRIES]

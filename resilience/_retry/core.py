@@ -6,6 +6,7 @@ attempts, pass in ``now`` and sleep for the delays it returns.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -92,13 +93,13 @@ class Attempts:
         delay = core.backoff.delay(number, self.previous_delay)
         if core.delay_hint is not None:
             hint = core.delay_hint(outcome)
-            if hint is not None and hint > delay:
+            if hint is not None and delay < hint < math.inf:  # ignore nan, inf and shorter
                 delay = hint  # the server knows better (Retry-After): wait at least that long
         scope = current_deadline()
         if scope is not None and delay >= scope.remaining():
             return self._give_up("deadline would pass during the backoff", reason)
         budget = core.budget
-        if budget is not None and not budget.try_spend(now):
+        if budget is not None and not budget.try_spend():  # on the budget's own clock
             if _events.listeners:
                 _events.emit(_events.RetryBudgetExhausted(core.name, number))
             return self._give_up("retry budget spent", reason)

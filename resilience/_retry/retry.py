@@ -126,14 +126,18 @@ class Retry(Policy):
 
         def retrying(*args: Any, **kwargs: Any) -> T:
             if budget is not None:
-                budget.record_attempt(now())
+                budget.record_attempt()  # on the budget's own clock: it may be shared
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
-                return loop(exc, None, args, kwargs)
-            if on_result is None or not on_result(result):
-                return result
-            return loop(None, result, args, kwargs)
+                error = exc
+            else:
+                if on_result is None or not on_result(result):
+                    return result
+                return loop(None, result, args, kwargs)
+            # Retry outside the ``except`` block: later attempts' exceptions must not be chained
+            # to this one (``__context__``), nor see it as the exception being handled.
+            return loop(error, None, args, kwargs)
 
         return retrying
 
@@ -162,13 +166,15 @@ class Retry(Policy):
 
         async def retrying(*args: Any, **kwargs: Any) -> T:
             if budget is not None:
-                budget.record_attempt(now())
+                budget.record_attempt()  # on the budget's own clock: it may be shared
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
-                return await loop(exc, None, args, kwargs)
-            if on_result is None or not on_result(result):
-                return result
-            return await loop(None, result, args, kwargs)
+                error = exc
+            else:
+                if on_result is None or not on_result(result):
+                    return result
+                return await loop(None, result, args, kwargs)
+            return await loop(error, None, args, kwargs)  # outside ``except``: see the sync shell
 
         return retrying
