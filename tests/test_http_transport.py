@@ -375,10 +375,8 @@ def test_cancelling_a_hedged_call_cancels_every_copy(http_server: Any) -> None:
     async def scenario() -> None:
         async with httpx.AsyncClient(transport=transport) as client:
             task = asyncio.create_task(client.get(f"{http_server.url}/stall"))
-            for _ in range(500):  # wait (bounded) until both copies reached the server
-                if len(http_server.received("/stall")) == 2:
-                    break
-                await asyncio.sleep(0.01)
+            # Wait (bounded) on the server's condition until both copies have arrived.
+            await asyncio.to_thread(http_server.wait_received, 2, "/stall")
             assert transport.bulkhead_for(http_server.url).active == 2
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
