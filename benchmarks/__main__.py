@@ -1,24 +1,49 @@
-"""``python -m benchmarks [SCENARIO] [--quick]``: run one scenario, or all of them."""
+"""``python -m benchmarks [SCENARIO ...] [--quick]``: run some scenarios, or all of them.
+
+Flags after the scenario names are handed to each scenario (``--quick`` works for all of them;
+``python -m benchmarks overhead --rounds 9`` passes a scenario's own options). A scenario that
+fails is reported and the others still run; the exit status is then 1.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
+import time
+import traceback
 
 SCENARIOS = ["overhead", "http", "ratelimit"]
 
 
-def main() -> None:
-    args = sys.argv[1:]
-    chosen = [arg for arg in args if not arg.startswith("-")]
-    flags = [arg for arg in args if arg.startswith("-")]
-    unknown = [name for name in chosen if name not in SCENARIOS]
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if any(arg in ("-h", "--help") for arg in args) and not any(arg in SCENARIOS for arg in args):
+        print(__doc__)
+        print(f"scenarios: {', '.join(SCENARIOS)}")
+        return 0
+    chosen = [arg for arg in args if arg in SCENARIOS]
+    flags = [arg for arg in args if arg not in SCENARIOS]
+    unknown = [arg for arg in flags if not arg.startswith("-") and not arg.isdigit()]
     if unknown:
         raise SystemExit(f"unknown scenario {unknown}; choose from {SCENARIOS}")
+    failed = []
     for name in chosen or SCENARIOS:
-        print(f"\n=== {name} ===")
-        importlib.import_module(f"benchmarks.{name}").main(flags)
+        print(f"\n=== {name} ===", flush=True)
+        started = time.monotonic()
+        try:
+            importlib.import_module(f"benchmarks.{name}").main(flags)
+        except SystemExit as exit_:  # argparse: --help exits 0, a bad option 2
+            if exit_.code not in (0, None):
+                failed.append(name)
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+        print(f"# {name}: {time.monotonic() - started:.1f} s", flush=True)
+    if failed:
+        print(f"\nfailed scenarios: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,15 @@
 """Timing helpers: interleaved rounds, bounded loops, medians, ratios and a machine header.
 
 Machines here are shared and noisy (2 cores, ±30 % minute to minute), so every scenario runs
-the baseline, us and the peers round robin in one process and reports medians and ratios.
+the baseline, us and the peers round robin in one process and reports medians and ratios:
+
+- every case is warmed up first;
+- each round times every case once (one *sample*: ``batch`` calls, timed with
+  ``time.perf_counter_ns``), starting from a different case each round so that no case always
+  runs right after the same neighbour;
+- every loop is bounded in count (``batch`` calls per sample, ``rounds`` rounds) **and** in time
+  (a sample stops early after ``sample_seconds``; no new round starts after ``max_seconds``);
+- every call's result is checked inside the timed loop (a fast wrong answer raises).
 """
 
 from __future__ import annotations
@@ -14,95 +22,234 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-__all__ = ["Case", "Result", "header", "run_cases", "table"]
+__all__ = [
+    "Case",
+    "Result",
+    "count_builtin_calls",
+    "header",
+    "patched",
+    "run_cases",
+    "table",
+]
+
+_NS = 1_000_000_000
+
+
+def _identity(i: int) -> object:
+    return i
 
 
 @dataclass
 class Case:
-    """One thing to time: ``call(i)`` must return ``expect(i)`` (checked inside the loop)."""
+    """One thing to time: ``call(i)`` (or ``await acall(i)``) must return ``expect(i)``."""
 
     name: str
     call: Callable[[int], object] | None = None
     acall: Callable[[int], Awaitable[object]] | None = None
-    expect: Callable[[int], object] = lambda i: i
+    expect: Callable[[int], object] = _identity
     group: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.call is None) == (self.acall is None):
+            raise ValueError(f"{self.name}: give exactly one of call and acall")
 
 
 @dataclass
 class Result:
+    """The samples of one case: µs per call, one per round."""
+
     name: str
     group: str
-    samples: list[float] = field(default_factory=list)  # µs per call, one per round
+    samples: list[float] = field(default_factory=list)
+    cpu_samples: list[float] = field(default_factory=list)
+    """The same samples in this thread's CPU time: what is left once time spent descheduled
+    (another process on our core) is taken out. Wall time is the measure; this is a check."""
 
     @property
     def median(self) -> float:
         return statistics.median(self.samples)
 
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu_samples)
 
-def _time_sync(case: Case, batch: int) -> float:
-    call, expect = case.call, case.expect
+    @property
+    def low(self) -> float:
+        return min(self.samples)
+
+    @property
+    def high(self) -> float:
+        return max(self.samples)
+
+
+def _chunk(batch: int) -> int:
+    """Calls between two clock reads inside a sample: enough to make the read negligible."""
+    return max(1, min(1_000, batch // 20))
+
+
+def _time_sync(case: Case, batch: int, limit_ns: int) -> tuple[float, float]:
+    """µs per call (wall, CPU) over ``batch`` calls, or fewer if ``limit_ns`` runs out first."""
+    call, expect, name = case.call, case.expect, case.name
     assert call is not None
-    start = time.perf_counter_ns()
-    for i in range(batch):
-        if call(i) != expect(i):
-            raise AssertionError(f"{case.name}: wrong result for {i}")
-    return (time.perf_counter_ns() - start) / batch / 1000.0
+    chunk = _chunk(batch)
+    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
+    cpu_start = cpu_clock()
+    start = clock()
+    stop_at = start + limit_ns
+    done = 0
+    while done < batch:
+        upto = min(batch, done + chunk)
+        for i in range(done, upto):
+            if call(i) != expect(i):
+                raise AssertionError(f"{name}: wrong result for call {i}")
+        done = upto
+        if clock() > stop_at:
+            break
+    wall = clock() - start
+    return wall / done / 1000.0, (cpu_clock() - cpu_start) / done / 1000.0
 
 
-def _time_async(case: Case, batch: int) -> float:
-    acall, expect = case.acall, case.expect
+def _time_async(case: Case, batch: int, limit_ns: int) -> tuple[float, float]:
+    """The same as ``_time_sync`` inside one event loop (created outside the timed region)."""
+    acall, expect, name = case.acall, case.expect, case.name
     assert acall is not None
+    chunk = _chunk(batch)
+    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
 
-    async def loop() -> float:
-        start = time.perf_counter_ns()
-        for i in range(batch):
-            if await acall(i) != expect(i):
-                raise AssertionError(f"{case.name}: wrong result for {i}")
-        return (time.perf_counter_ns() - start) / batch / 1000.0
+    async def loop() -> tuple[float, float]:
+        cpu_start = cpu_clock()
+        start = clock()
+        stop_at = start + limit_ns
+        done = 0
+        while done < batch:
+            upto = min(batch, done + chunk)
+            for i in range(done, upto):
+                if await acall(i) != expect(i):
+                    raise AssertionError(f"{name}: wrong result for call {i}")
+            done = upto
+            if clock() > stop_at:
+                break
+        wall = clock() - start
+        return wall / done / 1000.0, (cpu_clock() - cpu_start) / done / 1000.0
 
     return asyncio.run(loop())
 
 
+def _timer(case: Case) -> Callable[[Case, int, int], tuple[float, float]]:
+    return _time_sync if case.call is not None else _time_async
+
+
 def run_cases(
-    cases: Sequence[Case], *, rounds: int, batch: int, max_seconds: float
+    cases: Sequence[Case],
+    *,
+    rounds: int,
+    batch: int,
+    max_seconds: float,
+    sample_seconds: float = 2.0,
 ) -> list[Result]:
-    """Warm each case up, then time them round robin; stop early past ``max_seconds``."""
+    """Warm each case up, then time them round robin for ``rounds`` rounds.
+
+    No round starts after ``max_seconds`` (every case keeps the same number of samples, so
+    per-round pairs stay aligned); a sample stops early after ``sample_seconds``.
+    """
+    if rounds < 1 or batch < 1:
+        raise ValueError("rounds and batch must be >= 1")
+    limit_ns = int(sample_seconds * _NS)
     results = [Result(case.name, case.group) for case in cases]
-    for case in cases:  # warm-up
-        (_time_sync if case.call is not None else _time_async)(case, max(1, batch // 10))
+    for case in cases:  # warm-up: caches, lazy imports, specialised bytecode
+        _timer(case)(case, max(1, batch // 10), limit_ns // 4)
     deadline = time.monotonic() + max_seconds
-    for _ in range(rounds):
-        for case, result in zip(cases, results, strict=True):
-            timer = _time_sync if case.call is not None else _time_async
-            result.samples.append(timer(case, batch))
+    count = len(cases)
+    for round_number in range(rounds):
+        for k in range(count):
+            index = (round_number + k) % count  # rotate the starting case every round
+            case = cases[index]
+            wall, cpu = _timer(case)(case, batch, limit_ns)
+            results[index].samples.append(wall)
+            results[index].cpu_samples.append(cpu)
         if time.monotonic() > deadline:
             break
     return results
 
 
+def count_builtin_calls(target: Callable[..., object], run: Callable[[], object]) -> int:
+    """How many times ``run()`` calls the C function ``target`` (e.g. ``time.sleep``), by any
+    route: a profiler hook sees calls through aliases bound at import time too."""
+    calls = 0
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        if event == "c_call" and arg is target:
+            calls += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(previous)
+    return calls
+
+
+@contextmanager
+def patched(owner: object, name: str, replacement: object) -> Iterator[None]:
+    """Temporarily replace ``owner.name`` (for counting calls outside timed loops)."""
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def header(packages: Sequence[str]) -> str:
+    """Date, machine, load, Python and the versions of ``packages`` (importlib.metadata)."""
     versions = []
     for name in packages:
         try:
             versions.append(f"{name} {importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{name} (not installed)")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load = "n/a"
+    if hasattr(os, "getloadavg"):
+        load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     return (
-        f"# {datetime.date.today().isoformat()}  {platform.machine()}  {os.cpu_count()} CPUs  "
-        f"Python {sys.version.split()[0]} ({platform.python_implementation()})\n"
+        f"# {now}  {os.cpu_count()} CPUs ({_cpu_model()}, {platform.machine()})  "
+        f"load {load}\n"
+        f"# Python {sys.version.split()[0]} ({platform.python_implementation()}, "
+        f"{platform.python_compiler()})\n"
         f"# {', '.join(versions)}"
     )
 
 
 def table(results: Sequence[Result], *, baseline: str, ours: str) -> str:
-    """Median µs per call, overhead over the baseline, min-max, and ratio to ``ours``."""
+    """Median µs per call, overhead over the baseline, min-max, overhead ratio to ``ours``, and
+    the overhead in CPU time (``cpu ovh``: the same, with time spent descheduled taken out)."""
     by_name = {result.name: result for result in results}
     base = by_name[baseline].median
+    cpu_base = by_name[baseline].cpu_median
     reference = by_name[ours].median - base if ours in by_name else None
-    lines = [f"{'case':<44} {'µs/call':>9} {'overhead':>9} {'min-max':>15} {'x ours':>8}"]
+    width = max(44, *(len(result.name) + 1 for result in results))
+    lines = [
+        f"{'case':<{width}} {'µs/call':>9} {'overhead':>9} {'min-max':>15} {'x ours':>8} "
+        f"{'cpu ovh':>8}"
+    ]
     group = None
     for result in results:
         if result.group != group:
@@ -110,7 +257,13 @@ def table(results: Sequence[Result], *, baseline: str, ours: str) -> str:
             if group:
                 lines.append(f"-- {group}")
         overhead = result.median - base
-        ratio = f"{overhead / reference:8.1f}" if reference and result.name != baseline else " " * 8
-        spread = f"{min(result.samples):.2f}-{max(result.samples):.2f}"
-        lines.append(f"{result.name:<44} {result.median:9.2f} {overhead:9.2f} {spread:>15} {ratio}")
+        ratio = " " * 8
+        if reference and reference > 0 and result.name != baseline:
+            ratio = f"{overhead / reference:8.1f}"
+        spread = f"{result.low:.2f}-{result.high:.2f}"
+        cpu = result.cpu_median - cpu_base
+        lines.append(
+            f"{result.name:<{width}} {result.median:9.2f} {overhead:9.2f} {spread:>15} {ratio} "
+            f"{cpu:8.2f}"
+        )
     return "\n".join(lines)
