@@ -1,8 +1,10 @@
 """Counters over a sliding time window, kept as a ring of slices (O(1) per update).
 
-Used by the retry budget and the circuit breaker's time window. An entry counted at time ``t``
-is forgotten once its slice has fully left the window: after at least ``window`` and at most
-``window + window / slices`` seconds.
+Used by the retry budget and the circuit breaker's time window. Time is cut into slices of
+``window / slices`` seconds; an entry counted at time ``t`` is forgotten once its slice has fully
+left the window, that is once ``now - window`` reaches the slice's end: after more than
+``window`` and at most ``window + window / slices`` seconds. The window ``[now - window, now]``
+then touches ``slices + 1`` slices (the oldest one partly), so the ring holds ``slices + 1``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ class SlidingCounters:
     def __init__(self, window: float, fields: int, slices: int = 10) -> None:
         self.window = window
         self._width = window / slices
-        self._ring = slices
-        self.slices = [[0] * slices for _ in range(fields)]
+        # One slice more than ``slices``: the current slice is partly filled, and the oldest
+        # one must stay until all of it is older than ``window`` (a ring of ``slices`` would
+        # forget an entry up to one slice before it is ``window`` old).
+        self._ring = ring = slices + 1
+        self.slices = [[0] * ring for _ in range(fields)]
         self.totals = [0] * fields
         self._newest: int | None = None  # absolute number of the newest slice seen
         self._index = 0  # its ring index

@@ -165,14 +165,9 @@ class CircuitBreaker(Policy):
     @property
     def state(self) -> CircuitState:
         """The current state; an open breaker whose ``open_for`` has passed reads HALF_OPEN."""
-        machine = self._machine
+        now = self._clock.now()
         with self._lock:
-            if (
-                machine.state is CircuitState.OPEN
-                and self._clock.now() - machine.opened_at >= machine.open_for
-            ):
-                machine.force(CircuitState.HALF_OPEN, self._clock.now())
-            state = machine.state
+            state = self._machine.poll(now)
             changes = self._drain_locked()
         if changes:
             self._announce(changes)
@@ -180,14 +175,18 @@ class CircuitBreaker(Policy):
 
     @property
     def metrics(self) -> CircuitMetrics:
-        """A consistent snapshot of the window and the lifetime totals."""
+        """A consistent snapshot of the window and the lifetime totals (``state`` as above)."""
+        now = self._clock.now()
         with self._lock:
             machine = self._machine
+            state = machine.poll(now)
             window = machine.window
-            window.refresh(self._clock.now())
+            window.refresh(now)
             calls, failures, slow = window.calls, window.failures, window.slow
             successes, failed, rejected, interrupted = self._totals
-            state = machine.state
+            changes = self._drain_locked()
+        if changes:
+            self._announce(changes)
         return CircuitMetrics(
             state=state,
             calls=calls,
@@ -206,7 +205,7 @@ class CircuitBreaker(Policy):
         self._force(CircuitState.OPEN)
 
     def close(self) -> None:
-        """Close the breaker now and clear its window."""
+        """Close the breaker now and clear its window (also when it is already closed)."""
         self._force(CircuitState.CLOSED)
 
     def add_listener(self, listener: StateListener) -> Callable[[], None]:
@@ -215,10 +214,12 @@ class CircuitBreaker(Policy):
         Listeners run after the breaker's lock is released, in the thread that caused the
         transition; one that raises is logged and skipped.
         """
-        self._listeners = (*self._listeners, listener)
+        with self._lock:  # a tuple swapped under the lock: concurrent adds are not lost
+            self._listeners = (*self._listeners, listener)
 
         def remove() -> None:
-            self._listeners = tuple(other for other in self._listeners if other is not listener)
+            with self._lock:
+                self._listeners = tuple(other for other in self._listeners if other is not listener)
 
         return remove
 

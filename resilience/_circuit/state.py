@@ -4,11 +4,14 @@ Rules (written down because they are where breakers differ):
 
 - CLOSED admits everything. Each outcome goes into the window; once the window holds at least
   ``minimum_calls`` calls and the failure rate (or, if configured, the slow-call rate) reaches its
-  threshold, the breaker opens. The window is cleared on every transition.
-- OPEN rejects, with ``retry_after`` = the time left of ``open_for``. The first admit after
-  ``open_for`` moves it to HALF_OPEN (lazily: no timer threads).
+  threshold, the breaker opens. The window is cleared on every transition. Slow calls count only
+  when a slow-call rate is configured.
+- OPEN rejects, with ``retry_after`` = the time left of ``open_for``. The first admit (or read
+  of the state) after ``open_for`` moves it to HALF_OPEN (lazily: no timer threads).
 - HALF_OPEN admits at most ``half_open_calls`` concurrent trials and rejects the rest. A failed
-  or slow trial reopens the breaker at once; ``half_open_calls`` passing trials close it.
+  (or counted slow) trial reopens the breaker at once; ``half_open_calls`` passing trials close it.
+- ``open()`` / ``close()`` by hand move there at once; opening an open breaker restarts its open
+  period and closing a closed one clears its window (neither is a transition).
 - Every transition bumps ``generation``. A permit carries the generation it was issued in; an
   outcome from an older generation (a late result from before the last transition) is ignored,
   so 50 concurrent failures open the breaker exactly once.
@@ -117,7 +120,7 @@ class StateMachine:
             return  # a late result from an earlier state: it says nothing about this one
         if permit & 1:
             self.trials_in_flight -= 1
-            if failed or slow:
+            if failed or (slow and self.slow_call_rate is not None):
                 self._move(_OPEN, now)
                 return
             self.trials_passed += 1
@@ -138,12 +141,25 @@ class StateMachine:
         if permit & 1 and permit >> 1 == self.generation:
             self.trials_in_flight -= 1
 
+    def poll(self, now: float) -> CircuitState:
+        """The state at ``now``: an open breaker whose ``open_for`` has passed turns half-open."""
+        if self.state is _OPEN and now - self.opened_at >= self.open_for:
+            self._move(_HALF_OPEN, now)
+        return self.state
+
     def force(self, state: CircuitState, now: float) -> None:
-        """Move to ``state`` by hand (``open()`` / ``close()``); a no-op if already there."""
+        """Move to ``state`` by hand (``open()`` / ``close()``).
+
+        Forcing the current state is not a transition (no change, same generation), but it
+        still does what was asked: opening an open breaker restarts its open period, and
+        closing a closed one clears its window.
+        """
         if self.state is not state:
             self._move(state, now)
         elif state is _OPEN:
-            self.opened_at = now  # opening an open breaker restarts its open period
+            self.opened_at = now
+        elif state is _CLOSED:
+            self.window.reset()
 
     def _move(self, new: CircuitState, now: float) -> None:
         old = self.state
