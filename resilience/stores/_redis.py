@@ -15,6 +15,7 @@ call. Bound each call with the client's ``socket_timeout`` / ``socket_connect_ti
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import logging
 import math
@@ -51,6 +52,10 @@ class RedisStore:
         self.prefix = prefix
         self.on_error = on_error
         self._gcra = client.register_script(_GCRA_LUA)
+        from redis.exceptions import RedisError  # here, not per call: redis is optional
+
+        self._errors: type[Exception] = RedisError
+        self._keys: dict[str, list[str]] = {}
         self._down = False
         self._lock = threading.Lock()
 
@@ -60,6 +65,12 @@ class RedisStore:
     def key(self, name: str, kind: str) -> str:
         """The Redis key of policy ``name``'s ``kind`` of state, hash-tagged by name."""
         return f"{self.prefix}{{{name}}}:{kind}"
+
+    def _keys_of(self, name: str) -> list[str]:
+        keys = self._keys.get(name)
+        if keys is None:
+            keys = self._keys[name] = [self.key(name, "gcra")]
+        return keys
 
     # -- rate limiting --------------------------------------------------------------------------
 
@@ -80,13 +91,11 @@ class RedisStore:
         self, key: str, params: GcraParams, cost: int, max_wait: float
     ) -> RateLimitDecision:
         """One GCRA step for ``key`` (``redis.asyncio`` clients)."""
-        from redis.exceptions import RedisError
-
         try:
             reply = await self._gcra(
-                keys=[self.key(key, "gcra")], args=_gcra_args(params, cost, max_wait)
+                keys=self._keys_of(key), args=_gcra_args(params, cost, max_wait)
             )
-        except RedisError as exc:
+        except self._errors as exc:
             return self._fallback(key, params, exc)
         self._recovered(key)
         return _gcra_decision(params, reply)
@@ -133,7 +142,9 @@ class RedisStore:
                 _events.emit(_events.StoreRecovered(key))
 
 
+@functools.lru_cache(maxsize=256)
 def _gcra_args(params: GcraParams, cost: int, max_wait: float) -> list[str]:
+    """The script's arguments in milliseconds (cached: a limiter sends the same ones)."""
     return [
         repr(params.emission * 1000.0),
         repr(params.tolerance * 1000.0),
@@ -142,8 +153,8 @@ def _gcra_args(params: GcraParams, cost: int, max_wait: float) -> list[str]:
     ]
 
 
-def _gcra_decision(params: GcraParams, reply: list[Any]) -> RateLimitDecision:
-    allowed, ttl_ms, wait_ms, retry_ms = (float(part) for part in reply)
+def _gcra_decision(params: GcraParams, reply: Any) -> RateLimitDecision:
+    allowed, ttl_ms, wait_ms, retry_ms = (float(part) for part in reply.split())
     ttl, wait = ttl_ms / 1000.0, wait_ms / 1000.0
     if allowed:
         room = params.tolerance - ttl + wait

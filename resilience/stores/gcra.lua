@@ -1,7 +1,7 @@
 -- One GCRA step, atomic, on the Redis server's clock (TIME), in milliseconds.
 -- KEYS[1]: the limit's TAT key.  ARGV: emission_ms, tolerance_ms, cost, max_wait_ms.
--- Returns {allowed (1/0), ttl_ms, wait_ms, retry_after_ms} as strings (Redis would truncate
--- Lua numbers to integers in a reply).
+-- Returns "allowed ttl_ms wait_ms retry_after_ms" as one string (one bulk reply is the cheapest
+-- to parse, and Redis would truncate Lua numbers to integers).
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
 local emission = tonumber(ARGV[1])
@@ -25,6 +25,6 @@ if allow_at <= now + max_wait + slack then
   if cost > 0 then
     redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', math.max(1, math.ceil(ttl)))
   end
-  return {'1', string.format('%.6f', ttl), string.format('%.6f', wait), '0'}
+  return string.format('1 %.3f %.3f 0', ttl, wait)
 end
-return {'0', string.format('%.6f', tat - now), '0', string.format('%.6f', allow_at - now)}
+return string.format('0 %.3f 0 %.3f', tat - now, allow_at - now)
