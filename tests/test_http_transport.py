@@ -219,7 +219,7 @@ def test_deadline_bounds_attempts_and_elapsed_time(driver: Driver, http_server: 
         assert response.status_code == 503
     elapsed = time.monotonic() - started
     assert len(http_server.received("/slow")) <= 3
-    assert elapsed <= 1.0 + 0.25
+    assert elapsed <= 1.0 + 0.5  # epsilon: scheduling on a loaded 2-core machine
 
 
 def test_time_left_is_sent_downstream(driver: Driver, http_server: Any) -> None:
