@@ -20,6 +20,7 @@ from typing import Any
 
 __all__ = [
     "BulkheadFullError",
+    "add_note",
     "CircuitOpenError",
     "DeadlineExceededError",
     "RateLimitedError",
@@ -81,3 +82,11 @@ class DeadlineExceededError(ResilienceError, TimeoutError):
 
     def __reduce__(self) -> tuple[type[DeadlineExceededError], tuple[str, float], dict[str, Any]]:
         return (type(self), (self.name, self.timeout), self.__dict__)
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Attach a PEP 678 note (on Python 3.10, the ``__notes__`` list that tools read)."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), note]  # type: ignore[attr-defined]

@@ -257,22 +257,19 @@ class CircuitBreaker(Policy):
             self._announce(changes)
 
     def _failed(self, permit: int, exc: Exception, started: float) -> None:
-        try:
-            failed = bool(self._failure_on(exc))
-        except Exception:  # a broken predicate must not leak the permit
-            _log.exception("circuit breaker %r: failure_on raised; counting a failure", self.name)
-            failed = True
-        self._record(permit, failed, started)
+        self._record(permit, self._judge(self._failure_on, exc, "failure_on"), started)
 
     def _result_failed(self, result: object) -> bool:
         judge = self._failure_on_result
         assert judge is not None, "only called when failure_on_result is set"
+        return self._judge(judge, result, "failure_on_result")
+
+    def _judge(self, predicate: Callable[[Any], bool], outcome: object, what: str) -> bool:
+        """Apply a user predicate; one that raises counts a failure (never leaks the permit)."""
         try:
-            return bool(judge(result))
-        except Exception:  # a broken predicate must not leak the permit
-            _log.exception(
-                "circuit breaker %r: failure_on_result raised; counting a failure", self.name
-            )
+            return bool(predicate(outcome))
+        except Exception:
+            _log.exception("circuit breaker %r: %s raised; counting a failure", self.name, what)
             return True
 
     def _release(self, permit: int) -> None:

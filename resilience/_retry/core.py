@@ -12,6 +12,7 @@ from typing import Any
 
 from resilience import _events
 from resilience._context import current_deadline
+from resilience._errors import add_note
 from resilience._retry.backoff import Backoff
 from resilience._retry.budget import RetryBudget
 
@@ -71,10 +72,7 @@ class Attempts:
                 f"resilience: Retry {self.core.name!r} gave up after attempt "
                 f"{self.number} of {self.core.attempts} ({why})"
             )
-            if hasattr(exc, "add_note"):
-                exc.add_note(note)
-            else:  # Python 3.10: keep the PEP 678 attribute for tools that read it
-                exc.__notes__ = [*getattr(exc, "__notes__", ()), note]  # type: ignore[attr-defined]
+            add_note(exc, note)
         return delay
 
     def after_result(self, result: object, now: float) -> float | None:

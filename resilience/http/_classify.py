@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import httpx
 
+from resilience.http._keys import IDEMPOTENCY_KEY
+
 __all__ = [
     "BREAKER_FAILURE_STATUS",
     "IDEMPOTENT_METHODS",
@@ -16,9 +18,11 @@ __all__ = [
     "KEYED_RETRY_STATUSES",
     "NEVER_SENT_ERRORS",
     "RETRY_STATUSES",
+    "has_key",
     "is_breaker_failure",
     "may_resend",
     "retryable_error",
+    "request_of",
     "retryable_status",
 ]
 
@@ -80,3 +84,17 @@ def is_breaker_failure(outcome: BaseException | int) -> bool:
     if isinstance(outcome, int):
         return outcome >= BREAKER_FAILURE_STATUS
     return isinstance(outcome, httpx.TransportError)
+
+
+def request_of(outcome: object) -> httpx.Request | None:
+    """The request a response or an httpx error belongs to, or ``None`` when it is unset."""
+    try:
+        request = outcome.request  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when it is unset
+        return None
+    return request if isinstance(request, httpx.Request) else None
+
+
+def has_key(request: httpx.Request) -> bool:
+    """Whether the request carries an Idempotency-Key (so a resend is safe)."""
+    return IDEMPOTENCY_KEY in request.headers

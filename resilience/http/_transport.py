@@ -24,7 +24,7 @@ from resilience._bulkhead import Bulkhead
 from resilience._circuit.breaker import CircuitBreaker
 from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._context import current_deadline
-from resilience._errors import DeadlineExceededError
+from resilience._errors import DeadlineExceededError, add_note
 from resilience._hedge import Hedge
 from resilience._pipeline import Pipeline
 from resilience._policy import Policy
@@ -35,8 +35,10 @@ from resilience._validate import check_duration
 from resilience.http._classify import (
     KEYED_METHODS,
     KEYED_RETRY_STATUSES,
+    has_key,
     is_breaker_failure,
     may_resend,
+    request_of,
     retryable_error,
     retryable_status,
 )
@@ -62,13 +64,6 @@ class _Origin:
     breaker: CircuitBreaker | None
     bulkhead: Bulkhead | None
     budget: RetryBudget | None
-
-
-def _request_of(outcome: object) -> httpx.Request | None:
-    try:
-        return outcome.request  # type: ignore[attr-defined,no-any-return]
-    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when it is unset
-        return None
 
 
 def _replayable(request: httpx.Request) -> bool:
@@ -126,16 +121,11 @@ class _Rules:
 
     def add_idempotency_key(self, request: httpx.Request) -> None:
         """Give an unsafe request its key, once per call; never replace the caller's."""
-        if (
-            self.idempotency_keys
-            and request.method in KEYED_METHODS
-            and IDEMPOTENCY_KEY not in request.headers
-        ):
+        if self.idempotency_keys and request.method in KEYED_METHODS and not has_key(request):
             request.headers[IDEMPOTENCY_KEY] = new_idempotency_key(self.key_style)
 
     def origin(self, request: httpx.Request, wrap: Callable[[Policy | None], Any]) -> _Origin:
-        url = request.url
-        key = (url.raw_scheme, url.raw_host, url.port)
+        key = _origin_key(request.url)
         found = self._origins.get(key)
         if found is None:
             with self._lock:
@@ -226,16 +216,15 @@ class _Rules:
     # -- classification (predicates handed to the policies) ------------------------------------
 
     def _retryable_error(self, exc: BaseException) -> bool:
-        request = _request_of(exc)
+        request = request_of(exc)
         if request is None:
             return False
-        has_key = IDEMPOTENCY_KEY in request.headers
-        resendable = may_resend(request.method, has_key)
+        resendable = may_resend(request.method, has_key(request))
         if resendable and not _replayable(request):
             if retryable_error(exc, False):
                 return True  # never sent: the one-shot body was not consumed
             if retryable_error(exc, True):
-                _note(
+                add_note(
                     exc,
                     "resilience: not retried: the request body is a one-shot stream "
                     "that was already sent",
@@ -252,10 +241,9 @@ class _Rules:
         """Classify a fresh response once: may the call retry (or hedge) past it?"""
         if response.status_code not in KEYED_RETRY_STATUSES:
             return False  # the common case: no header lookups at all
-        has_key = IDEMPOTENCY_KEY in request.headers
-        verdict = retryable_status(response.status_code, request.method, has_key) and _replayable(
-            request
-        )
+        verdict = retryable_status(
+            response.status_code, request.method, has_key(request)
+        ) and _replayable(request)
         response._resilience_retryable = verdict  # type: ignore[attr-defined]
         return verdict
 
@@ -289,17 +277,12 @@ def _set_header(headers: httpx.Headers, key: bytes, value: str) -> None:
 
 
 def _is_server_error(response: httpx.Response) -> bool:
-    return response.status_code >= 500  # a 5xx counts against the breaker; 4xx do not
+    return is_breaker_failure(response.status_code)  # a 5xx counts; 4xx do not
 
 
 def _close_quietly(response: object) -> None:
     if isinstance(response, httpx.Response):
         response.close()
-
-
-def _note(exc: BaseException, note: str) -> None:
-    if hasattr(exc, "add_note"):
-        exc.add_note(note)
 
 
 class _Resilient:
@@ -472,6 +455,10 @@ class AsyncResilientTransport(_Resilient, httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+def _origin_key(url: httpx.URL) -> tuple[bytes, bytes, int | None]:
+    """(scheme, host, port): what per-origin policies are keyed by."""
+    return (url.raw_scheme, url.raw_host, url.port)
+
+
 def _origin_of(rules: _Rules, url: httpx.URL | str) -> _Origin | None:
-    parsed = httpx.URL(url)
-    return rules._origins.get((parsed.raw_scheme, parsed.raw_host, parsed.port))
+    return rules._origins.get(_origin_key(httpx.URL(url)))

@@ -20,19 +20,16 @@ from tenacity import RetryCallState
 from tenacity.retry import retry_base
 from tenacity.wait import wait_base, wait_exponential_jitter
 
-from resilience.http._classify import may_resend, retryable_error, retryable_status
-from resilience.http._keys import IDEMPOTENCY_KEY
+from resilience.http._classify import (
+    has_key,
+    may_resend,
+    request_of,
+    retryable_error,
+    retryable_status,
+)
 from resilience.http._retry_after import DEFAULT_RETRY_AFTER_MAX, parse_retry_after
 
 __all__ = ["retry_if_http_retryable", "wait_retry_after"]
-
-
-def _request_of(outcome: object) -> httpx.Request | None:
-    try:
-        request = outcome.request  # type: ignore[attr-defined]
-    except (AttributeError, RuntimeError):
-        return None
-    return request if isinstance(request, httpx.Request) else None
 
 
 class retry_if_http_retryable(retry_base):  # tenacity names its strategies in lower case
@@ -45,20 +42,17 @@ class retry_if_http_retryable(retry_base):  # tenacity names its strategies in l
             return False
         if outcome.failed:
             exc = outcome.exception()
-            request = _request_of(exc)
+            request = request_of(exc)
             if exc is None or request is None:
                 return False
-            resendable = may_resend(request.method, IDEMPOTENCY_KEY in request.headers)
-            return retryable_error(exc, resendable)
+            return retryable_error(exc, may_resend(request.method, has_key(request)))
         response = outcome.result()
         if not isinstance(response, httpx.Response):
             return False
-        request = _request_of(response)
+        request = request_of(response)
         if request is None:
             return False
-        return retryable_status(
-            response.status_code, request.method, IDEMPOTENCY_KEY in request.headers
-        )
+        return retryable_status(response.status_code, request.method, has_key(request))
 
 
 class wait_retry_after(wait_base):  # tenacity names its strategies in lower case
