@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-__all__ = ["GcraParams", "RateLimitDecision", "gcra_admit", "gcra_step"]
+__all__ = ["GcraParams", "RateLimitDecision", "decide", "gcra_admit", "gcra_step"]
 
 # Float rounding must not refuse a request that is exactly on time (now + T - tau == now).
 _SLACK = 1e-9
@@ -69,17 +69,23 @@ def gcra_step(
     params: GcraParams, tat: float | None, now: float, cost: int, max_wait: float
 ) -> tuple[RateLimitDecision, float | None]:
     """One GCRA decision with all its numbers: return it and the TAT to store (or ``None``)."""
-    emission, tolerance = params.emission, params.tolerance
-    new_tat, delay = gcra_admit(emission, tolerance, tat, now, cost, max_wait)
+    new_tat, delay = gcra_admit(params.emission, params.tolerance, tat, now, cost, max_wait)
     if new_tat is not None:
-        ttl = new_tat - now
-        remaining = _remaining(tolerance - ttl + delay, emission)
-        return RateLimitDecision(True, params.limit, remaining, 0.0, ttl, delay), new_tat
-    ttl = (now if tat is None or tat < now else tat) - now
-    return (
-        RateLimitDecision(False, params.limit, _remaining(tolerance - ttl, emission), delay, ttl),
-        None,
-    )
+        return decide(params, True, new_tat - now, delay), new_tat
+    return decide(params, False, (now if tat is None or tat < now else tat) - now, delay), None
+
+
+def decide(params: GcraParams, allowed: bool, ttl: float, delay: float) -> RateLimitDecision:
+    """The decision's numbers from the step's outcome, wherever the step ran (here or in Redis).
+
+    ``ttl`` is the stored TAT minus now; ``delay`` is the wait when allowed, the retry-after
+    when refused.
+    """
+    if allowed:
+        remaining = _remaining(params.tolerance - ttl + delay, params.emission)
+        return RateLimitDecision(True, params.limit, remaining, 0.0, ttl, delay)
+    remaining = _remaining(params.tolerance - ttl, params.emission)
+    return RateLimitDecision(False, params.limit, remaining, delay, ttl)
 
 
 def _remaining(room: float, emission: float) -> int:

@@ -18,12 +18,11 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import logging
-import math
 import threading
 from typing import Any, Literal
 
 from resilience import _events
-from resilience._gcra import GcraParams, RateLimitDecision
+from resilience._gcra import GcraParams, RateLimitDecision, decide
 
 __all__ = ["RedisStore"]
 
@@ -155,10 +154,5 @@ def _gcra_args(params: GcraParams, cost: int, max_wait: float) -> list[str]:
 
 def _gcra_decision(params: GcraParams, reply: Any) -> RateLimitDecision:
     allowed, ttl_ms, wait_ms, retry_ms = (float(part) for part in reply.split())
-    ttl, wait = ttl_ms / 1000.0, wait_ms / 1000.0
-    if allowed:
-        room = params.tolerance - ttl + wait
-        remaining = max(0, math.floor(room / params.emission + 1e-9))
-        return RateLimitDecision(True, params.limit, remaining, 0.0, ttl, wait)
-    remaining = max(0, math.floor((params.tolerance - ttl) / params.emission + 1e-9))
-    return RateLimitDecision(False, params.limit, remaining, retry_ms / 1000.0, ttl)
+    delay = wait_ms if allowed else retry_ms
+    return decide(params, bool(allowed), ttl_ms / 1000.0, delay / 1000.0)
