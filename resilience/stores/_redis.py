@@ -75,13 +75,9 @@ class RedisStore:
 
     def gcra(self, key: str, params: GcraParams, cost: int, max_wait: float) -> RateLimitDecision:
         """One GCRA step for ``key``, atomically on the server (sync clients)."""
-        from redis.exceptions import RedisError
-
         try:
-            reply = self._gcra(
-                keys=[self.key(key, "gcra")], args=_gcra_args(params, cost, max_wait)
-            )
-        except RedisError as exc:
+            reply = self._gcra(keys=self._keys_of(key), args=_gcra_args(params, cost, max_wait))
+        except self._errors as exc:
             return self._fallback(key, params, exc)
         self._recovered(key)
         return _gcra_decision(params, reply)
