@@ -15,6 +15,7 @@ from typing import Final
 __all__ = [
     "BulkheadRejected",
     "CallRejected",
+    "RateLimitAcquired",
     "CircuitStateChanged",
     "DeadlineExceeded",
     "Event",
@@ -94,6 +95,13 @@ class RateLimited(Event):
     """A rate limiter refused a call; it could be admitted after ``retry_after`` seconds."""
 
     retry_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitAcquired(Event):
+    """A rate limiter admitted a call, after waiting ``waited`` seconds (0.0: at once)."""
+
+    waited: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,8 +118,14 @@ class RateLimiter(Policy):
         return decision
 
     def _announce(self, decision: RateLimitDecision) -> None:
-        if not decision.allowed and _events.listeners:
-            _events.emit(_events.RateLimited(self.key, decision.retry_after))
+        if _events.listeners:
+            if decision.allowed:
+                _events.emit(_events.RateLimitAcquired(self.key, decision.wait))
+            else:
+                _events.emit(_events.RateLimited(self.key, decision.retry_after))
+
+    def _acquired(self, waited: float) -> None:
+        _events.emit(_events.RateLimitAcquired(self.key, waited))
 
     def _refused(self, retry_after: float) -> RateLimitedError:
         if _events.listeners:
@@ -129,6 +135,7 @@ class RateLimiter(Policy):
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
         admit, key, params = self._store.gcra_admit, self.key, self._params
         budget, refused, sleep = self._wait_budget, self._refused, self._clock.sleep
+        acquired = self._acquired
         may_wait = self.max_wait > 0.0  # without waiting, the deadline cannot matter
 
         def limited(*args: Any, **kwargs: Any) -> T:
@@ -137,6 +144,8 @@ class RateLimiter(Policy):
                 if wait < 0.0:
                     raise refused(-wait)
                 sleep(wait)
+            if _events.listeners:
+                acquired(wait)
             return fn(*args, **kwargs)
 
         return limited
@@ -144,6 +153,7 @@ class RateLimiter(Policy):
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         admit, key, params = self._store.gcra_admit_async, self.key, self._params
         budget, refused, sleep = self._wait_budget, self._refused, self._clock.sleep_async
+        acquired = self._acquired
         may_wait = self.max_wait > 0.0
 
         async def limited(*args: Any, **kwargs: Any) -> T:
@@ -152,6 +162,8 @@ class RateLimiter(Policy):
                 if wait < 0.0:
                     raise refused(-wait)
                 await sleep(wait)
+            if _events.listeners:
+                acquired(wait)
             return await fn(*args, **kwargs)
 
         return limited

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,6 +29,9 @@ T = TypeVar("T")
 _log = logging.getLogger("resilience")
 
 StateListener = Callable[[_events.CircuitStateChanged], object]
+
+# Every live breaker, so telemetry can observe states and totals without a per-call event.
+breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,7 @@ class CircuitBreaker(Policy):
         "_settings",
         "_slow_call_duration",
         "_totals",
+        "__weakref__",
         "name",
     )
 
@@ -150,6 +155,7 @@ class CircuitBreaker(Policy):
         self._listeners: tuple[StateListener, ...] = ()
         # successes, failures, rejections, interrupted
         self._totals = [0, 0, 0, 0]
+        breakers.add(self)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._machine.state.value!r})"
