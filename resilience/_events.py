@@ -3,14 +3,22 @@
 Policies build an event only when somebody listens (one truth test on the hot path), hand it to
 every listener, and never know who listens. Events are frozen dataclasses named in the past
 tense. A listener that raises is logged and skipped; it never breaks the call it observes.
+
+Spans need more than events (a start, an end, a context to propagate), so the seam also has
+``Observer``: the small interface that the transports and ``Pipeline`` call around an attempt
+or a call. ``resilience.instrumentation`` implements it on OpenTelemetry; ``observer()`` loads
+it lazily, so nothing here (nor any policy) imports opentelemetry.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, Protocol
 
 __all__ = [
     "BulkheadRejected",
@@ -22,6 +30,7 @@ __all__ = [
     "FallbackUsed",
     "HedgeSent",
     "Listener",
+    "Observer",
     "RateLimited",
     "RetryBudgetExhausted",
     "RetryGaveUp",
@@ -30,6 +39,7 @@ __all__ = [
     "StoreUnavailable",
     "emit",
     "listeners",
+    "observer",
     "subscribe",
 ]
 
@@ -165,3 +175,51 @@ def emit(event: Event) -> None:
             listener(event)
         except Exception:
             _log.exception("resilience event listener %r failed on %r", listener, event)
+
+
+class Observer(Protocol):
+    """Spans around work: what ``resilience.instrumentation`` implements for the shells.
+
+    ``start_attempt`` is called just before one HTTP attempt goes to the wire (it may add
+    headers, e.g. ``traceparent``) and returns a token handed back to ``end_attempt`` with the
+    response or the exception; ``call`` wraps one ``Pipeline`` call in a span made current.
+    """
+
+    def start_attempt(self, request: Any) -> object: ...
+
+    def end_attempt(
+        self, token: object, response: Any | None, error: BaseException | None
+    ) -> None: ...
+
+    def call(self, name: str) -> AbstractContextManager[object]: ...
+
+
+_INSTRUMENTATION: Final = "resilience.instrumentation._otel"
+_default: list[Observer | None] = []  # [] until resolved, then [the default or None]
+_default_lock = threading.Lock()
+
+
+def observer(tracer_provider: object = None, meter_provider: object = None) -> Observer | None:
+    """The OpenTelemetry observer, or ``None`` when opentelemetry-api is not installed.
+
+    With no provider given, the process-wide default on OTel's global providers (a no-op until
+    the application configures an SDK), created once; creating it also subscribes the event
+    listeners, so resilience events become span events, metrics and log records. Explicit
+    providers get their own observer for spans and the HTTP duration metric (events still go
+    to listeners subscribed with ``resilience.instrumentation.instrument``).
+    """
+    if tracer_provider is not None or meter_provider is not None:
+        module = importlib.import_module(_INSTRUMENTATION)
+        created: Observer = module.OpenTelemetry(tracer_provider, meter_provider)
+        return created
+    if _default:
+        return _default[0]
+    with _default_lock:
+        if not _default:
+            try:
+                module = importlib.import_module(_INSTRUMENTATION)
+            except ImportError:
+                _default.append(None)
+            else:
+                _default.append(module.install_default())
+    return _default[0]

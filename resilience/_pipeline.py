@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from resilience import _events
 from resilience._policy import Policy
 
 __all__ = ["Pipeline"]
@@ -19,11 +20,22 @@ class Pipeline(Policy):
     ``Pipeline(Fallback, Deadline, Retry, CircuitBreaker, Bulkhead, Timeout)``: the deadline
     covers every attempt, each attempt passes the breaker and bulkhead, and the timeout bounds
     one attempt. Nested pipelines are flattened. A pipeline is itself a policy.
+
+    With ``tracing`` on (the default) and opentelemetry-api installed, each call runs in an
+    ``INTERNAL`` span named ``name`` (default: the function's qualified name) that is current
+    while it runs, so retries, breaker rejections and the like appear on it as events. Without
+    an SDK configured this costs one check per call. ``tracer_provider`` overrides the global.
     """
 
-    __slots__ = ("policies",)
+    __slots__ = ("name", "policies", "tracer_provider", "tracing")
 
-    def __init__(self, *policies: Policy) -> None:
+    def __init__(
+        self,
+        *policies: Policy,
+        name: str | None = None,
+        tracing: bool = True,
+        tracer_provider: Any = None,
+    ) -> None:
         if not policies:
             raise ValueError("policies must name at least one policy")
         flat: list[Policy] = []
@@ -35,6 +47,13 @@ class Pipeline(Policy):
             else:
                 raise TypeError(f"policies must be Policy instances, got {policy!r}")
         self.policies: tuple[Policy, ...] = tuple(flat)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty string or None, got {name!r}")
+        if not isinstance(tracing, bool):
+            raise TypeError(f"tracing must be True or False, got {tracing!r}")
+        self.name = name
+        self.tracing = tracing
+        self.tracer_provider = tracer_provider
 
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(map(repr, self.policies))})"
@@ -45,12 +64,38 @@ class Pipeline(Policy):
     def __len__(self) -> int:
         return len(self.policies)
 
+    def _observer(self) -> _events.Observer | None:
+        return _events.observer(self.tracer_provider) if self.tracing else None
+
+    def _span_name(self, fn: Callable[..., Any]) -> str:
+        return self.name or getattr(fn, "__qualname__", None) or repr(fn)
+
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
+        guarded = fn
         for policy in reversed(self.policies):
-            fn = policy._wrap_sync(fn)
-        return fn
+            guarded = policy._wrap_sync(guarded)
+        observer = self._observer()
+        if observer is None:
+            return guarded
+        span, name = observer.call, self._span_name(fn)
+
+        def traced(*args: Any, **kwargs: Any) -> T:
+            with span(name):
+                return guarded(*args, **kwargs)
+
+        return traced
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        guarded = fn
         for policy in reversed(self.policies):
-            fn = policy._wrap_async(fn)
-        return fn
+            guarded = policy._wrap_async(guarded)
+        observer = self._observer()
+        if observer is None:
+            return guarded
+        span, name = observer.call, self._span_name(fn)
+
+        async def traced(*args: Any, **kwargs: Any) -> T:
+            with span(name):
+                return await guarded(*args, **kwargs)
+
+        return traced

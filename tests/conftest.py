@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from resilience import Policy
+from resilience import _events as _events_module
 from resilience.testing import FakeClock
 
 
@@ -77,6 +78,11 @@ def clock() -> FakeClock:
 @pytest.fixture
 def script() -> Callable[[Iterable[object]], Script]:
     return Script
+
+
+# Traced transports and pipelines subscribe the default OpenTelemetry listeners on first use;
+# do it before any test so that the check below sees them in its "before".
+_events_module.observer()
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,9 @@ _TRANSPORT_OPTIONS = frozenset(
         "retry_after_max",
         "deadline_header",
         "clock",
+        "tracing",
+        "tracer_provider",
+        "meter_provider",
     }
 )
 
@@ -40,8 +43,9 @@ def resilient_client(**options: Any) -> httpx.Client:
     """An ``httpx.Client`` whose transport is a ``ResilientTransport``.
 
     Transport options (``retry``, ``breaker``, ``bulkhead``, ``deadline``, ``hedge``,
-    ``idempotency_keys``, ``key_style``, ``retry_after_max``, ``deadline_header``, ``clock``, and
-    ``timeout_per_attempt`` for the transport's ``timeout``) configure the policies; the rest
+    ``idempotency_keys``, ``key_style``, ``retry_after_max``, ``deadline_header``, ``clock``,
+    ``tracing``, ``tracer_provider``, ``meter_provider``, and ``timeout_per_attempt`` for the
+    transport's ``timeout``) configure the policies; the rest
     (``base_url``, ``headers``, ``timeout``, ``limits``, ...) go to ``httpx.Client``.
     """
     transport_options, client_options = _split(options)

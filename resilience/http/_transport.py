@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from resilience import _events
 from resilience._bulkhead import Bulkhead
 from resilience._circuit.breaker import CircuitBreaker
 from resilience._clock import SYSTEM_CLOCK, Clock
@@ -88,6 +89,9 @@ class _Rules:
         retry_after_max: float,
         deadline_header: str | None,
         clock: Clock | None,
+        tracing: bool,
+        tracer_provider: object,
+        meter_provider: object,
     ) -> None:
         if retry is not None and not isinstance(retry, Retry):
             raise TypeError(f"retry must be a Retry or None, got {retry!r}")
@@ -116,6 +120,9 @@ class _Rules:
         self.clock = clock or (retry.clock if retry is not None else SYSTEM_CLOCK)
         self._origins: dict[tuple[bytes, bytes, int | None], _Origin] = {}
         self._lock = threading.Lock()
+        if not isinstance(tracing, bool):
+            raise TypeError(f"tracing must be True or False, got {tracing!r}")
+        self.observer = _events.observer(tracer_provider, meter_provider) if tracing else None
 
     # -- per call ------------------------------------------------------------------------------
 
@@ -172,7 +179,7 @@ class _Rules:
         if self.bulkhead is not None:
             bulkhead = self.bulkhead._copy(name=f"{self.bulkhead.name}[{label}]")
             inner.append(bulkhead)
-        plain = wrap(Pipeline(*outer, *inner)) if outer or inner else wrap(None)
+        plain = wrap(Pipeline(*outer, *inner, tracing=False)) if outer or inner else wrap(None)
         hedged = plain
         if self.hedge is not None:
             hedge = Hedge(
@@ -183,11 +190,12 @@ class _Rules:
                 clock=self.clock,
                 name=f"{self.hedge.name}[{label}]",
             )
-            hedged = wrap(Pipeline(*outer, hedge, *inner))
+            hedged = wrap(Pipeline(*outer, hedge, *inner, tracing=False))
         return _Origin(plain, hedged, breaker, bulkhead, budget)
 
-    def prepare_attempt(self, request: httpx.Request) -> None:
-        """Cap this attempt's httpx timeouts by the time left and tell the server about it."""
+    def prepare_attempt(self, request: httpx.Request, inner: object) -> object:
+        """Cap this attempt's httpx timeouts by the time left and tell the server about it;
+        start the attempt's span (the returned token goes to ``answered`` or ``failed``)."""
         limit = self.timeout
         scope = current_deadline()
         if scope is not None:
@@ -209,6 +217,23 @@ class _Rules:
                     value = current.get(name)
                     capped[name] = limit if value is None or value > limit else value
                 extensions["timeout"] = capped
+        observer = self.observer
+        if observer is None or _instrumented(inner):
+            return None
+        return observer.start_attempt(request)
+
+    def failed(self, token: object, request: httpx.Request, exc: BaseException) -> None:
+        """An attempt raised: end its span; give httpx errors their request for classifying."""
+        if isinstance(exc, httpx.RequestError):
+            exc.request = request  # httpx attaches it above the transport; we classify here
+        if token is not None:
+            self.observer.end_attempt(token, None, exc)  # type: ignore[union-attr]
+
+    def answered(self, token: object, response: httpx.Response, request: httpx.Request) -> bool:
+        """An attempt got a response: end its span; may the call retry (or hedge) past it?"""
+        if token is not None:
+            self.observer.end_attempt(token, response, None)  # type: ignore[union-attr]
+        return self.judge_response(response, request)
 
     def wants_hedge(self, request: httpx.Request) -> bool:
         return self.hedge is not None and may_resend(request.method, False)
@@ -254,6 +279,13 @@ class _Rules:
         return parse_retry_after(
             headers.get("Retry-After"), date=headers.get("Date"), maximum=self.retry_after_max
         )
+
+
+def _instrumented(inner: object) -> bool:
+    """Whether opentelemetry-instrumentation-httpx already wraps ``inner``'s send method (it
+    then makes one CLIENT span per attempt itself; a second would duplicate it)."""
+    send = getattr(inner, "handle_request", None) or getattr(inner, "handle_async_request", None)
+    return hasattr(send, "__wrapped__")
 
 
 def _set_header(headers: httpx.Headers, key: bytes, value: str) -> None:
@@ -304,6 +336,9 @@ class _Resilient:
         retry_after_max: float,
         deadline_header: str | None,
         clock: Clock | None,
+        tracing: bool,
+        tracer_provider: object,
+        meter_provider: object,
     ) -> None:
         self._rules = _Rules(
             retry=retry,
@@ -317,6 +352,9 @@ class _Resilient:
             retry_after_max=retry_after_max,
             deadline_header=deadline_header,
             clock=clock,
+            tracing=tracing,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
 
     def breaker_for(self, url: httpx.URL | str) -> CircuitBreaker | None:
@@ -366,6 +404,9 @@ class ResilientTransport(_Resilient, httpx.BaseTransport):
         retry_after_max: float = DEFAULT_RETRY_AFTER_MAX,
         deadline_header: str | None = DEADLINE_HEADER,
         clock: Clock | None = None,
+        tracing: bool = True,
+        tracer_provider: object = None,
+        meter_provider: object = None,
     ) -> None:
         self._inner = inner if inner is not None else httpx.HTTPTransport()
         # Every keyword argument above, passed on as is (the signature stays explicit for users).
@@ -376,13 +417,14 @@ class ResilientTransport(_Resilient, httpx.BaseTransport):
 
     def _attempt(self, request: httpx.Request) -> httpx.Response:
         rules = self._rules
-        rules.prepare_attempt(request)
+        inner = self._inner
+        token = rules.prepare_attempt(request, inner)
         try:
-            response = self._inner.handle_request(request)
-        except httpx.RequestError as exc:
-            exc.request = request  # httpx attaches it above the transport; we classify here
+            response = inner.handle_request(request)
+        except BaseException as exc:
+            rules.failed(token, request, exc)
             raise
-        if rules.judge_response(response, request):
+        if rules.answered(token, response, request):
             try:
                 response.read()
             finally:
@@ -422,6 +464,9 @@ class AsyncResilientTransport(_Resilient, httpx.AsyncBaseTransport):
         retry_after_max: float = DEFAULT_RETRY_AFTER_MAX,
         deadline_header: str | None = DEADLINE_HEADER,
         clock: Clock | None = None,
+        tracing: bool = True,
+        tracer_provider: object = None,
+        meter_provider: object = None,
     ) -> None:
         self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
         self._configure(**{k: v for k, v in locals().items() if k not in ("self", "inner")})
@@ -431,13 +476,14 @@ class AsyncResilientTransport(_Resilient, httpx.AsyncBaseTransport):
 
     async def _attempt(self, request: httpx.Request) -> httpx.Response:
         rules = self._rules
-        rules.prepare_attempt(request)
+        inner = self._inner
+        token = rules.prepare_attempt(request, inner)
         try:
-            response = await self._inner.handle_async_request(request)
-        except httpx.RequestError as exc:
-            exc.request = request
+            response = await inner.handle_async_request(request)
+        except BaseException as exc:
+            rules.failed(token, request, exc)
             raise
-        if rules.judge_response(response, request):
+        if rules.answered(token, response, request):
             try:
                 await response.aread()
             finally:
