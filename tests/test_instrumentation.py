@@ -24,11 +24,13 @@ from resilience import (
     Backoff,
     CircuitBreaker,
     CircuitOpenError,
+    Hedge,
     Pipeline,
     RateLimiter,
     Retry,
     _events,
 )
+from resilience.http import AsyncResilientTransport, ResilientTransport
 from resilience.instrumentation import instrument, log_events
 from resilience.instrumentation._otel import error_type, redact_url
 from resilience.testing import FakeClock
@@ -337,5 +339,60 @@ def test_default_observer_is_shared_and_subscribed() -> None:
     assert first in owners
 
 
-async def _no_op() -> None:
-    await asyncio.sleep(0)
+def test_beside_opentelemetry_instrumentation_httpx_no_span_is_doubled(
+    driver: Driver, http_server: Any, otel: Telemetry
+) -> None:
+    """With HTTPXClientInstrumentor active, its span per attempt stands and ours steps aside:
+    one CLIENT span per request that reached the wire, never two."""
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    http_server.script("/i", [Reply(503), Reply(200)])
+    instrumentor = HTTPXClientInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider)
+    try:
+        transport = driver.transport(retry=Retry(2, backoff=FAST), **otel.providers)
+        assert driver.send(transport, "GET", f"{http_server.url}/i").status_code == 200
+    finally:
+        instrumentor.uninstrument()
+    spans = otel.spans(SpanKind.CLIENT)
+    assert len(spans) == 2 == len(http_server.received("/i"))
+    assert {span.instrumentation_scope.name for span in spans} == {  # type: ignore[union-attr]
+        "opentelemetry.instrumentation.httpx"
+    }
+
+
+def test_retry_events_land_on_the_callers_span(http_server: Any, otel: Telemetry) -> None:
+    """The transport's retry decisions are events on the span current around the request."""
+    http_server.script("/c", [Reply(503), Reply(200)])
+    transport = ResilientTransport(retry=Retry(2, backoff=FAST), **otel.providers)
+    tracer = otel.tracer_provider.get_tracer("app")
+    with httpx.Client(transport=transport) as client, tracer.start_as_current_span("checkout"):
+        assert client.get(f"{http_server.url}/c").status_code == 200
+    (checkout,) = otel.spans(SpanKind.INTERNAL)
+    (retry,) = [e for e in checkout.events if e.name == "resilience.retry.scheduled"]
+    assert (retry.attributes or {})["resilience.attempt"] == 1
+    attempts = otel.spans(SpanKind.CLIENT)
+    assert all(span.parent is not None for span in attempts)
+    assert {span.parent.span_id for span in attempts} == {checkout.context.span_id}  # type: ignore[union-attr]
+
+
+def test_a_cancelled_hedge_loser_ends_its_span_without_error_status(
+    http_server: Any, otel: Telemetry
+) -> None:
+    """The slow first copy loses to the hedge and is cancelled: its span ends, status unset."""
+    http_server.script("/h", [Reply(200, delay=2.0), Reply(200, body=b"fast")])
+
+    async def go() -> httpx.Response:
+        transport = AsyncResilientTransport(hedge=Hedge(0.05), **otel.providers)
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await client.get(f"{http_server.url}/h")
+
+    assert asyncio.run(go()).content == b"fast"
+    spans = otel.spans(SpanKind.CLIENT)
+    assert len(spans) == 2
+    answered = [span for span in spans if "http.response.status_code" in (span.attributes or {})]
+    loser = next(span for span in spans if span not in answered)
+    assert loser.status.status_code is StatusCode.UNSET
+    assert (loser.attributes or {})["error.type"] == "asyncio.CancelledError"
+    winner = next(span for span in spans if span is not loser)
+    assert (winner.attributes or {})["http.request.resend_count"] == 1

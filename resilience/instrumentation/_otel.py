@@ -10,6 +10,7 @@ that raise included, and resends carry ``http.request.resend_count``.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Iterable
 from types import TracebackType
@@ -55,11 +56,16 @@ def redact_url(url: Any) -> str:
 
 
 def error_type(error: BaseException) -> str:
-    """The exception's public, fully qualified class name (``httpx.ReadTimeout``)."""
+    """The exception's fully qualified class name, as its package exports it
+    (``httpx.ReadTimeout``, ``asyncio.CancelledError``; builtins bare)."""
     kind = type(error)
-    public = [part for part in kind.__module__.split(".") if not part.startswith("_")]
-    module = ".".join(public)
-    return kind.__qualname__ if module in ("", "builtins") else f"{module}.{kind.__qualname__}"
+    name, module = kind.__qualname__, kind.__module__
+    if module == "builtins":
+        return name
+    top = module.partition(".")[0]
+    if getattr(sys.modules.get(top), name, None) is kind:
+        return f"{top}.{name}"
+    return f"{module}.{name}"
 
 
 class _Attempt:
