@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 
-SCENARIOS = ["overhead", "http", "ratelimit"]
+SCENARIOS = ["overhead", "http", "ratelimit", "telemetry"]
 
 
 def main(argv: list[str] | None = None) -> int:

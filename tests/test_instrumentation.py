@@ -396,3 +396,28 @@ def test_a_cancelled_hedge_loser_ends_its_span_without_error_status(
     assert (loser.attributes or {})["error.type"] == "asyncio.CancelledError"
     winner = next(span for span in spans if span is not loser)
     assert (winner.attributes or {})["http.request.resend_count"] == 1
+
+
+def test_without_an_sdk_attempts_record_nothing_but_pass_the_context_on(
+    http_server: Any, otel: Telemetry
+) -> None:
+    """On the global (no-op) providers an attempt makes no span and no point, yet a context
+    that is current (extracted upstream) still reaches the server as ``traceparent``."""
+    http_server.script("/p", [Reply(200), Reply(200)])
+    with httpx.Client(transport=ResilientTransport()) as client:
+        client.get(f"{http_server.url}/p")
+        upstream = otel.tracer_provider.get_tracer("upstream")
+        with upstream.start_as_current_span("incoming") as incoming:
+            client.get(f"{http_server.url}/p")
+    first, second = http_server.received("/p")
+    assert first.headers.get("traceparent") is None
+    trace_id = f"{incoming.get_span_context().trace_id:032x}"
+    span_id = f"{incoming.get_span_context().span_id:016x}"
+    assert (second.headers.get("traceparent") or "").startswith(f"00-{trace_id}-{span_id}-")
+    assert [span.name for span in otel.spans()] == ["incoming"]
+
+
+def test_without_an_sdk_a_pipeline_call_makes_no_span(otel: Telemetry) -> None:
+    """A traced pipeline on the global no-op provider runs the call and records nothing."""
+    assert Pipeline(Retry(2))(lambda value: value * 2)(21) == 42
+    assert otel.spans() == []
