@@ -7,7 +7,7 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from resilience import _events
 from resilience._circuit.state import REJECTED, CircuitState, StateMachine
@@ -22,6 +22,10 @@ from resilience._validate import (
     check_ratio,
     exception_predicate,
 )
+from resilience.stores._memory import MemoryStore
+
+if TYPE_CHECKING:
+    from resilience._circuit.shared import SharedCircuit
 
 __all__ = ["CircuitBreaker", "CircuitMetrics", "StateListener"]
 
@@ -69,12 +73,21 @@ class CircuitBreaker(Policy):
       dependency answered); ``failure_on_result`` marks return values as failures.
       Cancellation and other ``BaseException`` are neither, but release their trial slot.
 
+    - ``store``: ``None`` or a ``MemoryStore`` keeps the breaker in this process. A
+      ``RedisStore`` shares it with every replica using the same ``name``: the window and the
+      state live in Redis, at one round trip per admit and one per record; a sync client
+      guards sync functions, a ``redis.asyncio`` client coroutine functions. ``trial_lease``
+      (seconds; ``None``: ``max(open_for, 10.0)``) is how long a half-open trial may go
+      unreported before another replica may take its slot (its owner may have died). See
+      ``resilience._circuit.shared``.
+
     No lock is held while the guarded call runs: the lock covers O(1) bookkeeping only, and
     listeners run after it is released. Thread-safe and asyncio-safe; one instance may guard
     sync and async functions at once. See ``resilience._circuit.state`` for the exact rules.
     """
 
     __slots__ = (
+        "__weakref__",
         "_clock",
         "_failure_on",
         "_failure_on_result",
@@ -82,9 +95,9 @@ class CircuitBreaker(Policy):
         "_lock",
         "_machine",
         "_settings",
+        "_shared",
         "_slow_call_duration",
         "_totals",
-        "__weakref__",
         "name",
     )
 
@@ -103,6 +116,8 @@ class CircuitBreaker(Policy):
         failure_on: ExceptionFilter = Exception,
         failure_on_result: Callable[[Any], bool] | None = None,
         clock: Clock | None = None,
+        store: Any = None,
+        trial_lease: float | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -122,6 +137,7 @@ class CircuitBreaker(Policy):
             raise TypeError(
                 f"failure_on_result must be a predicate or None, got {failure_on_result!r}"
             )
+        check_duration(trial_lease, "trial_lease", allow_zero=False)
         self.name = name
         self._settings: dict[str, Any] = {
             "failure_rate": failure_rate,
@@ -135,6 +151,8 @@ class CircuitBreaker(Policy):
             "failure_on": failure_on,
             "failure_on_result": failure_on_result,
             "clock": clock,
+            "store": store,
+            "trial_lease": trial_lease,
         }
         self._failure_on = exception_predicate(failure_on, "failure_on")
         self._failure_on_result = failure_on_result
@@ -155,10 +173,17 @@ class CircuitBreaker(Policy):
         self._listeners: tuple[StateListener, ...] = ()
         # successes, failures, rejections, interrupted
         self._totals = [0, 0, 0, 0]
+        self._shared: SharedCircuit | None = None
+        if store is not None and not isinstance(store, MemoryStore):
+            from resilience._circuit.shared import SharedCircuit
+
+            self._shared = SharedCircuit(self, store, self._settings)
         breakers.add(self)
 
     def __repr__(self) -> str:
-        return f"CircuitBreaker({self.name!r}, state={self._machine.state.value!r})"
+        shared = self._shared
+        state = self._machine.state if shared is None else shared.last
+        return f"CircuitBreaker({self.name!r}, state={state.value!r})"
 
     def _copy(self, **changes: Any) -> CircuitBreaker:
         """A fresh breaker with the same settings, bar ``changes`` (the transports keep one per
@@ -170,7 +195,13 @@ class CircuitBreaker(Policy):
 
     @property
     def state(self) -> CircuitState:
-        """The current state; an open breaker whose ``open_for`` has passed reads HALF_OPEN."""
+        """The current state; an open breaker whose ``open_for`` has passed reads HALF_OPEN.
+
+        Shared on Redis: one round trip with a sync client; with a ``redis.asyncio`` client (or
+        while Redis is unavailable), the state this instance saw last, without I/O.
+        """
+        if self._shared is not None:
+            return self._shared.poll()[0]
         now = self._clock.now()
         with self._lock:
             state = self._machine.poll(now)
@@ -181,16 +212,25 @@ class CircuitBreaker(Policy):
 
     @property
     def metrics(self) -> CircuitMetrics:
-        """A consistent snapshot of the window and the lifetime totals (``state`` as above)."""
-        now = self._clock.now()
-        with self._lock:
-            machine = self._machine
-            state = machine.poll(now)
-            window = machine.window
-            window.refresh(now)
-            calls, failures, slow = window.calls, window.failures, window.slow
-            successes, failed, rejected, interrupted = self._totals
-            changes = self._drain_locked()
+        """A consistent snapshot of the window and the lifetime totals (``state`` as above).
+
+        Shared on Redis, the window is the fleet's and the totals are this instance's.
+        """
+        if self._shared is not None:
+            state, calls, failures, slow = self._shared.poll()  # I/O: not under the lock
+            with self._lock:
+                successes, failed, rejected, interrupted = self._totals
+                changes = None
+        else:
+            now = self._clock.now()
+            with self._lock:
+                machine = self._machine
+                state = machine.poll(now)
+                window = machine.window
+                window.refresh(now)
+                calls, failures, slow = window.calls, window.failures, window.slow
+                successes, failed, rejected, interrupted = self._totals
+                changes = self._drain_locked()
         if changes:
             self._announce(changes)
         return CircuitMetrics(
@@ -284,6 +324,9 @@ class CircuitBreaker(Policy):
             self._totals[3] += 1
 
     def _force(self, state: CircuitState) -> None:
+        if self._shared is not None:
+            self._shared.step("o" if state is CircuitState.OPEN else "c")
+            return
         with self._lock:
             self._machine.force(state, self._clock.now())
             changes = self._drain_locked()
@@ -311,6 +354,8 @@ class CircuitBreaker(Policy):
     # -- shells ------------------------------------------------------------------------------
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
+        if self._shared is not None:
+            return self._shared.wrap_sync(fn)
         admit, failed, record, release = self._admit, self._failed, self._record, self._release
         judge = self._result_failed if self._failure_on_result is not None else None
         now, machine = self._clock.now, self._machine
@@ -335,6 +380,8 @@ class CircuitBreaker(Policy):
         return guarded
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        if self._shared is not None:
+            return self._shared.wrap_async(fn)
         admit, failed, record, release = self._admit, self._failed, self._record, self._release
         judge = self._result_failed if self._failure_on_result is not None else None
         now, machine = self._clock.now, self._machine

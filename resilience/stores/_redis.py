@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import inspect
 import logging
 import threading
 from typing import Any, Literal
@@ -31,8 +32,12 @@ _GCRA_LUA = importlib.resources.files("resilience.stores").joinpath("gcra.lua").
 
 
 class RedisStore:
-    """Keep rate-limiter state in Redis (``redis.Redis``, ``redis.asyncio.Redis`` or a cluster
-    client). ``prefix`` namespaces the keys; ``on_error`` is "allow" or "deny"."""
+    """Keep policy state in Redis (``redis.Redis``, ``redis.asyncio.Redis`` or a cluster
+    client). ``prefix`` namespaces the keys; ``on_error`` is "allow" or "deny".
+
+    One store may serve many policies (rate limiters, circuit breakers, retry budgets); an
+    outage is one outage of the store, announced once whichever policy meets it first.
+    """
 
     def __init__(
         self,
@@ -51,6 +56,9 @@ class RedisStore:
         self.prefix = prefix
         self.on_error = on_error
         self._gcra = client.register_script(_GCRA_LUA)
+        self._scripts: dict[str, Any] = {"gcra": self._gcra}
+        # redis.asyncio clients answer with coroutines: policies pick the matching path once.
+        self.is_async = inspect.iscoroutinefunction(getattr(client, "execute_command", None))
         from redis.exceptions import RedisError  # here, not per call: redis is optional
 
         self._errors: type[Exception] = RedisError
@@ -71,6 +79,44 @@ class RedisStore:
             keys = self._keys[name] = [self.key(name, "gcra")]
         return keys
 
+    # -- the seam other policies run their scripts through ----------------------------------
+
+    def script(self, name: str) -> Any:
+        """The script ``stores/<name>.lua``, registered once (run by SHA, EVAL on NOSCRIPT)."""
+        script = self._scripts.get(name)
+        if script is None:
+            source = importlib.resources.files("resilience.stores").joinpath(f"{name}.lua")
+            script = self._scripts[name] = self._client.register_script(source.read_text())
+        return script
+
+    def run(self, script: Any, keys: list[str], args: list[str], kind: str, name: str) -> Any:
+        """Run ``script`` once (sync clients); ``None`` when Redis is unavailable.
+
+        ``kind`` and ``name`` say which policy met an outage ("circuit breaker", "db"), in its
+        event and its one warning.
+        """
+        try:
+            reply = script(keys=keys, args=args)
+        except self._errors as exc:
+            self._unavailable(kind, name, exc)
+            return None
+        if self._down:
+            self._recovered(kind, name)
+        return reply
+
+    async def run_async(
+        self, script: Any, keys: list[str], args: list[str], kind: str, name: str
+    ) -> Any:
+        """``run`` for ``redis.asyncio`` clients."""
+        try:
+            reply = await script(keys=keys, args=args)
+        except self._errors as exc:
+            self._unavailable(kind, name, exc)
+            return None
+        if self._down:
+            self._recovered(kind, name)
+        return reply
+
     # -- rate limiting --------------------------------------------------------------------------
 
     def gcra(self, key: str, params: GcraParams, cost: int, max_wait: float) -> RateLimitDecision:
@@ -79,7 +125,8 @@ class RedisStore:
             reply = self._gcra(keys=self._keys_of(key), args=_gcra_args(params, cost, max_wait))
         except self._errors as exc:
             return self._fallback(key, params, exc)
-        self._recovered(key)
+        if self._down:
+            self._recovered("rate limiter", key)
         return _gcra_decision(params, reply)
 
     async def gcra_async(
@@ -92,7 +139,8 @@ class RedisStore:
             )
         except self._errors as exc:
             return self._fallback(key, params, exc)
-        self._recovered(key)
+        if self._down:
+            self._recovered("rate limiter", key)
         return _gcra_decision(params, reply)
 
     def gcra_admit(self, key: str, params: GcraParams, cost: int, max_wait: float) -> float:
@@ -110,31 +158,34 @@ class RedisStore:
     # -- outages --------------------------------------------------------------------------------
 
     def _fallback(self, key: str, params: GcraParams, exc: Exception) -> RateLimitDecision:
-        with self._lock:
-            first, self._down = not self._down, True
-        if first:
-            _log.warning(
-                "resilience: Redis unavailable (%s: %s); rate limiter %r will %s until it is back",
-                type(exc).__name__,
-                exc,
-                key,
-                self.on_error,
-            )
-            if _events.listeners:
-                _events.emit(_events.StoreUnavailable(key, type(exc).__name__, self.on_error))
+        self._unavailable("rate limiter", key, exc)
         if self.on_error == "allow":
             return RateLimitDecision(True, params.limit, params.limit - 1, 0.0, 0.0)
         return RateLimitDecision(False, params.limit, 0, params.emission, params.emission)
 
-    def _recovered(self, key: str) -> None:
-        if not self._down:
-            return
+    def _unavailable(self, kind: str, name: str, exc: Exception) -> None:
+        """Note a failed call: the first one of an outage logs and emits, the rest stay quiet."""
+        with self._lock:
+            first, self._down = not self._down, True
+        if first:
+            _log.warning(
+                "resilience: Redis unavailable (%s: %s); %s %r will %s until it is back",
+                type(exc).__name__,
+                exc,
+                kind,
+                name,
+                self.on_error,
+            )
+            if _events.listeners:
+                _events.emit(_events.StoreUnavailable(name, type(exc).__name__, self.on_error))
+
+    def _recovered(self, kind: str, name: str) -> None:
         with self._lock:
             was_down, self._down = self._down, False
         if was_down:
-            _log.warning("resilience: Redis is back; rate limiter %r shares its limit again", key)
+            _log.warning("resilience: Redis is back; %s %r shares its state again", kind, name)
             if _events.listeners:
-                _events.emit(_events.StoreRecovered(key))
+                _events.emit(_events.StoreRecovered(name))
 
 
 @functools.lru_cache(maxsize=256)

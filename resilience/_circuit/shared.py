@@ -1,0 +1,297 @@
+"""A circuit breaker shared by a fleet: its window and state live in Redis.
+
+The rules are those of ``state.py``, run by ``stores/breaker.lua`` as one atomic script per
+step on Redis's clock, so replicas with skewed clocks agree on when ``open_for`` ends. Cost: one
+round trip per admit and one per record (a release costs one only for a half-open trial). The
+half-open trials are leases (``SET NX PX`` with an owner token per permit): exactly
+``half_open_calls`` run across the fleet, only their owners' outcomes count, and a lease whose
+owner died expires after ``trial_lease`` seconds. Keys are ``prefix{name}:breaker``,
+``...:window`` and ``...:trial:<n>``, hash-tagged by name (one cluster slot), and expire after
+``2 * max(window, open_for, trial_lease) + 60`` seconds without writes: a forgotten breaker is a
+closed, empty one.
+
+When Redis is unavailable, no ``RedisError`` reaches the caller: with the store's
+``on_error="allow"`` calls run as if the breaker were closed (their outcomes are not recorded);
+with "deny" they are refused with ``CircuitOpenError`` (``retry_after`` 0.0: nobody knows when
+Redis returns). The store logs and emits once per outage.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from resilience import _events
+from resilience._circuit.state import CircuitState
+from resilience._errors import CircuitOpenError
+
+if TYPE_CHECKING:
+    from resilience._circuit.breaker import CircuitBreaker
+
+__all__ = ["Permit", "SharedCircuit", "Step"]
+
+T = TypeVar("T")
+_STATES = (CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN)
+_KIND = "circuit breaker"
+_SLICES = 10  # as TimeWindow's default
+
+# (generation, trial slot or 0, owner token); None: admitted while Redis was unavailable.
+Permit = tuple[int, int, str] | None
+
+
+class Step(NamedTuple):
+    """One script reply: the verdict (C, T, R or -) and where the breaker stands after it."""
+
+    verdict: str
+    state: CircuitState
+    generation: int
+    slot: int
+    retry_after: float
+    calls: int
+    failures: int
+    slow: int
+    changes: list[tuple[CircuitState, CircuitState]]
+
+
+def parse(reply: Any) -> Step:
+    """Decode the script's one-string reply (bytes or str, as the client decodes)."""
+    text = reply.decode() if isinstance(reply, bytes) else reply
+    verdict, state, gen, slot, retry_ms, calls, failures, slow, changes = text.split()
+    moves = [] if changes == "-" else changes
+    return Step(
+        verdict,
+        _STATES[int(state)],
+        int(gen),
+        int(slot),
+        float(retry_ms) / 1000.0,
+        int(calls),
+        int(failures),
+        int(slow),
+        [(_STATES[int(moves[i])], _STATES[int(moves[i + 1])]) for i in range(0, len(moves), 2)],
+    )
+
+
+class SharedCircuit:
+    """The Redis side of one ``CircuitBreaker``: builds each script call and reads its reply.
+
+    Thread-safe and asyncio-safe: it holds no lock (Redis serializes the steps); ``last`` is
+    the state seen in the latest reply, for ``repr`` and for observers that cannot wait.
+    """
+
+    __slots__ = ("_breaker", "_config", "_keys", "_script", "_tokens", "last", "store")
+
+    def __init__(self, breaker: CircuitBreaker, store: Any, settings: dict[str, Any]) -> None:
+        from resilience.stores._redis import RedisStore  # no redis import: that is lazy too
+
+        if not isinstance(store, RedisStore):
+            raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
+        self._breaker = breaker
+        self.store = store
+        name, open_for, window = breaker.name, settings["open_for"], settings["window"]
+        trial_lease = settings["trial_lease"]
+        if trial_lease is None:
+            trial_lease = max(open_for, 10.0)
+        slow_call_rate = settings["slow_call_rate"]
+        if settings["slow_call_duration"] is None:
+            slow_call_rate = None  # slow calls count only when a duration is configured
+        self._keys = [
+            store.key(name, "breaker"),
+            store.key(name, "window"),
+            *(store.key(name, f"trial:{n}") for n in range(1, settings["half_open_calls"] + 1)),
+        ]
+        ttl = 2.0 * max(window, open_for, trial_lease) + 60.0
+        self._config = [
+            repr(float(settings["failure_rate"])),
+            str(settings["minimum_calls"]),
+            repr(open_for * 1000.0),
+            "-1" if slow_call_rate is None else repr(float(slow_call_rate)),
+            repr(window * 1000.0),
+            str(settings["window_calls"] or 0),
+            str(_SLICES),
+            str(max(1, math.ceil(trial_lease * 1000.0))),
+            str(math.ceil(ttl * 1000.0)),
+        ]
+        self._script = store.script("breaker")
+        # An owner token per permit: this instance's random id and a counter (unique, cheap).
+        self._tokens = map(f"{os.urandom(8).hex()}:{{}}".format, itertools.count())
+        self.last = CircuitState.CLOSED
+
+    def _args(
+        self, op: str, permit: Permit, failed: bool, slow: bool, now_ms: float | None
+    ) -> list[str]:
+        gen, slot, token = permit if permit is not None else (0, 0, "")
+        return [
+            op,
+            "" if now_ms is None else repr(now_ms),
+            *self._config,
+            str(gen),
+            str(slot),
+            token,
+            "1" if failed else "0",
+            "1" if slow else "0",
+        ]
+
+    # -- steps: op is a (admit), r (record), x (release), p (poll), o / c (force) --------------
+
+    def step(
+        self,
+        op: str,
+        permit: Permit = None,
+        failed: bool = False,
+        slow: bool = False,
+        now_ms: float | None = None,
+    ) -> Step | None:
+        """Run one step (sync clients); ``None`` when Redis is unavailable. ``now_ms`` pins
+        the script's clock (tests only: production steps run on Redis ``TIME``)."""
+        if self.store.is_async:
+            raise TypeError(
+                f"circuit breaker {self._breaker.name!r}: its store wraps a redis.asyncio "
+                "client, which cannot serve sync code; give it a redis.Redis client"
+            )
+        args = self._args(op, permit, failed, slow, now_ms)
+        reply = self.store.run(self._script, self._keys, args, _KIND, self._breaker.name)
+        return self._seen(reply)
+
+    async def step_async(
+        self, op: str, permit: Permit = None, failed: bool = False, slow: bool = False
+    ) -> Step | None:
+        """``step`` for ``redis.asyncio`` clients."""
+        args = self._args(op, permit, failed, slow, None)
+        reply = await self.store.run_async(
+            self._script, self._keys, args, _KIND, self._breaker.name
+        )
+        return self._seen(reply)
+
+    def poll(self) -> tuple[CircuitState, int, int, int]:
+        """State and window counts, one round trip; with a ``redis.asyncio`` client (or while
+        Redis is unavailable) the state seen last and an unknown (empty) window, without I/O."""
+        step = None if self.store.is_async else self.step("p")
+        if step is None:
+            return self.last, 0, 0, 0
+        return step.state, step.calls, step.failures, step.slow
+
+    def _seen(self, reply: Any) -> Step | None:
+        if reply is None:
+            return None
+        step = parse(reply)
+        self.last = step.state
+        if step.changes:
+            self._breaker._announce(step.changes)
+        return step
+
+    # -- what the shells call ------------------------------------------------------------------
+
+    def admit(self) -> Permit:
+        """A permit (one round trip), or raise ``CircuitOpenError``."""
+        token = next(self._tokens)
+        return self._permit(self.step("a", (0, 0, token)), token)
+
+    async def admit_async(self) -> Permit:
+        token = next(self._tokens)
+        return self._permit(await self.step_async("a", (0, 0, token)), token)
+
+    def _permit(self, step: Step | None, token: str) -> Permit:
+        if step is not None and step.verdict != "R":
+            return (step.generation, step.slot, token)
+        if step is None and self.store.on_error == "allow":
+            return None  # Redis is unavailable: run as if closed, and record nothing
+        retry_after = 0.0 if step is None else step.retry_after
+        breaker = self._breaker
+        with breaker._lock:
+            breaker._totals[2] += 1
+        if _events.listeners:
+            _events.emit(_events.CallRejected(breaker.name, retry_after))
+        raise CircuitOpenError(breaker.name, retry_after)
+
+    def _slow(self, failed: bool, started: float) -> bool:
+        breaker = self._breaker
+        with breaker._lock:
+            breaker._totals[failed] += 1
+        limit = breaker._slow_call_duration
+        return limit is not None and breaker._clock.now() - started >= limit
+
+    def record(self, permit: Permit, failed: bool, started: float) -> None:
+        """Record an outcome (one round trip; none for a call admitted during an outage)."""
+        slow = self._slow(failed, started)
+        if permit is not None:
+            self.step("r", permit, failed, slow)
+
+    async def record_async(self, permit: Permit, failed: bool, started: float) -> None:
+        slow = self._slow(failed, started)
+        if permit is not None:
+            await self.step_async("r", permit, failed, slow)
+
+    def _interrupted(self, permit: Permit) -> bool:
+        breaker = self._breaker
+        with breaker._lock:
+            breaker._totals[3] += 1
+        return permit is not None and permit[1] > 0  # only a trial holds something to free
+
+    def release(self, permit: Permit) -> None:
+        """Free a trial's lease without an outcome (a closed permit holds nothing)."""
+        if self._interrupted(permit):
+            self.step("x", permit)
+
+    async def release_async(self, permit: Permit) -> None:
+        if self._interrupted(permit):
+            await self.step_async("x", permit)
+
+    # -- shells --------------------------------------------------------------------------------
+
+    def wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
+        """The sync shell: admit, call, record (``state.py``'s rules, decided in Redis)."""
+        if self.store.is_async:
+            raise TypeError(
+                f"circuit breaker {self._breaker.name!r}: its store wraps a redis.asyncio "
+                "client, which cannot guard a sync function; give it a redis.Redis client"
+            )
+        breaker, admit, record, release = self._breaker, self.admit, self.record, self.release
+        failure_on, now = breaker._failure_on, breaker._clock.now
+        judge = breaker._result_failed if breaker._failure_on_result is not None else None
+
+        def guarded(*args: Any, **kwargs: Any) -> T:
+            permit = admit()
+            started = now()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                record(permit, breaker._judge(failure_on, exc, "failure_on"), started)
+                raise
+            except BaseException:
+                release(permit)
+                raise
+            record(permit, judge is not None and judge(result), started)
+            return result
+
+        return guarded
+
+    def wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        """The async shell, on a ``redis.asyncio`` client."""
+        if not self.store.is_async:
+            raise TypeError(
+                f"circuit breaker {self._breaker.name!r}: its store wraps a sync redis client, "
+                "which would block the event loop; give it a redis.asyncio.Redis client"
+            )
+        breaker, admit, record = self._breaker, self.admit_async, self.record_async
+        release = self.release_async
+        failure_on, now = breaker._failure_on, breaker._clock.now
+        judge = breaker._result_failed if breaker._failure_on_result is not None else None
+
+        async def guarded(*args: Any, **kwargs: Any) -> T:
+            permit = await admit()
+            started = now()
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                await record(permit, breaker._judge(failure_on, exc, "failure_on"), started)
+                raise
+            except BaseException:
+                await release(permit)
+                raise
+            await record(permit, judge is not None and judge(result), started)
+            return result
+
+        return guarded

@@ -1,0 +1,410 @@
+"""CircuitBreaker shared on a real redis-server: one window and one state for a fleet."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import time
+from typing import Any
+
+import pytest
+
+from resilience import (
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    StoreRecovered,
+    StoreUnavailable,
+)
+from resilience.stores import MemoryStore, RedisStore
+from resilience.testing import EventRecorder
+from tests.redis_server import RedisServer
+
+
+def breaker(server: RedisServer, name: str = "db", **options: Any) -> CircuitBreaker:
+    """A breaker on its own connection, as one replica of a fleet would have."""
+    options.setdefault("minimum_calls", 2)
+    on_error = options.pop("on_error", "allow")
+    return CircuitBreaker(name, store=RedisStore(server.client(), on_error=on_error), **options)
+
+
+def fail() -> None:
+    raise RuntimeError("down")
+
+
+def succeed() -> None:
+    pass
+
+
+def calls(guarded: Any, times: int, *args: Any) -> list[str]:
+    """Call ``guarded(*args)`` and note each outcome: ok, failed or rejected."""
+    outcomes = []
+    for _ in range(times):
+        try:
+            guarded(*args)
+            outcomes.append("ok")
+        except CircuitOpenError:
+            outcomes.append("rejected")
+        except RuntimeError:
+            outcomes.append("failed")
+    return outcomes
+
+
+def redis_ms(server: RedisServer) -> float:
+    """Redis's own clock, in milliseconds."""
+    seconds, micros = server.client().time()  # type: ignore[attr-defined]
+    return float(seconds) * 1000.0 + float(micros) / 1000.0
+
+
+# -- replicas in one process --------------------------------------------------------------------
+
+
+def test_replicas_share_the_window_and_the_state(redis_server: RedisServer) -> None:
+    """A failure on each of two replicas opens the breaker for both; the other rejects
+    without calling its function."""
+    one, two = breaker(redis_server), breaker(redis_server)
+    ran: list[int] = []
+    assert calls(one(fail), 1) == ["failed"]
+    assert one.state is CircuitState.CLOSED
+    assert calls(two(fail), 1) == ["failed"]
+    assert one.state is two.state is CircuitState.OPEN
+    assert calls(one(ran.append), 2, 1) == ["rejected", "rejected"]
+    assert ran == []
+    metrics = two.metrics
+    assert (metrics.state, metrics.total_failures) == (CircuitState.OPEN, 1)
+
+
+def test_transition_is_announced_once_by_the_replica_that_made_it(
+    redis_server: RedisServer,
+) -> None:
+    """Only the replica whose record opened the breaker announces CircuitStateChanged."""
+    one, two = breaker(redis_server), breaker(redis_server)
+    seen: list[tuple[str, str]] = []
+    one.add_listener(lambda e: seen.append(("one", e.new)))
+    two.add_listener(lambda e: seen.append(("two", e.new)))
+    calls(one(fail), 1)
+    calls(two(fail), 1)
+    calls(one(fail), 3)
+    assert seen == [("two", "open")]
+
+
+def test_half_open_admits_exactly_one_trial_across_replicas(redis_server: RedisServer) -> None:
+    """While one replica's trial runs, every other replica (and the owner) is rejected; the
+    trial passing closes the breaker for all."""
+    replicas = [breaker(redis_server, open_for=0.0) for _ in range(5)]
+    replicas[0].open()
+    inside: list[list[str]] = []
+
+    def trial() -> str:
+        inside.append([calls(other(succeed), 1)[0] for other in replicas])
+        return "done"
+
+    assert replicas[2](trial)() == "done"
+    assert inside == [["rejected"] * 5]
+    assert all(replica.state is CircuitState.CLOSED for replica in replicas)
+
+
+def test_half_open_calls_leases_that_many_slots(redis_server: RedisServer) -> None:
+    """half_open_calls=2: two concurrent trials across replicas, the third is rejected, and a
+    failing trial reopens the breaker for everyone."""
+    a, b, c = (breaker(redis_server, open_for=0.0, half_open_calls=2) for _ in range(3))
+    a.open()
+    seen: list[str] = []
+
+    def second_trial() -> None:
+        seen.append(calls(c(succeed), 1)[0])
+        raise RuntimeError("still down")
+
+    def first_trial() -> None:
+        seen.append(calls(b(second_trial), 1)[0])
+
+    a(first_trial)()
+    assert seen == ["rejected", "failed"]
+    assert b.state is CircuitState.HALF_OPEN  # reopened; open_for=0 reads half-open at once
+
+
+def test_open_for_runs_on_redis_time(redis_server: RedisServer) -> None:
+    """open_for=0.2 s: rejected with retry_after ~0.2 s, admitted once Redis's clock says so."""
+    one = breaker(redis_server, open_for=0.2)
+    one.open()
+    opened = redis_ms(redis_server)
+    with pytest.raises(CircuitOpenError) as rejected:
+        one(succeed)()
+    assert 0.1 < rejected.value.retry_after <= 0.2
+    deadline = time.monotonic() + 1.0
+    while one.state is CircuitState.OPEN and time.monotonic() < deadline:
+        time.sleep(0.01)  # waiting on Redis's own clock, bounded
+    assert redis_ms(redis_server) - opened >= 200
+    assert one.state is CircuitState.HALF_OPEN
+
+
+def test_late_result_from_an_older_state_is_ignored(redis_server: RedisServer) -> None:
+    """A call admitted while closed that fails after a transition does not count."""
+    one, two = breaker(redis_server, minimum_calls=1), breaker(redis_server, minimum_calls=1)
+
+    def slow_failure() -> None:
+        two.open()
+        two.close()  # two transitions while this call was in flight
+        raise RuntimeError("late")
+
+    calls(one(slow_failure), 1)
+    assert one.metrics.calls == 0
+    assert one.state is CircuitState.CLOSED
+
+
+def test_count_window_is_shared_and_slides(redis_server: RedisServer) -> None:
+    """window_calls=4 on Redis keeps the last 4 outcomes of the whole fleet."""
+    one = breaker(redis_server, window_calls=4, minimum_calls=4, failure_rate=0.75)
+    two = breaker(redis_server, window_calls=4, minimum_calls=4, failure_rate=0.75)
+    ok = one(succeed)
+    calls(ok, 1)
+    calls(two(fail), 2)
+    calls(ok, 3)  # the last 4: failed, ok, ok, ok
+    metrics = one.metrics
+    assert (metrics.calls, metrics.failures) == (4, 1)
+    calls(two(fail), 2)  # ok, ok, failed, failed: half failed
+    assert one.metrics.state is CircuitState.CLOSED
+    calls(two(fail), 1)
+    assert one.state is CircuitState.OPEN  # 3 of the last 4 failed
+
+
+def test_different_names_never_share_and_keys_expire(redis_server: RedisServer) -> None:
+    """Breakers with different names are independent; their keys are hash-tagged and carry
+    TTLs."""
+    client: Any = redis_server.client()
+    store = RedisStore(client, prefix="svc:")
+    a = CircuitBreaker("a", minimum_calls=1, store=store)
+    b = CircuitBreaker("b", minimum_calls=1, store=store)
+    calls(a(fail), 1)
+    assert a.state is CircuitState.OPEN
+    assert b.state is CircuitState.CLOSED
+    assert calls(b(succeed), 1) == ["ok"]
+    keys = sorted(client.keys("*"))
+    assert keys == [b"svc:{a}:breaker", b"svc:{a}:window", b"svc:{b}:window"]
+    assert all(0 < client.pttl(key) <= 2 * 30_000 + 60_000 for key in keys)
+
+
+def test_memory_store_keeps_the_local_breaker() -> None:
+    """store=MemoryStore() is today's in-process breaker, with its lock-free closed path."""
+    local = CircuitBreaker("m", store=MemoryStore())
+    assert local._shared is None
+    assert local._machine.closed_permit == 0
+
+
+# -- async -------------------------------------------------------------------------------------
+
+
+def test_async_client_guards_coroutines(redis_server: RedisServer) -> None:
+    """A redis.asyncio client shares the breaker for coroutine functions."""
+
+    async def scenario() -> list[str]:
+        client: Any = redis_server.async_client()
+        shared = CircuitBreaker("async", minimum_calls=2, store=RedisStore(client))
+
+        @shared
+        async def flaky(ok: bool) -> None:
+            if not ok:
+                raise RuntimeError("down")
+
+        outcomes = []
+        for ok in (False, False, True):
+            try:
+                await flaky(ok)
+                outcomes.append("ok")
+            except CircuitOpenError:
+                outcomes.append("rejected")
+            except RuntimeError:
+                outcomes.append("failed")
+        outcomes.append(shared.state.value)  # the state seen last, without I/O
+        await client.aclose()
+        return outcomes
+
+    assert asyncio.run(scenario()) == ["failed", "failed", "rejected", "open"]
+    assert breaker(redis_server, "async").state is CircuitState.OPEN
+
+
+def test_client_colour_must_match_the_function(redis_server: RedisServer) -> None:
+    """A sync client cannot guard a coroutine function, nor an async client a sync one."""
+    sync_breaker = breaker(redis_server)
+    async_breaker = CircuitBreaker("db", store=RedisStore(redis_server.async_client()))
+
+    async def coroutine() -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"a redis\.asyncio\.Redis client"):
+        sync_breaker(coroutine)
+    with pytest.raises(TypeError, match=r"a redis\.Redis client"):
+        async_breaker(succeed)
+
+
+# -- outages ------------------------------------------------------------------------------------
+
+
+def test_outage_allows_calls_with_one_event_then_sharing_resumes(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis killed: calls run as if closed, no RedisError, one StoreUnavailable and one
+    warning; restarted: StoreRecovered, and failures are shared again."""
+    one, two = breaker(redis_server), breaker(redis_server)
+    calls(one(fail), 1)
+    redis_server.stop()
+    ran: list[int] = []
+    with EventRecorder() as recorder, caplog.at_level(logging.WARNING, logger="resilience"):
+        assert calls(one(fail), 6) == ["failed"] * 6  # nothing recorded: it never opens
+        assert calls(one(ran.append), 2, 1) == ["ok", "ok"]
+        redis_server.start()
+        calls(one(fail), 1)
+        calls(two(fail), 1)
+    assert ran == [1, 1]
+    assert [type(e) for e in recorder.of(StoreUnavailable) + recorder.of(StoreRecovered)] == [
+        StoreUnavailable,
+        StoreRecovered,
+    ]
+    unavailable = recorder.of(StoreUnavailable)[0]
+    assert (unavailable.policy, unavailable.fallback) == ("db", "allow")
+    assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
+    assert one.state is two.state is CircuitState.OPEN  # the fresh server's shared window
+
+
+def test_outage_with_deny_rejects(redis_server: RedisServer) -> None:
+    """on_error="deny": while Redis is unreachable the breaker refuses every call."""
+    one = breaker(redis_server, on_error="deny")
+    redis_server.stop()
+    ran: list[int] = []
+    assert calls(one(ran.append), 2, 1) == ["rejected", "rejected"]
+    assert ran == []
+    assert one.metrics.total_rejections == 2
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def test_bad_store_and_lease_fail_at_construction() -> None:
+    """A store that is no store, or a bad trial_lease, fails naming the parameter."""
+    with pytest.raises(TypeError, match="store must be a MemoryStore, a RedisStore or None"):
+        CircuitBreaker("x", store=object())
+    with pytest.raises(ValueError, match="trial_lease"):
+        CircuitBreaker("x", trial_lease=0.0)
+
+
+def test_copy_keeps_the_store(redis_server: RedisServer) -> None:
+    """A per-origin copy with its own name is shared under that name."""
+    template = breaker(redis_server, minimum_calls=1)
+    copy = template._copy(name="db[https://a]")
+    calls(copy(fail), 1)
+    assert copy.state is CircuitState.OPEN
+    assert template.state is CircuitState.CLOSED
+    assert breaker(redis_server, "db[https://a]").state is CircuitState.OPEN
+
+
+# -- a fleet of processes -----------------------------------------------------------------------
+
+
+def fleet_replica(url: str, ready: Any, go: Any, results: Any) -> None:
+    """One replica: two failures, then (once all replicas failed) one more call."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    shared = CircuitBreaker("fleet", minimum_calls=6, failure_rate=1.0, store=RedisStore(client))
+    changes: list[str] = []
+    shared.add_listener(lambda event: changes.append(event.new))
+    ready.wait(30)
+    before = calls(shared(fail), 2)
+    go.wait(30)  # every replica has failed twice
+    ran: list[int] = []
+    after = calls(shared(ran.append), 1, 1)
+    results.put((before, after, len(ran), changes))
+
+
+def test_failures_from_three_processes_open_it_for_all(redis_server: RedisServer) -> None:
+    """Three processes, two failures each: the sixth opens the breaker (once) and then every
+    process rejects without calling its function."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    ready, go = context.Barrier(4), context.Barrier(4)
+    workers = [
+        context.Process(target=fleet_replica, args=(redis_server.url, ready, go, results))
+        for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    ready.wait(60)
+    go.wait(60)
+    reports = [results.get(timeout=30) for _ in workers]
+    for worker in workers:
+        worker.join(10)
+    assert all(before == ["failed", "failed"] for before, _, _, _ in reports)
+    assert [after for _, after, _, _ in reports] == [["rejected"]] * 3
+    assert sum(ran for _, _, ran, _ in reports) == 0
+    assert sorted(change for *_, changes in reports for change in changes) == ["open"]
+
+
+def trial_replica(url: str, ready: Any, release: Any, results: Any) -> None:
+    """One replica of a half-open breaker: try one call that holds its trial until released."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    shared = CircuitBreaker("trial", open_for=0.0, store=RedisStore(client))
+    ready.wait(30)
+
+    def hold() -> None:
+        results.put("running")
+        release.wait(30)
+
+    results.put(calls(shared(hold), 1)[0])
+
+
+def test_half_open_runs_one_trial_across_processes(redis_server: RedisServer) -> None:
+    """Three processes try a half-open breaker at once: exactly one trial runs; the other two
+    are rejected while it is in flight."""
+    CircuitBreaker("trial", store=RedisStore(redis_server.client())).open()
+    context = multiprocessing.get_context("spawn")
+    results, release = context.Queue(), context.Event()
+    ready = context.Barrier(4)
+    workers = [
+        context.Process(target=trial_replica, args=(redis_server.url, ready, release, results))
+        for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    ready.wait(60)
+    first = sorted(results.get(timeout=30) for _ in range(3))  # the trial holds its slot
+    release.set()
+    last = results.get(timeout=30)
+    for worker in workers:
+        worker.join(10)
+    assert (first, last) == (["rejected", "rejected", "running"], "ok")
+
+
+def dying_replica(url: str) -> None:
+    """Take the half-open trial and die inside the call, never reporting."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    shared = CircuitBreaker("lease", open_for=0.0, trial_lease=0.4, store=RedisStore(client))
+    shared(os._exit)(3)
+
+
+def test_dead_owners_lease_expires(redis_server: RedisServer) -> None:
+    """A process dies holding the trial: the others are rejected until its 0.4 s lease
+    expires on Redis's clock, then one of them gets the trial."""
+    survivor = breaker(redis_server, "lease", open_for=0.0, trial_lease=0.4)
+    survivor.open()
+    process = multiprocessing.get_context("spawn").Process(
+        target=dying_replica, args=(redis_server.url,)
+    )
+    process.start()
+    process.join(30)
+    assert process.exitcode == 3
+    died = redis_ms(redis_server)
+    assert calls(survivor(succeed), 1) == ["rejected"]
+    deadline = time.monotonic() + 1.0
+    outcome = ["rejected"]
+    while outcome == ["rejected"] and time.monotonic() < deadline:
+        time.sleep(0.01)  # waiting on Redis's own clock (the lease's PX), bounded
+        outcome = calls(survivor(succeed), 1)
+    assert outcome == ["ok"]
+    assert redis_ms(redis_server) - died < 1000
+    assert survivor.state is CircuitState.CLOSED
