@@ -203,24 +203,25 @@ _default_lock = threading.Lock()
 def observer(tracer_provider: object = None, meter_provider: object = None) -> Observer | None:
     """The OpenTelemetry observer, or ``None`` when opentelemetry-api is not installed.
 
-    With no provider given, the process-wide default on OTel's global providers (a no-op until
-    the application configures an SDK), created once; creating it also subscribes the event
-    listeners, so resilience events become span events, metrics and log records. Explicit
-    providers get their own observer for spans and the HTTP duration metric (events still go
-    to listeners subscribed with ``resilience.instrumentation.instrument``).
+    The first call creates the process-wide default on OTel's global providers (a no-op until
+    the application configures an SDK) and subscribes the event listeners, so resilience events
+    become span events (on whatever span is current), metrics and log records. With explicit
+    providers, a new observer on them, for spans and the HTTP duration metric (events are
+    counted on them by ``resilience.instrumentation.instrument``).
     """
-    if tracer_provider is not None or meter_provider is not None:
-        module = importlib.import_module(_INSTRUMENTATION)
-        created: Observer = module.OpenTelemetry(tracer_provider, meter_provider)
-        return created
-    if _default:
-        return _default[0]
-    with _default_lock:
-        if not _default:
-            try:
-                module = importlib.import_module(_INSTRUMENTATION)
-            except ImportError:
-                _default.append(None)
-            else:
-                _default.append(module.install_default())
-    return _default[0]
+    if not _default:
+        with _default_lock:
+            if not _default:
+                try:
+                    module = importlib.import_module(_INSTRUMENTATION)
+                except ImportError:
+                    _default.append(None)
+                else:
+                    _default.append(module.install_default())
+    default = _default[0]
+    if default is None or (tracer_provider is None and meter_provider is None):
+        return default
+    explicit: Observer = importlib.import_module(_INSTRUMENTATION).OpenTelemetry(
+        tracer_provider, meter_provider
+    )
+    return explicit
