@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._sliding import SlidingCounters
 from resilience._validate import check_duration, check_ratio
+from resilience.stores._memory import MemoryStore
 
 __all__ = ["RetryBudget"]
 
@@ -27,14 +29,25 @@ class RetryBudget:
     Share one instance between every ``Retry`` that calls the same downstream. Thread-safe and
     asyncio-safe (the lock guards O(1) bookkeeping only). An entry leaves the window between
     ``window`` and ``1.1 * window`` seconds after it was counted.
+
+    ``store``: ``None`` or a ``MemoryStore`` keeps the counters in this process. A
+    ``RedisStore`` (with a sync client: ``Retry`` calls its budget synchronously) shares them
+    with every replica using the same ``name``, one round trip per first attempt and per
+    retry, on Redis's clock (``now`` arguments are then ignored). While Redis is unavailable,
+    the store's ``on_error="allow"`` lets every retry through and "deny" refuses them.
     """
 
     __slots__ = (
+        "_args",
         "_clock",
         "_counters",
+        "_keys",
         "_lock",
         "_reserve",
+        "_script",
+        "_store",
         "min_retries_per_second",
+        "name",
         "ratio",
         "window",
     )
@@ -46,7 +59,11 @@ class RetryBudget:
         window: float = 10.0,
         *,
         clock: Clock | None = None,
+        name: str = "default",
+        store: Any = None,
     ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
         check_ratio(ratio, "ratio", allow_zero=True)
         check_duration(min_retries_per_second, "min_retries_per_second")
         check_duration(window, "window", allow_zero=False)
@@ -57,6 +74,28 @@ class RetryBudget:
         self._reserve = self.min_retries_per_second * self.window
         self._counters = SlidingCounters(self.window, fields=2)
         self._lock = threading.Lock()
+        self.name = name
+        self._store = store
+        self._script: Any = None
+        if store is not None and not isinstance(store, MemoryStore):
+            self._share(store)
+
+    def _share(self, store: Any) -> None:
+        """Keep the counters in Redis under ``prefix{name}:budget`` (with a TTL)."""
+        from resilience.stores._redis import RedisStore  # no redis import: that is lazy too
+
+        if not isinstance(store, RedisStore):
+            raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
+        if store.is_async:
+            raise TypeError(
+                "store must wrap a sync redis.Redis client: Retry calls its budget "
+                "synchronously, also from coroutines"
+            )
+        self._script = store.script("budget")
+        self._keys = [store.key(self.name, "budget")]
+        ttl = math.ceil(self.window * 1100.0) + 60_000  # the window, its last slice, a margin
+        window, ratio, reserve = self.window * 1000.0, self.ratio, self._reserve
+        self._args = [repr(window), "10", repr(ratio), repr(reserve), str(ttl)]
 
     @property
     def clock(self) -> Clock:
@@ -65,15 +104,40 @@ class RetryBudget:
     def __repr__(self) -> str:
         return (
             f"RetryBudget(ratio={self.ratio!r}, "
-            f"min_retries_per_second={self.min_retries_per_second!r}, window={self.window!r})"
+            f"min_retries_per_second={self.min_retries_per_second!r}, window={self.window!r}, "
+            f"name={self.name!r})"
         )
 
-    def _copy(self) -> RetryBudget:
-        """A fresh budget with the same settings (the HTTP transports keep one per origin)."""
-        return RetryBudget(self.ratio, self.min_retries_per_second, self.window, clock=self._clock)
+    def _copy(self, name: str | None = None) -> RetryBudget:
+        """A fresh budget with the same settings (the HTTP transports keep one per origin).
+
+        On a ``RedisStore`` a copy under the same ``name`` shares the original's counters.
+        """
+        return RetryBudget(
+            self.ratio,
+            self.min_retries_per_second,
+            self.window,
+            clock=self._clock,
+            name=self.name if name is None else name,
+            store=self._store,
+        )
+
+    def _run(self, op: str) -> tuple[bool, int] | None:
+        """One script step on Redis: (spent, allowance), or None while Redis is unavailable."""
+        store = self._store
+        reply = store.run(
+            self._script, self._keys, [op, "", *self._args], "retry budget", self.name
+        )
+        if reply is None:
+            return None
+        spent, allowance = reply.split()
+        return spent in (b"1", "1"), int(allowance)
 
     def record_attempt(self, now: float | None = None) -> None:
         """Count a first attempt, which earns ``ratio`` retries for the next ``window``."""
+        if self._script is not None:
+            self._run("a")
+            return
         if now is None:
             now = self._clock.now()
         with self._lock:
@@ -81,6 +145,9 @@ class RetryBudget:
 
     def try_spend(self, now: float | None = None) -> bool:
         """Take one retry from the budget; ``False`` (and nothing taken) when it is spent."""
+        if self._script is not None:
+            step = self._run("s")
+            return self._store.on_error == "allow" if step is None else step[0]
         if now is None:
             now = self._clock.now()
         with self._lock:
@@ -93,7 +160,13 @@ class RetryBudget:
             return True
 
     def available(self, now: float | None = None) -> int:
-        """How many retries the budget would allow right now."""
+        """How many retries the budget would allow right now (while Redis is unavailable: the
+        floor ``min_retries_per_second * window`` with "allow", 0 with "deny")."""
+        if self._script is not None:
+            step = self._run("v")
+            if step is None:
+                return math.floor(self._reserve) if self._store.on_error == "allow" else 0
+            return max(0, step[1])
         if now is None:
             now = self._clock.now()
         with self._lock:

@@ -1,0 +1,158 @@
+"""RetryBudget shared on a real redis-server: a fleet spends one budget."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from resilience import Backoff, Retry, RetryBudget, StoreRecovered, StoreUnavailable
+from resilience.stores import MemoryStore, RedisStore
+from resilience.testing import EventRecorder
+from tests.redis_server import RedisServer
+
+
+def budget(server: RedisServer, name: str = "api", **options: Any) -> RetryBudget:
+    """A budget on its own connection, as one replica of a fleet would have."""
+    on_error = options.pop("on_error", "allow")
+    options.setdefault("min_retries_per_second", 0.0)
+    return RetryBudget(name=name, store=RedisStore(server.client(), on_error=on_error), **options)
+
+
+def test_two_instances_share_spending(redis_server: RedisServer) -> None:
+    """A reserve of 2 retries is spent once across two replicas, not once per replica."""
+    one = budget(redis_server, ratio=0.0, min_retries_per_second=0.2, window=10.0)
+    two = budget(redis_server, ratio=0.0, min_retries_per_second=0.2, window=10.0)
+    assert one.available() == two.available() == 2
+    assert [one.try_spend(), two.try_spend(), one.try_spend(), two.try_spend()] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert one.available() == two.available() == 0
+
+
+def test_first_attempts_anywhere_earn_retries_everywhere(redis_server: RedisServer) -> None:
+    """Ratio 0.5: four first attempts on one replica earn two retries on the other."""
+    one, two = budget(redis_server, ratio=0.5), budget(redis_server, ratio=0.5)
+    for _ in range(4):
+        one.record_attempt()
+    assert two.available() == 2
+    assert [two.try_spend() for _ in range(3)] == [True, True, False]
+
+
+def test_retry_policies_on_two_replicas_share_the_budget(redis_server: RedisServer) -> None:
+    """Two Retry policies (two replicas) with a shared reserve of one retry: only one of them
+    retries."""
+    attempts = []
+
+    def failing(replica: str) -> None:
+        attempts.append(replica)
+        raise ConnectionError("down")
+
+    for replica in ("a", "b"):
+        shared = budget(redis_server, ratio=0.0, min_retries_per_second=0.1, window=10.0)
+        retry = Retry(attempts=3, budget=shared, backoff=Backoff(initial=0.0, maximum=0.0))
+        with pytest.raises(ConnectionError):
+            retry(failing)(replica)
+    assert attempts == ["a", "a", "b"]
+
+
+def test_different_names_never_share_and_keys_expire(redis_server: RedisServer) -> None:
+    """Budgets with different names are independent; their keys are hash-tagged with TTLs."""
+    client: Any = redis_server.client()
+    store = RedisStore(client, prefix="svc:")
+    a = RetryBudget(0.0, 0.1, 10.0, name="a", store=store)
+    b = RetryBudget(0.0, 0.1, 10.0, name="b", store=store)
+    assert a.try_spend()
+    assert not a.try_spend()
+    assert b.try_spend()
+    assert sorted(client.keys("*")) == [b"svc:{a}:budget", b"svc:{b}:budget"]
+    assert 0 < client.pttl("svc:{a}:budget") <= 11_000 + 60_000
+
+
+def test_copy_shares_under_the_same_name(redis_server: RedisServer) -> None:
+    """_copy keeps the store: the copy spends the original's budget (or its own, renamed)."""
+    original = budget(redis_server, ratio=0.0, min_retries_per_second=0.1, window=10.0)
+    assert original._copy().try_spend()
+    assert not original.try_spend()
+    assert original._copy(name="other").try_spend()
+
+
+def test_outage_allows_retries_with_one_event(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis killed: no RedisError; on_error="allow" lets retries through, with one event and
+    one warning; restarted: StoreRecovered and the shared budget again."""
+    one = budget(redis_server, ratio=0.0, min_retries_per_second=0.1, window=10.0)
+    assert one.try_spend()
+    redis_server.stop()
+    with EventRecorder() as recorder, caplog.at_level(logging.WARNING, logger="resilience"):
+        one.record_attempt()
+        assert [one.try_spend() for _ in range(3)] == [True] * 3
+        assert one.available() == 1  # the floor: min_retries_per_second * window
+        redis_server.start()
+        assert [one.try_spend() for _ in range(2)] == [True, False]
+    events = recorder.of(StoreUnavailable) + recorder.of(StoreRecovered)
+    assert [type(e) for e in events] == [StoreUnavailable, StoreRecovered]
+    unavailable = recorder.of(StoreUnavailable)[0]
+    assert (unavailable.policy, unavailable.fallback) == ("api", "allow")
+    assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
+
+
+def test_outage_with_deny_refuses_retries(redis_server: RedisServer) -> None:
+    """on_error="deny": while Redis is unreachable no retry is spent."""
+    one = budget(redis_server, ratio=1.0, min_retries_per_second=10.0, on_error="deny")
+    redis_server.stop()
+    assert not one.try_spend()
+    assert one.available() == 0
+
+
+def test_bad_store_and_name_fail_at_construction(redis_server: RedisServer) -> None:
+    """A store that is no store, an async client or an empty name fails naming the parameter."""
+    with pytest.raises(TypeError, match="store must be a MemoryStore, a RedisStore or None"):
+        RetryBudget(store=object())
+    with pytest.raises(TypeError, match="store must wrap a sync"):
+        RetryBudget(store=RedisStore(redis_server.async_client()))
+    with pytest.raises(ValueError, match="name"):
+        RetryBudget(name="")
+    assert RetryBudget(store=MemoryStore()).try_spend()
+
+
+# Times at half milliseconds: never on a slice edge, where seconds and milliseconds could
+# round apart (0.3 / 0.1 < 3 but 300 / 100 == 3).
+steps = st.lists(
+    st.tuples(st.integers(0, 400), st.sampled_from(["a", "s", "v"])), min_size=1, max_size=60
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=steps, ratio=st.sampled_from([0.0, 0.1, 0.29, 0.5, 1.0]))
+def test_lua_budget_matches_the_memory_budget(
+    redis_server: RedisServer, steps: list[tuple[int, str]], ratio: float
+) -> None:
+    """On any sequence of attempts, spends and peeks (times pinned), the Redis script decides
+    and counts exactly as the in-memory budget."""
+    client: Any = redis_server.client()
+    client.flushall()
+    memory = RetryBudget(ratio, 0.3, 1.0)
+    shared = RetryBudget(ratio, 0.3, 1.0, name="model", store=RedisStore(client))
+    now_ms = 1_000_000.5
+    for delay, op in steps:
+        now_ms += delay
+        reply = shared._store.run(
+            shared._script, shared._keys, [op, repr(now_ms), *shared._args], "budget", "model"
+        )
+        spent, allowance = (int(part) for part in reply.split())
+        now = now_ms / 1000.0
+        if op == "a":
+            memory.record_attempt(now)
+        elif op == "s":
+            assert bool(spent) == memory.try_spend(now)
+        assert max(0, allowance) == memory.available(now)
