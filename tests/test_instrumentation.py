@@ -379,7 +379,8 @@ def test_retry_events_land_on_the_callers_span(http_server: Any, otel: Telemetry
 def test_a_cancelled_hedge_loser_ends_its_span_without_error_status(
     http_server: Any, otel: Telemetry
 ) -> None:
-    """The slow first copy loses to the hedge and is cancelled: its span ends, status unset."""
+    """The slow first copy loses to the hedge and is cancelled: its span ends with neither an
+    error status nor ``error.type`` (a deliberate cancellation is not an error)."""
     http_server.script("/h", [Reply(200, delay=2.0), Reply(200, body=b"fast")])
 
     async def go() -> httpx.Response:
@@ -393,7 +394,7 @@ def test_a_cancelled_hedge_loser_ends_its_span_without_error_status(
     answered = [span for span in spans if "http.response.status_code" in (span.attributes or {})]
     loser = next(span for span in spans if span not in answered)
     assert loser.status.status_code is StatusCode.UNSET
-    assert (loser.attributes or {})["error.type"] == "asyncio.CancelledError"
+    assert "error.type" not in (loser.attributes or {})
     winner = next(span for span in spans if span is not loser)
     assert (winner.attributes or {})["http.request.resend_count"] == 1
 

@@ -213,14 +213,14 @@ class OpenTelemetry:
                 labels["network.protocol.version"] = version
             if status >= 400:
                 labels["error.type"] = str(status)
-        elif error is not None:
+        elif isinstance(error, Exception):  # a deliberate cancellation is not an error
             labels["error.type"] = error_type(error)
         if span.is_recording():
             span.set_attributes(labels)
-            if error is not None and isinstance(error, Exception):
+            if isinstance(error, Exception):
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
-            elif "error.type" in labels and error is None:
+            elif "error.type" in labels:
                 span.set_status(Status(StatusCode.ERROR))
         span.end()
         self._duration.record(elapsed, labels)
