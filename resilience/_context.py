@@ -13,7 +13,14 @@ from typing import NamedTuple
 
 from resilience._clock import Clock
 
-__all__ = ["DeadlineScope", "current_deadline", "enter_deadline", "exit_deadline", "remaining"]
+__all__ = [
+    "DeadlineScope",
+    "current_deadline",
+    "enter_deadline",
+    "exit_deadline",
+    "parse_deadline",
+    "remaining",
+]
 
 
 class DeadlineScope(NamedTuple):
@@ -60,3 +67,21 @@ def enter_deadline(
 def exit_deadline(token: Token[DeadlineScope | None]) -> None:
     """Restore the deadline that was in force before ``enter_deadline``."""
     _deadline.reset(token)
+
+
+def parse_deadline(
+    value: str | None, default: float | None = None, maximum: float | None = None
+) -> float | None:
+    """Seconds left, from a ``Request-Timeout-Ms`` field value (integer milliseconds).
+
+    A missing or malformed value (not 1 to 15 ASCII digits) gives ``default``; the result is
+    capped at ``maximum``. Never raises: a header from the network is not trusted.
+    """
+    seconds = default
+    if value is not None:
+        digits = value.strip()
+        if 0 < len(digits) <= 15 and digits.isascii() and digits.isdigit():
+            seconds = int(digits) / 1000.0
+    if seconds is not None and maximum is not None and seconds > maximum:
+        seconds = maximum
+    return seconds

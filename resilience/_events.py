@@ -29,6 +29,9 @@ __all__ = [
     "Event",
     "FallbackUsed",
     "HedgeSent",
+    "IdempotencyConflict",
+    "IdempotencyMismatch",
+    "IdempotentReplayed",
     "Listener",
     "Observer",
     "RateLimited",
@@ -148,6 +151,21 @@ class FallbackUsed(Event):
     """The fallback replaced a failure (``reason``) with its value or handler's result."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentReplayed(Event):
+    """The server answered a retried request with the stored response of its first run."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyConflict(Event):
+    """The server refused (409) a request whose key is held by a request still running."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyMismatch(Event):
+    """The server refused (422) a key reused with a different payload."""
 
 
 Listener = Callable[[Event], object]

@@ -33,6 +33,9 @@ _NAMES: Final[dict[type[_events.Event], str]] = {
     _events.DeadlineExceeded: "deadline.exceeded",
     _events.HedgeSent: "hedge.sent",
     _events.FallbackUsed: "fallback.used",
+    _events.IdempotentReplayed: "idempotency.replayed",
+    _events.IdempotencyConflict: "idempotency.conflict",
+    _events.IdempotencyMismatch: "idempotency.mismatch",
 }
 
 

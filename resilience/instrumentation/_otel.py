@@ -295,11 +295,33 @@ _EVENT_COUNTERS: Final[dict[type[_events.Event], tuple[str, str, str]]] = {
         "{call}",
         "Failures replaced by a fallback.",
     ),
+    _events.IdempotentReplayed: (
+        "resilience.idempotency.requests",
+        "{request}",
+        "Keyed requests the server did not run, by outcome (replayed, conflict, mismatch).",
+    ),
+    _events.IdempotencyConflict: (
+        "resilience.idempotency.requests",
+        "{request}",
+        "Keyed requests the server did not run, by outcome (replayed, conflict, mismatch).",
+    ),
+    _events.IdempotencyMismatch: (
+        "resilience.idempotency.requests",
+        "{request}",
+        "Keyed requests the server did not run, by outcome (replayed, conflict, mismatch).",
+    ),
     _events.StoreUnavailable: (
         "resilience.store.outages",
         "{outage}",
         "Shared-store outages (one per outage, not per call).",
     ),
+}
+
+
+_IDEMPOTENCY_OUTCOMES: Final = {
+    _events.IdempotentReplayed: "replayed",
+    _events.IdempotencyConflict: "conflict",
+    _events.IdempotencyMismatch: "mismatch",
 }
 
 
@@ -325,6 +347,8 @@ def _metric_attributes(event: _events.Event) -> dict[str, Any]:
         attributes["resilience.result"] = "rejected"
     elif isinstance(event, _events.RateLimitAcquired):
         attributes["resilience.result"] = "waited" if event.waited > 0.0 else "allowed"
+    elif type(event) in _IDEMPOTENCY_OUTCOMES:
+        attributes["resilience.outcome"] = _IDEMPOTENCY_OUTCOMES[type(event)]
     return attributes
 
 
