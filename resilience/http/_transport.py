@@ -1,11 +1,14 @@
 """ResilientTransport and AsyncResilientTransport: policies per origin, with HTTP rules.
 
-A request flows: Idempotency-Key added (POST/PATCH, once per call) -> the origin's pipeline
-(Deadline -> Retry -> [Hedge, idempotent requests only] -> CircuitBreaker -> Bulkhead) -> one
+A request flows: Idempotency-Key added (POST/PATCH, once per call) -> the deadline published
+(a context variable: the time left, for every attempt and retry decision) -> the origin's
+pipeline (Retry -> [Hedge, idempotent requests only] -> CircuitBreaker -> Bulkhead) -> one
 attempt: httpx timeouts capped by the time left, the time left sent downstream in
-``Request-Timeout-Ms``, the inner transport called. Outcomes are classified by
-``resilience.http._classify``; a response that will not be returned (a retryable status, a
-hedge loser) is read and closed so its connection goes back to the pool.
+``Request-Timeout-Ms``, the inner transport called. The deadline bounds the call through those
+timeouts and the retry decisions, in both transports alike; no timer cancels an attempt (that
+would cost a timer per request, and the sync transport could not do it anyway). Outcomes are
+classified by ``resilience.http._classify``; a response that will not be returned (a retryable
+status, a hedge loser) is read and closed so its connection goes back to the pool.
 
 Both transports share ``_Rules`` (classification, per-origin registry, per-attempt steps); they
 differ only in calling the inner transport, reading bodies and sleeping — sync or async.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +28,13 @@ from resilience import _events
 from resilience._bulkhead import Bulkhead
 from resilience._circuit.breaker import CircuitBreaker
 from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._context import current_deadline
+from resilience._context import DeadlineScope, current_deadline, enter_deadline, exit_deadline
 from resilience._errors import DeadlineExceededError, add_note
 from resilience._hedge import Hedge
 from resilience._pipeline import Pipeline
 from resilience._policy import Policy
 from resilience._retry.budget import RetryBudget
 from resilience._retry.retry import Retry
-from resilience._timeout import Deadline
 from resilience._validate import check_duration
 from resilience.http._classify import (
     KEYED_METHODS,
@@ -149,8 +152,6 @@ class _Rules:
         outer: list[Policy] = []
         inner: list[Policy] = []
         budget = None
-        if self.deadline is not None:
-            outer.append(Deadline(self.deadline, clock=self.clock))
         if self.retry is not None:
             template = self.retry
             if template.budget is not None:
@@ -193,6 +194,21 @@ class _Rules:
             hedged = wrap(Pipeline(*outer, hedge, *inner, tracing=False))
         return _Origin(plain, hedged, breaker, bulkhead, budget)
 
+    def start_call(self) -> Token[DeadlineScope | None] | None:
+        """Publish this call's deadline (unless an enclosing one ends sooner)."""
+        if self.deadline is None:
+            return None
+        token, scope = enter_deadline(self.deadline, self.clock)
+        if scope.clock.now() >= scope.at:
+            exit_deadline(token)
+            raise self._exceeded()
+        return token
+
+    def _exceeded(self) -> DeadlineExceededError:
+        if _events.listeners:
+            _events.emit(_events.DeadlineExceeded("deadline", self.deadline or 0.0))
+        return DeadlineExceededError("Deadline", self.deadline or 0.0)
+
     def prepare_attempt(self, request: httpx.Request, inner: object) -> object:
         """Cap this attempt's httpx timeouts by the time left and tell the server about it;
         start the attempt's span (the returned token goes to ``answered`` or ``failed``)."""
@@ -201,7 +217,7 @@ class _Rules:
         if scope is not None:
             left = scope.remaining()
             if left <= 0.0:
-                raise DeadlineExceededError("Deadline", self.deadline or 0.0)
+                raise self._exceeded()
             if limit is None or left < limit:
                 limit = left
             if self.deadline_header:
@@ -436,7 +452,13 @@ class ResilientTransport(_Resilient, httpx.BaseTransport):
         rules.add_idempotency_key(request)
         origin = rules.origin(request, self._wrap)
         send = origin.hedged if rules.wants_hedge(request) else origin.plain
-        return send(request)  # type: ignore[no-any-return]
+        token = rules.start_call()
+        if token is None:
+            return send(request)  # type: ignore[no-any-return]
+        try:
+            return send(request)  # type: ignore[no-any-return]
+        finally:
+            exit_deadline(token)
 
     def close(self) -> None:
         self._inner.close()
@@ -495,7 +517,13 @@ class AsyncResilientTransport(_Resilient, httpx.AsyncBaseTransport):
         rules.add_idempotency_key(request)
         origin = rules.origin(request, self._wrap)
         send = origin.hedged if rules.wants_hedge(request) else origin.plain
-        return await send(request)  # type: ignore[no-any-return]
+        token = rules.start_call()
+        if token is None:
+            return await send(request)  # type: ignore[no-any-return]
+        try:
+            return await send(request)  # type: ignore[no-any-return]
+        finally:
+            exit_deadline(token)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
