@@ -42,6 +42,7 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
+	$(BIN)/python examples/checkout.py
 	$(BIN)/python examples/flaky_payments.py
 
 bench: $(BENCH_STAMP)

@@ -26,8 +26,7 @@ from resilience._context import parse_deadline
 from resilience._idempotency import Claim, Idempotency, StoredResponse, fingerprint, parse_key
 from resilience.http import ResilientTransport
 from resilience.stores import MemoryStore
-from resilience.testing import EventRecorder, FakeClock
-from tests.app_servers import serve_asgi, serve_wsgi
+from resilience.testing import EventRecorder, FakeClock, serve_asgi, serve_wsgi
 
 KEY = '"8e03978e-40d5-43e8-bc93-6894a57f9324"'
 

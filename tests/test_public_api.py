@@ -64,3 +64,22 @@ def test_demo_absorbs_the_injected_faults(capsys: pytest.CaptureFixture[str]) ->
 def test_package_ships_py_typed() -> None:
     """``py.typed`` is in the package, so type checkers use our annotations."""
     assert (Path(resilience.__file__).parent / "py.typed").exists()
+
+
+def test_checkout_example_charges_every_order_at_most_once() -> None:
+    """The checkout example over real HTTP (a shorter run): through 503s, slow charges the
+    caller gave up on and an outage, the resilient order service never charges an order twice
+    and never marks a charged order failed; every order is paid or queued."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import checkout
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    row = checkout.run("resilience", checkout.resilient, orders=30, outage=range(10, 16))
+    assert row.duplicates == 0
+    assert row.unknown == 0
+    assert row.outcomes["failed"] == 0
+    assert row.outcomes["paid"] + row.outcomes["queued"] == 30
+    assert row.outcomes["queued"] >= 1  # the outage was felt, and absorbed

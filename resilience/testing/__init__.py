@@ -1,5 +1,5 @@
-"""Helpers for testing code that uses resilience: a fake clock, an event recorder, and httpx
-transports that inject faults.
+"""Helpers for testing code that uses resilience: a fake clock, an event recorder, httpx
+transports that inject faults, and real servers on 127.0.0.1 for ASGI and WSGI apps.
 
 Public and documented: use them in your own tests. Nothing in the library imports this package.
 """
@@ -7,6 +7,7 @@ Public and documented: use them in your own tests. Nothing in the library import
 from resilience.testing._clock import FakeClock
 from resilience.testing._faults import AsyncFaultInjectingTransport, Fault, FaultInjectingTransport
 from resilience.testing._recorder import EventRecorder
+from resilience.testing._servers import serve_asgi, serve_wsgi
 
 __all__ = [
     "AsyncFaultInjectingTransport",
@@ -14,4 +15,6 @@ __all__ = [
     "FakeClock",
     "Fault",
     "FaultInjectingTransport",
+    "serve_asgi",
+    "serve_wsgi",
 ]

@@ -1,7 +1,8 @@
-"""Serve an ASGI app (uvicorn) or a WSGI app (threaded wsgiref) on 127.0.0.1, for a test.
+"""Serve an ASGI app (uvicorn) or a WSGI app (threaded wsgiref) on 127.0.0.1, for tests and
+examples: ``with serve_asgi(app) as url: ...``.
 
-Both bind a free port themselves (the socket is created here, so there is no race on the port
-number) and stop within the test: ``with serve_asgi(app) as url: ...``.
+Both bind a free port themselves (the socket is made here, so there is no race on the port
+number) and stop when the block ends. ``serve_asgi`` needs uvicorn installed.
 """
 
 from __future__ import annotations

@@ -1,0 +1,287 @@
+"""Order -> payments -> notifications over real HTTP on 127.0.0.1, through injected faults.
+
+Two services run on loopback: **payments** (ASGI, on uvicorn, behind ``IdempotencyMiddleware``
+and ``DeadlineMiddleware``) and **notifications** (WSGI, threaded wsgiref). Payments misbehaves
+on a seeded schedule: 15 % of charges get ``503 Retry-After: 0`` before anything is charged;
+10 % are charged but answered slowly (after the caller's 0.1 s attempt timeout: the caller
+cannot know whether it was charged); for orders 40-54 payments is down (503 at once).
+Notifications fail 20 % of the time with a 500.
+
+The same 90 orders, 30 ms apart, are placed by three order services:
+
+- **bare**: one ``httpx.post`` per call, no retries;
+- **naive retries**: retry any timeout or 5xx up to 4 times, no idempotency keys — what a
+  hand-written loop around httpx does;
+- **resilience**: ``ResilientTransport`` (retry with budget and backoff, breaker, deadline,
+  ``Idempotency-Key`` on every charge) and a ``Fallback`` that queues the order when payments
+  is unavailable; notifications are best effort (retried, then dropped to a queue).
+
+The table shows what each cost: orders paid, duplicate charges, requests payments received.
+Run: ``make demo`` or ``.venv/bin/python examples/checkout.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from resilience import (
+    Backoff,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitStateChanged,
+    Event,
+    Retry,
+    RetryBudget,
+    subscribe,
+)
+from resilience.asgi import DeadlineMiddleware, IdempotencyMiddleware
+from resilience.http import ResilientTransport
+from resilience.stores import MemoryStore
+from resilience.testing import serve_asgi, serve_wsgi
+
+ORDERS = 90
+OUTAGE = range(40, 55)
+ATTEMPT_TIMEOUT = 0.1  # what the order service gives one call to payments
+SLOW = 0.2  # how long a slow charge takes (longer than the attempt timeout)
+PAUSE = 0.03  # between one order's end and the next order
+
+
+@dataclass
+class Payments:
+    """The payments service's state: who was charged, and the fault schedule."""
+
+    rng: random.Random
+    outage: range = OUTAGE  # the orders during which payments is down
+    order: int = -1  # the order being placed (set by the driver, read by the schedule)
+    charges: Counter[str] = field(default_factory=Counter)
+    received: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fault(self) -> str:
+        if self.order in self.outage:
+            return "down"
+        roll = self.rng.random()
+        return "busy" if roll < 0.15 else "slow" if roll < 0.25 else "ok"
+
+    def app(self) -> Any:
+        async def payments(scope: Any, receive: Any, send: Any) -> None:
+            body = b""
+            more = True
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            with self.lock:
+                self.received += 1
+                fault = self.fault()
+            if fault in ("down", "busy"):
+                await _respond(send, 503, b'{"error": "busy"}', [(b"retry-after", b"0")])
+                return
+            order = json.loads(body)["order"]
+            with self.lock:
+                self.charges[order] += 1
+            if fault == "slow":
+                await asyncio.sleep(SLOW)
+            await _respond(send, 201, json.dumps({"charged": order}).encode())
+
+        return IdempotencyMiddleware(DeadlineMiddleware(payments), store=MemoryStore())
+
+
+async def _respond(send: Any, status: int, body: bytes, extra: list[Any] | None = None) -> None:
+    headers = [(b"content-type", b"application/json"), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass
+class Notifications:
+    rng: random.Random
+    sent: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> Any:
+        def notifications(environ: Any, start_response: Any) -> list[bytes]:
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            with self.lock:
+                failed = self.rng.random() < 0.2
+                self.sent += not failed
+            start_response("500 Internal Server Error" if failed else "202 Accepted", [])
+            return [b""]
+
+        return notifications
+
+
+PlaceOrder = Callable[[str], str]
+
+
+def bare(payments: str, notifications: str) -> tuple[PlaceOrder, Callable[[], None]]:
+    client = httpx.Client(timeout=ATTEMPT_TIMEOUT)
+
+    def place(order: str) -> str:
+        try:
+            charged = client.post(f"{payments}/charges", json={"order": order})
+        except httpx.HTTPError:
+            return "failed"
+        if charged.status_code != 201:
+            return "failed"
+        try:
+            client.post(f"{notifications}/notify", json={"order": order})
+        except httpx.HTTPError:
+            pass
+        return "paid"
+
+    return place, client.close
+
+
+def naive(payments: str, notifications: str) -> tuple[PlaceOrder, Callable[[], None]]:
+    client = httpx.Client(timeout=ATTEMPT_TIMEOUT)
+
+    def post(url: str, order: str) -> httpx.Response | None:
+        for _ in range(4):
+            try:
+                response = client.post(url, json={"order": order})
+            except httpx.HTTPError:
+                time.sleep(0.01)
+                continue
+            if response.status_code < 500:
+                return response
+            time.sleep(0.01)
+        return None
+
+    def place(order: str) -> str:
+        charged = post(f"{payments}/charges", order)
+        if charged is None or charged.status_code != 201:
+            return "failed"
+        post(f"{notifications}/notify", order)
+        return "paid"
+
+    return place, client.close
+
+
+def resilient(payments: str, notifications: str) -> tuple[PlaceOrder, Callable[[], None]]:
+    charge_client = httpx.Client(
+        transport=ResilientTransport(
+            retry=Retry(6, backoff=Backoff(initial=0.02, maximum=0.2), budget=RetryBudget()),
+            breaker=CircuitBreaker("payments", failure_rate=0.5, minimum_calls=6, open_for=0.3),
+            timeout=ATTEMPT_TIMEOUT,  # per attempt
+            deadline=2.0,  # the whole charge, retries included
+            tracing=False,
+        )
+    )
+    notify_client = httpx.Client(
+        transport=ResilientTransport(retry=Retry(3, backoff=Backoff(initial=0.01)), tracing=False)
+    )
+
+    def place(order: str) -> str:
+        try:
+            charged = charge_client.post(f"{payments}/charges", json={"order": order})
+        except CircuitOpenError:
+            return "queued"  # payments is down: take the order, charge it later
+        except httpx.HTTPError:
+            return "failed"
+        if charged.status_code != 201:
+            return "queued" if charged.status_code == 503 else "failed"
+        try:  # best effort: the order is paid either way
+            notify_client.post(f"{notifications}/notify", json={"order": order})
+        except httpx.HTTPError:
+            pass
+        return "paid"
+
+    def close() -> None:
+        charge_client.close()
+        notify_client.close()
+
+    return place, close
+
+
+@dataclass
+class Row:
+    """What one order service achieved, and what it cost payments."""
+
+    name: str
+    outcomes: Counter[str]
+    duplicates: int  # extra charges of an order already charged
+    unknown: int  # charged, but the order service believes the order failed
+    requests: int  # requests payments received
+    notified: int
+    elapsed: float
+    transitions: list[str]
+
+    def __str__(self) -> str:
+        line = (
+            f"{self.name:<15} {self.outcomes['paid']:>5} {self.outcomes['queued']:>7} "
+            f"{self.outcomes['failed']:>7} {self.duplicates:>10} {self.unknown:>15} "
+            f"{self.requests:>9} {self.notified:>9} {self.elapsed:>6.1f}s"
+        )
+        return line + (f"   breaker: {' '.join(self.transitions)}" if self.transitions else "")
+
+
+def run(
+    name: str,
+    build: Callable[[str, str], tuple[PlaceOrder, Callable[[], None]]],
+    orders: int = ORDERS,
+    outage: range = OUTAGE,
+) -> Row:
+    payments = Payments(random.Random(7), outage=outage)
+    notifications = Notifications(random.Random(11))
+    outcomes: Counter[str] = Counter()
+    transitions: list[str] = []
+
+    def note(event: Event) -> None:
+        if isinstance(event, CircuitStateChanged):
+            transitions.append(f"{event.old}->{event.new}")
+
+    unsubscribe = subscribe(note)
+    started = time.monotonic()
+    try:
+        with serve_asgi(payments.app()) as pay_url, serve_wsgi(notifications.app()) as note_url:
+            place, close = build(pay_url, note_url)
+            try:
+                for number in range(orders):
+                    time.sleep(PAUSE)
+                    payments.order = number
+                    outcomes[place(f"order-{number}")] += 1
+            finally:
+                close()
+    finally:
+        unsubscribe()
+    duplicates = sum(count - 1 for count in payments.charges.values() if count > 1)
+    return Row(
+        name,
+        outcomes,
+        duplicates,
+        unknown=len(payments.charges) - outcomes["paid"],
+        requests=payments.received,
+        notified=notifications.sent,
+        elapsed=time.monotonic() - started,
+        transitions=transitions,
+    )
+
+
+def main() -> None:
+    print(__doc__.split("\n\n")[0])
+    print(f"{ORDERS} orders; payments down for orders {OUTAGE.start}-{OUTAGE.stop - 1}\n")
+    print(
+        f"{'order service':<15} {'paid':>5} {'queued':>7} {'failed':>7} {'duplicates':>10} "
+        f"{'charged, unpaid':>15} {'pay reqs':>9} {'notified':>9} {'time':>7}"
+    )
+    for name, build in (("bare", bare), ("naive retries", naive), ("resilience", resilient)):
+        print(run(name, build), flush=True)
+    print(
+        "\nduplicates: extra charges of one order; charged, unpaid: charged, but the order\n"
+        "service believes it failed (a customer charged for an order marked failed)."
+    )
+
+
+if __name__ == "__main__":
+    main()
