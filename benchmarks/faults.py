@@ -1,0 +1,229 @@
+"""Under injected faults: what each client achieves, and what it costs the dependency.
+
+A downstream service (an in-process httpx transport with a seeded fault schedule, so every
+client meets the same faults) goes through four phases of N calls each:
+
+1. healthy          — every request answered 200;
+2. flaky            — 20 % answered 503, 5 % refused (ConnectError);
+3. outage           — every request answered 503;
+4. lost responses   — POSTs; 10 % are processed, then the response is lost (ReadTimeout).
+
+Clients: bare httpx; tenacity and stamina around ``client.request`` (retry 5xx and transport
+errors, 4 attempts — the usual hand-written setup); httpx-retries' RetryTransport (4 attempts,
+its defaults: idempotent methods only); ours, ResilientTransport with Retry(4) + RetryBudget
+(10 %) + CircuitBreaker. Waits are off for the peers and simulated for us (a FakeClock, calls
+arriving every 10 ms of it): the scenario is about decisions, not timing.
+
+Columns per phase: success (2xx answers), amplification (requests the service received per
+call), and in the last phase the duplicates (processed POSTs resent without an idempotency key:
+the service cannot tell them from new ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from benchmarks._harness import header
+from resilience import Backoff, CircuitBreaker, Retry, RetryBudget
+from resilience.http import ResilientTransport
+from resilience.testing import FakeClock
+
+PEERS = ["resilience", "httpx", "tenacity", "stamina", "httpx-retries"]
+PHASES = ("healthy", "flaky", "outage", "lost responses")
+URL = "http://127.0.0.1:8080/charges"
+
+
+@dataclass
+class Service(httpx.BaseTransport):
+    """The dependency: answers by phase, from a seeded generator; counts what it receives."""
+
+    seed: int
+    phase: str = "healthy"
+    received: int = 0
+    processed_unkeyed: dict[bytes, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.received += 1
+            roll = self.rng.random()
+        if self.phase == "outage" or (self.phase == "flaky" and roll < 0.20):
+            return httpx.Response(503, request=request)
+        if self.phase == "flaky" and roll < 0.25:
+            raise httpx.ConnectError("refused", request=request)
+        body = request.read()
+        if "idempotency-key" not in request.headers:
+            with self.lock:  # a keyless request: every copy is a separate effect
+                self.processed_unkeyed[body] = self.processed_unkeyed.get(body, 0) + 1
+        if self.phase == "lost responses" and roll < 0.10:
+            raise httpx.ReadTimeout("response lost", request=request)
+        return httpx.Response(200, request=request)
+
+
+def _retryable_status(response: httpx.Response) -> bool:
+    return response.status_code >= 500
+
+
+def bare(service: Service, clock: FakeClock) -> Callable[[str], httpx.Response]:
+    client = httpx.Client(transport=service)
+    return lambda method: client.request(method, URL, content=_body())
+
+
+def tenacity_client(service: Service, clock: FakeClock) -> Callable[[str], httpx.Response]:
+    import tenacity
+
+    client = httpx.Client(transport=service)
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(4),
+        retry=tenacity.retry_if_exception_type(httpx.HTTPError)
+        | tenacity.retry_if_result(_retryable_status),
+        wait=tenacity.wait_none(),
+        # out of attempts: return the last response, or raise the last exception
+        retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+    )
+
+    def call(method: str) -> Any:
+        body = _body()
+        return retrying(client.request, method, URL, content=body)
+
+    return call
+
+
+def stamina_client(service: Service, clock: FakeClock) -> Callable[[str], httpx.Response]:
+    import stamina
+    import stamina.instrumentation
+
+    client = httpx.Client(transport=service)
+    stamina.set_testing(True, attempts=4)  # no waits
+    stamina.instrumentation.set_on_retry_hooks([])  # no log line per retry
+
+    def call(method: str) -> httpx.Response:
+        body = _body()
+
+        @stamina.retry(on=httpx.HTTPError, attempts=4)
+        def once() -> httpx.Response:
+            response = client.request(method, URL, content=body)
+            response.raise_for_status()
+            return response
+
+        try:
+            return once()
+        except httpx.HTTPStatusError as exc:
+            return exc.response
+
+    return call
+
+
+def httpx_retries_client(service: Service, clock: FakeClock) -> Callable[[str], httpx.Response]:
+    from httpx_retries import Retry as PeerRetry
+    from httpx_retries import RetryTransport
+
+    client = httpx.Client(
+        transport=RetryTransport(transport=service, retry=PeerRetry(total=3, backoff_factor=0.0))
+    )
+    return lambda method: client.request(method, URL, content=_body())
+
+
+def ours(service: Service, clock: FakeClock) -> Callable[[str], httpx.Response]:
+    transport = ResilientTransport(
+        service,
+        retry=Retry(4, backoff=Backoff(initial=0.05, maximum=1.0), budget=RetryBudget(ratio=0.1)),
+        breaker=CircuitBreaker("dependency", failure_rate=0.5, minimum_calls=20, open_for=5.0),
+        clock=clock,
+        tracing=False,
+    )
+    client = httpx.Client(transport=transport)
+    return lambda method: client.request(method, URL, content=_body())
+
+
+_counter = iter(range(10**9))
+
+
+def _body() -> bytes:
+    return b"call-%d" % next(_counter)  # one logical call: the same bytes on every resend
+
+
+@dataclass
+class PhaseResult:
+    calls: int = 0
+    ok: int = 0
+    received: int = 0
+    duplicates: int = 0
+
+
+def run_client(
+    build: Callable[..., Callable[[str], httpx.Response]], calls: int
+) -> list[PhaseResult]:
+    clock = FakeClock()
+    service = Service(seed=42)
+    call = build(service, clock)
+    results = []
+    for phase in PHASES:
+        service.phase = phase
+        before = service.received
+        unkeyed_before = dict(service.processed_unkeyed)
+        result = PhaseResult(calls=calls)
+        method = "POST" if phase == "lost responses" else "GET"
+        for _ in range(calls):
+            clock.advance(0.01)
+            try:
+                response = call(method)
+            except Exception:
+                continue
+            result.ok += 200 <= response.status_code < 300
+        result.received = service.received - before
+        if phase == "lost responses":
+            result.duplicates = sum(
+                count - unkeyed_before.get(body, 0) - 1
+                for body, count in service.processed_unkeyed.items()
+                if count - unkeyed_before.get(body, 0) > 1
+            )
+        results.append(result)
+    return results
+
+
+CLIENTS: list[tuple[str, Callable[..., Callable[[str], httpx.Response]]]] = [
+    ("bare httpx", bare),
+    ("tenacity (4 attempts)", tenacity_client),
+    ("stamina (4 attempts)", stamina_client),
+    ("httpx-retries (4)", httpx_retries_client),
+    ("resilience", ours),
+]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    parser.add_argument("--calls", type=int, default=None, help="calls per phase")
+    args = parser.parse_args(argv)
+    calls = args.calls or (200 if args.quick else 1000)
+    warnings.simplefilter("ignore")
+    print(header(PEERS))
+    print(f"# {calls} calls per phase; success % / requests received per call\n")
+    heads = "".join(f" {phase:>17}" for phase in PHASES)
+    print(f"{'client':<24}{heads} {'duplicates':>11}")
+    for name, build in CLIENTS:
+        results = run_client(build, calls)
+        cells = "".join(
+            f" {100.0 * r.ok / r.calls:7.1f}% {r.received / r.calls:6.2f}x  " for r in results
+        )
+        print(f"{name:<24}{cells} {results[-1].duplicates:>11}", flush=True)
+    print(
+        "\nduplicates: POSTs the service processed again without an idempotency key (ours sends\n"
+        "a key, so a server with IdempotencyMiddleware answers the resend from its record)."
+    )
+
+
+if __name__ == "__main__":
+    main()
