@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from resilience import _events
 from resilience._gcra import GcraParams, RateLimitDecision, decide
+from resilience._idempotency import Claim
+from resilience.stores import _redis_idempotency
 
 __all__ = ["RedisStore"]
 
@@ -154,6 +156,31 @@ class RedisStore:
         """``gcra_admit`` for ``redis.asyncio`` clients."""
         decision = await self.gcra_async(key, params, cost, max_wait)
         return decision.wait if decision.allowed else -decision.retry_after
+
+    # -- idempotency records (resilience.asgi / resilience.wsgi) ------------------------------
+
+    def idempotency_claim(self, key: str, fingerprint: str, lease: float) -> Claim:
+        """Claim ``key`` for ``lease`` seconds, or say why not (see ``MemoryStore``)."""
+        return _redis_idempotency.claim(self, key, fingerprint, lease)
+
+    def idempotency_complete(self, key: str, token: str, response: bytes, ttl: float) -> bool:
+        """Store the claimed request's response for ``ttl`` seconds."""
+        return _redis_idempotency.complete(self, key, token, response, ttl)
+
+    def idempotency_release(self, key: str, token: str) -> None:
+        """Forget the claim (the request did nothing)."""
+        _redis_idempotency.release(self, key, token)
+
+    async def idempotency_claim_async(self, key: str, fingerprint: str, lease: float) -> Claim:
+        return await _redis_idempotency.claim_async(self, key, fingerprint, lease)
+
+    async def idempotency_complete_async(
+        self, key: str, token: str, response: bytes, ttl: float
+    ) -> bool:
+        return await _redis_idempotency.complete_async(self, key, token, response, ttl)
+
+    async def idempotency_release_async(self, key: str, token: str) -> None:
+        await _redis_idempotency.release_async(self, key, token)
 
     # -- outages --------------------------------------------------------------------------------
 
