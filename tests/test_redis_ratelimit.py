@@ -7,11 +7,14 @@ import logging
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from resilience import RateLimiter, StoreRecovered, StoreUnavailable
 from resilience.stores import RedisStore
 from resilience.testing import EventRecorder
 from tests.redis_server import RedisServer
+from tests.test_ratelimit import LeakyBucket
 
 
 def test_matches_redis_cell_on_redis_time(redis_server: RedisServer) -> None:
@@ -105,3 +108,30 @@ def test_bad_store_configuration() -> None:
         RedisStore(redis.Redis(), on_error="maybe")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="client"):
         RedisStore(object())
+
+
+_keys = iter(range(10**9))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rate=st.integers(1, 10),
+    burst=st.integers(0, 10),
+    costs=st.lists(st.integers(0, 3), min_size=1, max_size=30),
+)
+def test_redis_gcra_agrees_with_a_leaky_bucket_on_redis_time(
+    redis_server: RedisServer, rate: int, burst: int, costs: list[int]
+) -> None:
+    """Random bursts of requests, decided by the Lua script on Redis's own clock, match the
+    leaky-bucket model. The requests arrive back to back (a few ms of real time in all), and
+    with an emission interval of at least 100 ms no decision can flip within that drift: the
+    model evaluates them all at one instant."""
+    limiter = RateLimiter(
+        rate, burst=burst, key=f"model-{next(_keys)}", store=RedisStore(redis_server.client())
+    )
+    model = LeakyBucket(1.0 / rate, burst)
+    for cost in costs:
+        cost = min(cost, burst + 1)
+        assert limiter.try_acquire(cost).allowed == model.offer(0.0, cost)
