@@ -15,24 +15,42 @@ from collections.abc import Iterator
 
 import pytest
 
-__all__ = ["RedisServer", "redis_server", "redis_server_session"]
+__all__ = ["RedisServer", "redis_cluster", "redis_server", "redis_server_session"]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _free_port(*, cluster: bool = False) -> int:
+    """A free port; for a cluster node also one whose bus port (+10000) exists and is free."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if not cluster:
+            return port
+        if port + 10000 <= 65535:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 class RedisServer:
-    """One redis-server process: ``url``, ``stop()`` (kill -9), ``start()``, ``client()``."""
+    """One redis-server process: ``url``, ``stop()`` (kill -9), ``start()``, ``client()``.
 
-    def __init__(self) -> None:
+    With ``cluster=True`` it is a one-node Redis Cluster owning all 16384 slots, and
+    ``client()`` is a ``redis.cluster.RedisCluster``: enough to prove the scripts' keys share a
+    slot (a cluster refuses a script whose keys do not) and that cluster clients work.
+    """
+
+    def __init__(self, *, cluster: bool = False) -> None:
+        self.cluster = cluster
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
         self.binary = binary
-        self.port = _free_port()
+        self.port = _free_port(cluster=cluster)
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.mkdtemp(prefix="resilience-redis-")
         self._process: subprocess.Popen[bytes] | None = None
@@ -55,6 +73,11 @@ class RedisServer:
                 self._dir,
                 "--protected-mode",
                 "yes",
+                *(
+                    ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+                    if self.cluster
+                    else []
+                ),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -65,10 +88,26 @@ class RedisServer:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                     conn.sendall(b"PING\r\n")
                     if conn.recv(16).startswith(b"+PONG"):
+                        if self.cluster:
+                            self._own_all_slots(deadline)
                         return
             except OSError:
                 time.sleep(0.02)  # the server is still starting: poll, bounded by the deadline
         raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def _own_all_slots(self, deadline: float) -> None:
+        import redis
+
+        node = redis.Redis(host="127.0.0.1", port=self.port)
+        try:
+            if int(node.cluster("info").get("cluster_slots_assigned", 0)) == 0:  # type: ignore[no-untyped-call]
+                node.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+            while node.cluster("info").get("cluster_state") != "ok":  # type: ignore[no-untyped-call]
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the one-node cluster never became ok")
+                time.sleep(0.02)  # the node is taking its slots: poll, bounded
+        finally:
+            node.close()
 
     def stop(self) -> None:
         """Kill the server abruptly, as a crash would."""
@@ -78,9 +117,12 @@ class RedisServer:
 
     def client(self, **options: object) -> object:
         import redis
+        import redis.cluster
 
         options.setdefault("socket_timeout", 0.5)
         options.setdefault("socket_connect_timeout", 0.5)
+        if self.cluster:
+            return redis.cluster.RedisCluster(host="127.0.0.1", port=self.port, **options)  # type: ignore[arg-type]
         return redis.Redis.from_url(self.url, **options)  # type: ignore[arg-type]
 
     def async_client(self, **options: object) -> object:
@@ -112,3 +154,12 @@ def redis_server(redis_server_session: RedisServer) -> Iterator[RedisServer]:
     yield server
     if server._process is None or server._process.poll() is not None:
         server.start()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[RedisServer]:
+    """A one-node Redis Cluster on a free port, for the tests of one module."""
+    server = RedisServer(cluster=True)
+    yield server
+    server.stop()
+    shutil.rmtree(server._dir, ignore_errors=True)
