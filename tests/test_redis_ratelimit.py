@@ -135,3 +135,17 @@ def test_redis_gcra_agrees_with_a_leaky_bucket_on_redis_time(
     for cost in costs:
         cost = min(cost, burst + 1)
         assert limiter.try_acquire(cost).allowed == model.offer(0.0, cost)
+
+
+def test_scripts_survive_a_script_flush(redis_server: RedisServer) -> None:
+    """Scripts run by SHA; after SCRIPT FLUSH (a restart, a failover) the next call loads the
+    script again instead of failing."""
+    client: Any = redis_server.client()
+    limiter = RateLimiter(1, per=60.0, burst=1, key="flushed", store=RedisStore(client))
+    guarded = limiter(lambda: "ok")
+    assert guarded() == "ok"
+    client.script_flush()
+    assert guarded() == "ok"
+    assert not limiter.try_acquire().allowed
+    client.script_flush()
+    assert not limiter.try_acquire().allowed

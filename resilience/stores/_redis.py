@@ -26,6 +26,7 @@ from resilience import _events
 from resilience._gcra import GcraParams, RateLimitDecision, decide
 from resilience._idempotency import Claim
 from resilience.stores import _redis_idempotency
+from resilience.stores._scripts import AsyncScript, SyncScript
 
 __all__ = ["RedisStore"]
 
@@ -57,10 +58,11 @@ class RedisStore:
         self._client = client
         self.prefix = prefix
         self.on_error = on_error
-        self._gcra = client.register_script(_GCRA_LUA)
-        self._scripts: dict[str, Any] = {"gcra": self._gcra}
         # redis.asyncio clients answer with coroutines: policies pick the matching path once.
         self.is_async = inspect.iscoroutinefunction(getattr(client, "execute_command", None))
+        self._script_type = AsyncScript if self.is_async else SyncScript
+        self._gcra: Any = self._script_type(client, _GCRA_LUA)
+        self._scripts: dict[str, Any] = {"gcra": self._gcra}
         from redis.exceptions import RedisError  # here, not per call: redis is optional
 
         self._errors: type[Exception] = RedisError
@@ -84,11 +86,11 @@ class RedisStore:
     # -- the seam other policies run their scripts through ----------------------------------
 
     def script(self, name: str) -> Any:
-        """The script ``stores/<name>.lua``, registered once (run by SHA, EVAL on NOSCRIPT)."""
+        """The script ``stores/<name>.lua``, made once (run by SHA; loaded on NOSCRIPT)."""
         script = self._scripts.get(name)
         if script is None:
             source = importlib.resources.files("resilience.stores").joinpath(f"{name}.lua")
-            script = self._scripts[name] = self._client.register_script(source.read_text())
+            script = self._scripts[name] = self._script_type(self._client, source.read_text())
         return script
 
     def run(self, script: Any, keys: list[str], args: list[str], kind: str, name: str) -> Any:
@@ -146,9 +148,19 @@ class RedisStore:
         return _gcra_decision(params, reply)
 
     def gcra_admit(self, key: str, params: GcraParams, cost: int, max_wait: float) -> float:
-        """The decorator's path: the wait (>= 0) if admitted, else -retry_after."""
-        decision = self.gcra(key, params, cost, max_wait)
-        return decision.wait if decision.allowed else -decision.retry_after
+        """The decorator's path: the wait (>= 0) if admitted, else -retry_after (no decision
+        object: the reply's two numbers that matter, straight from the bytes)."""
+        try:
+            reply = self._gcra(keys=self._keys_of(key), args=_gcra_args(params, cost, max_wait))
+        except self._errors as exc:
+            decision = self._fallback(key, params, exc)
+            return decision.wait if decision.allowed else -decision.retry_after
+        if self._down:
+            self._recovered("rate limiter", key)
+        allowed, _, wait_ms, retry_ms = reply.split()
+        if allowed == b"1" or allowed == "1":
+            return float(wait_ms) / 1000.0
+        return -float(retry_ms) / 1000.0
 
     async def gcra_admit_async(
         self, key: str, params: GcraParams, cost: int, max_wait: float
