@@ -7,7 +7,7 @@ Thin shells: the decisions are ``resilience._idempotency``'s, the state is the s
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from resilience._clock import SYSTEM_CLOCK, Clock
@@ -40,9 +40,22 @@ class IdempotencyMiddleware:
     the application sends it, and kept in memory until it is stored.
     """
 
-    def __init__(self, app: ASGIApp, **options: Any) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        store: Any = None,
+        methods: Iterable[str] = ("POST", "PATCH"),
+        required: bool = False,
+        ttl: float = 86_400.0,
+        lease: float = 60.0,
+        max_body: int = 1 << 20,
+        key_scope: Callable[[Any], str] | None = None,
+        name: str = "idempotency",
+    ) -> None:
         self.app = app
-        self.rules = Idempotency(**options)
+        # Every keyword argument above, passed on as is (the signature stays explicit).
+        self.rules = Idempotency(**{k: v for k, v in locals().items() if k not in ("self", "app")})
         if getattr(self.rules.store, "is_async", True) is False:
             raise TypeError(
                 "store: the ASGI middleware needs a store that does not block the event loop "

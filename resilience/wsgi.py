@@ -30,9 +30,22 @@ class IdempotencyMiddleware:
     claimed request is buffered (to store it) before it is returned.
     """
 
-    def __init__(self, app: WSGIApp, **options: Any) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        store: Any = None,
+        methods: Iterable[str] = ("POST", "PATCH"),
+        required: bool = False,
+        ttl: float = 86_400.0,
+        lease: float = 60.0,
+        max_body: int = 1 << 20,
+        key_scope: Callable[[Any], str] | None = None,
+        name: str = "idempotency",
+    ) -> None:
         self.app = app
-        self.rules = Idempotency(**options)
+        # Every keyword argument above, passed on as is (the signature stays explicit).
+        self.rules = Idempotency(**{k: v for k, v in locals().items() if k not in ("self", "app")})
         if getattr(self.rules.store, "is_async", False) is True:
             raise TypeError(
                 "store: the WSGI middleware needs a synchronous store "
