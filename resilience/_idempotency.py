@@ -171,9 +171,13 @@ class Idempotency:
             raise ValueError(f"max_body must be an int >= 0, got {max_body!r}")
         if key_scope is not None and not callable(key_scope):
             raise TypeError(f"key_scope must be a callable or None, got {key_scope!r}")
+        if isinstance(methods, str) or not all(isinstance(method, str) for method in methods):
+            raise TypeError(f"methods must be a collection of method names, got {methods!r}")
         chosen = tuple(method.upper() for method in methods)
-        if not chosen or not all(isinstance(method, str) for method in chosen):
+        if not chosen:
             raise ValueError(f"methods must name at least one method, got {methods!r}")
+        if not isinstance(required, bool):
+            raise TypeError(f"required must be True or False, got {required!r}")
         self.store = store if store is not None else MemoryStore()
         if not hasattr(self.store, "idempotency_claim"):
             raise TypeError(f"store must be a MemoryStore or RedisStore, got {store!r}")

@@ -112,6 +112,8 @@ def test_released_claims_run_again(clock: FakeClock) -> None:
         ({"lease": "60"}, "lease"),
         ({"max_body": -1}, "max_body"),
         ({"methods": ()}, "methods"),
+        ({"methods": "POST"}, "methods"),
+        ({"required": "yes"}, "required"),
         ({"key_scope": "user"}, "key_scope"),
         ({"store": object()}, "store"),
     ],
