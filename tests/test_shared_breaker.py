@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from resilience import (
     CircuitBreaker,
@@ -18,6 +20,9 @@ from resilience import (
     StoreRecovered,
     StoreUnavailable,
 )
+from resilience._circuit.shared import Permit
+from resilience._circuit.state import REJECTED, StateMachine
+from resilience._circuit.window import CountWindow, OutcomeWindow, TimeWindow
 from resilience.stores import MemoryStore, RedisStore
 from resilience.testing import EventRecorder
 from tests.redis_server import RedisServer
@@ -408,3 +413,107 @@ def test_dead_owners_lease_expires(redis_server: RedisServer) -> None:
     assert outcome == ["ok"]
     assert redis_ms(redis_server) - died < 1000
     assert survivor.state is CircuitState.CLOSED
+
+
+# -- the script against the in-memory state machine ----------------------------------------------
+
+# (delay in ms, op, which permit, failed, slow); times sit at half milliseconds, never on a slice
+# edge or at exactly open_for, where seconds and milliseconds could round apart.
+model_steps = st.lists(
+    st.tuples(
+        st.sampled_from([0, 0, 1, 30, 99, 310]),  # 310: past open_for in one step
+        st.sampled_from(
+            ["admit"] * 4 + ["record"] * 4 + ["poll"] * 2 + ["release", "open", "close"]
+        ),
+        st.integers(0, 7),
+        st.sampled_from([False, False, True]),  # mostly successes: windows fill before opening
+        st.sampled_from([False, False, True]),
+    ),
+    min_size=20,
+    max_size=80,
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@pytest.mark.parametrize("window_calls", [None, 3])
+@given(
+    steps=model_steps,
+    slow_rate=st.sampled_from([None, 0.5]),
+    half_open_calls=st.integers(1, 2),
+)
+def test_script_matches_the_state_machine(
+    redis_server: RedisServer,
+    window_calls: int | None,
+    steps: list[tuple[int, str, int, bool, bool]],
+    slow_rate: float | None,
+    half_open_calls: int,
+) -> None:
+    """On any sequence of admits, outcomes, releases, polls and forced moves (times pinned),
+    the Redis script and the in-memory StateMachine agree on every verdict, state,
+    generation, retry_after and window count."""
+    client: Any = redis_server.client()
+    client.flushall()
+    options: dict[str, Any] = {
+        "failure_rate": 0.5,
+        "minimum_calls": 2,
+        "window": 1.0,
+        "window_calls": window_calls,
+        "open_for": 0.3005,
+        "half_open_calls": half_open_calls,
+        "trial_lease": 60.0,  # real time: no lease may expire during the example
+    }
+    if slow_rate is not None:
+        options.update(slow_call_duration=1.0, slow_call_rate=slow_rate)
+    shared = CircuitBreaker("model", store=RedisStore(client), **options)._shared
+    assert shared is not None
+    outcomes: OutcomeWindow = CountWindow(window_calls) if window_calls else TimeWindow(1.0)
+    machine = StateMachine(
+        outcomes,
+        failure_rate=0.5,
+        minimum_calls=2,
+        open_for=0.3005,
+        half_open_calls=half_open_calls,
+        slow_call_rate=slow_rate,
+    )
+    held: list[tuple[int, Permit]] = []
+    now_ms = 1_000_000.5
+    for number, (delay, op, which, failed, slow) in enumerate(steps):
+        now_ms += delay
+        now = now_ms / 1000.0
+        if op == "admit":
+            permit = machine.admit(now)
+            step = shared.step("a", (0, 0, f"token{number}"), now_ms=now_ms)
+            assert step is not None
+            expected = "R" if permit == REJECTED else ("T" if permit & 1 else "C")
+            assert step.verdict == expected
+            if permit == REJECTED:
+                assert step.retry_after == pytest.approx(machine.retry_after(now), abs=1e-6)
+            else:
+                held.append((permit, (step.generation, step.slot, f"token{number}")))
+        elif op in ("record", "release") and held:
+            permit, token = held.pop(which % len(held))
+            if op == "record":
+                machine.record(permit, failed, slow, now)
+                step = shared.step("r", token, failed, slow, now_ms=now_ms)
+            else:
+                machine.release(permit)
+                step = shared.step("x", token, now_ms=now_ms)
+        elif op == "poll":
+            machine.poll(now)
+            outcomes.refresh(now)
+            step = shared.step("p", now_ms=now_ms)
+            assert step is not None
+            assert (step.calls, step.failures, step.slow) == (
+                outcomes.calls,
+                outcomes.failures,
+                outcomes.slow,
+            )
+        elif op in ("open", "close"):
+            machine.force(CircuitState.OPEN if op == "open" else CircuitState.CLOSED, now)
+            step = shared.step(op[0], now_ms=now_ms)
+        else:
+            continue
+        assert step is not None
+        assert (step.state, step.generation) == (machine.state, machine.generation)
