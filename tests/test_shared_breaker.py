@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from resilience._circuit.shared import Permit
 from resilience._circuit.state import REJECTED, StateMachine
 from resilience._circuit.window import CountWindow, OutcomeWindow, TimeWindow
 from resilience.stores import MemoryStore, RedisStore
-from resilience.testing import EventRecorder
+from resilience.testing import EventRecorder, FakeClock
 from tests.redis_server import RedisServer
 
 
@@ -175,6 +176,45 @@ def test_count_window_is_shared_and_slides(redis_server: RedisServer) -> None:
     assert one.state is CircuitState.OPEN  # 3 of the last 4 failed
 
 
+def test_concurrent_failures_open_it_exactly_once(redis_server: RedisServer) -> None:
+    """50 concurrent failures on 5 replicas (threads) open the shared breaker once: one
+    transition announced in the whole fleet."""
+    replicas = [breaker(redis_server, minimum_calls=5) for _ in range(5)]
+    changes: list[str] = []
+    for replica in replicas:
+        replica.add_listener(lambda event: changes.append(event.new))
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        outcomes = list(pool.map(lambda n: calls(replicas[n % 5](fail), 1)[0], range(50)))
+    assert changes == ["open"]
+    assert outcomes.count("failed") >= 5
+    assert set(outcomes) <= {"failed", "rejected"}
+
+
+def test_slow_calls_open_it_on_the_breakers_clock(redis_server: RedisServer) -> None:
+    """Durations are measured on the breaker's clock; slow calls from two replicas open it."""
+    clock = FakeClock()
+    options: dict[str, Any] = {"slow_call_duration": 1.0, "slow_call_rate": 0.5, "clock": clock}
+    one, two = breaker(redis_server, **options), breaker(redis_server, **options)
+
+    def slow() -> None:
+        clock.advance(2.0)
+
+    calls(one(slow), 1)
+    assert one.metrics.slow_calls == 1
+    calls(two(slow), 1)
+    assert one.state is CircuitState.OPEN
+
+
+def test_script_flush_is_survived(redis_server: RedisServer) -> None:
+    """After SCRIPT FLUSH the script is loaded again (EVALSHA falls back to EVAL)."""
+    client: Any = redis_server.client()
+    one = CircuitBreaker("db", minimum_calls=1, store=RedisStore(client))
+    calls(one(succeed), 1)
+    client.script_flush()
+    calls(one(fail), 1)
+    assert one.state is CircuitState.OPEN
+
+
 def test_different_names_never_share_and_keys_expire(redis_server: RedisServer) -> None:
     """Breakers with different names are independent; their keys are hash-tagged and carry
     TTLs."""
@@ -228,6 +268,43 @@ def test_async_client_guards_coroutines(redis_server: RedisServer) -> None:
 
     assert asyncio.run(scenario()) == ["failed", "failed", "rejected", "open"]
     assert breaker(redis_server, "async").state is CircuitState.OPEN
+
+
+def test_cancelled_async_trial_frees_its_lease(redis_server: RedisServer) -> None:
+    """A half-open trial cancelled mid-call releases its lease at once: the next call is the
+    trial, with no wait for the lease to expire."""
+
+    async def scenario() -> list[str]:
+        client: Any = redis_server.async_client()
+        shared = CircuitBreaker("cancel", open_for=0.0, store=RedisStore(client))
+        await client.hset("resilience:{cancel}:breaker", mapping={"st": 1, "g": 1, "at": 0})
+        started = asyncio.Event()
+
+        @shared
+        async def hang() -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        @shared
+        async def quick() -> str:
+            return "ok"
+
+        outcomes = []
+        task = asyncio.ensure_future(hang())
+        await started.wait()
+        try:
+            await quick()
+        except CircuitOpenError:
+            outcomes.append("rejected")  # the trial is taken
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        outcomes.append(await quick())  # the freed slot: this one is the trial
+        outcomes.append(shared.state.value)
+        await client.aclose()
+        return outcomes
+
+    assert asyncio.run(scenario()) == ["rejected", "ok", "closed"]
 
 
 def test_client_colour_must_match_the_function(redis_server: RedisServer) -> None:
