@@ -26,7 +26,6 @@ from resilience._events import (
     IdempotencyConflict,
     IdempotencyMismatch,
     IdempotentReplayed,
-    RateLimitAcquired,
     RateLimited,
     RetryBudgetExhausted,
     RetryGaveUp,
@@ -40,7 +39,7 @@ from resilience._gcra import RateLimitDecision
 from resilience._hedge import Hedge
 from resilience._pipeline import Pipeline
 from resilience._policy import Policy
-from resilience._ratelimit import RateLimiter
+from resilience._ratelimit import RateLimiter, RateLimiterCounts
 from resilience._retry.backoff import Backoff
 from resilience._retry.budget import RetryBudget
 from resilience._retry.retry import Retry
@@ -73,11 +72,11 @@ __all__ = [
     "IdempotentReplayed",
     "Pipeline",
     "Policy",
-    "RateLimitAcquired",
     "RateLimitDecision",
     "RateLimited",
     "RateLimitedError",
     "RateLimiter",
+    "RateLimiterCounts",
     "ResilienceError",
     "Retry",
     "RetryBudget",

@@ -23,7 +23,6 @@ from typing import Any, Final, Protocol
 __all__ = [
     "BulkheadRejected",
     "CallRejected",
-    "RateLimitAcquired",
     "CircuitStateChanged",
     "DeadlineExceeded",
     "Event",
@@ -108,13 +107,6 @@ class RateLimited(Event):
     """A rate limiter refused a call; it could be admitted after ``retry_after`` seconds."""
 
     retry_after: float
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitAcquired(Event):
-    """A rate limiter admitted a call, after waiting ``waited`` seconds (0.0: at once)."""
-
-    waited: float
 
 
 @dataclass(frozen=True, slots=True)

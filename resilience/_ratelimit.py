@@ -6,9 +6,11 @@ The store runs each GCRA step atomically; the shells only sleep (within ``max_wa
 
 from __future__ import annotations
 
+import itertools
 import math
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from resilience import _events
 from resilience._clock import SYSTEM_CLOCK, Clock
@@ -19,9 +21,26 @@ from resilience._policy import Policy
 from resilience._validate import check_duration
 from resilience.stores._memory import MemoryStore
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "RateLimiterCounts", "limiters"]
 
 T = TypeVar("T")
+
+
+class RateLimiterCounts(NamedTuple):
+    """Decisions since construction: admitted at once, admitted after a wait, refused."""
+
+    allowed: int
+    waited: int
+    rejected: int
+
+
+# Every live limiter, so telemetry can read their counts without a per-call event.
+limiters: weakref.WeakSet[RateLimiter] = weakref.WeakSet()
+
+
+def _value(counter: itertools.count[int]) -> int:
+    """The next value an ``itertools.count`` would give, i.e. how many it has given."""
+    return int(counter.__reduce__()[1][0])
 
 
 class RateLimiter(Policy):
@@ -35,7 +54,20 @@ class RateLimiter(Policy):
     limit in the store. Thread-safe and asyncio-safe.
     """
 
-    __slots__ = ("_clock", "_params", "_store", "burst", "key", "max_wait", "per", "rate")
+    __slots__ = (
+        "__weakref__",
+        "_allowed",
+        "_clock",
+        "_params",
+        "_rejected",
+        "_store",
+        "_waited",
+        "burst",
+        "key",
+        "max_wait",
+        "per",
+        "rate",
+    )
 
     def __init__(
         self,
@@ -69,10 +101,22 @@ class RateLimiter(Policy):
         emission = self.per / self.rate
         self._params = GcraParams(emission, emission * (self.burst + 1), self.burst + 1)
         self._store = store if store is not None else MemoryStore(clock=self._clock)
+        # itertools.count: next() is atomic, so threads never lose a count (an int += could)
+        self._allowed = itertools.count()
+        self._waited = itertools.count()
+        self._rejected = itertools.count()
+        limiters.add(self)
 
     def __repr__(self) -> str:
         return (
             f"RateLimiter({self.rate!r}, per={self.per!r}, burst={self.burst!r}, key={self.key!r})"
+        )
+
+    @property
+    def counts(self) -> RateLimiterCounts:
+        """How many decisions this limiter made, by outcome (for metrics)."""
+        return RateLimiterCounts(
+            _value(self._allowed), _value(self._waited), _value(self._rejected)
         )
 
     def _check_cost(self, cost: int) -> None:
@@ -118,16 +162,15 @@ class RateLimiter(Policy):
         return decision
 
     def _announce(self, decision: RateLimitDecision) -> None:
+        if decision.allowed:
+            next(self._waited if decision.wait > 0.0 else self._allowed)
+            return
+        next(self._rejected)
         if _events.listeners:
-            if decision.allowed:
-                _events.emit(_events.RateLimitAcquired(self.key, decision.wait))
-            else:
-                _events.emit(_events.RateLimited(self.key, decision.retry_after))
-
-    def _acquired(self, waited: float) -> None:
-        _events.emit(_events.RateLimitAcquired(self.key, waited))
+            _events.emit(_events.RateLimited(self.key, decision.retry_after))
 
     def _refused(self, retry_after: float) -> RateLimitedError:
+        next(self._rejected)
         if _events.listeners:
             _events.emit(_events.RateLimited(self.key, retry_after))
         return RateLimitedError(self.key, retry_after)
@@ -135,17 +178,18 @@ class RateLimiter(Policy):
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
         admit, key, params = self._store.gcra_admit, self.key, self._params
         budget, refused, sleep = self._wait_budget, self._refused, self._clock.sleep
-        acquired = self._acquired
+        allowed, waited = self._allowed.__next__, self._waited.__next__
         may_wait = self.max_wait > 0.0  # without waiting, the deadline cannot matter
 
         def limited(*args: Any, **kwargs: Any) -> T:
             wait = admit(key, params, 1, budget() if may_wait else 0.0)
-            if wait != 0.0:
+            if wait == 0.0:
+                allowed()
+            else:
                 if wait < 0.0:
                     raise refused(-wait)
+                waited()
                 sleep(wait)
-            if _events.listeners:
-                acquired(wait)
             return fn(*args, **kwargs)
 
         return limited
@@ -153,17 +197,18 @@ class RateLimiter(Policy):
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         admit, key, params = self._store.gcra_admit_async, self.key, self._params
         budget, refused, sleep = self._wait_budget, self._refused, self._clock.sleep_async
-        acquired = self._acquired
+        allowed, waited = self._allowed.__next__, self._waited.__next__
         may_wait = self.max_wait > 0.0
 
         async def limited(*args: Any, **kwargs: Any) -> T:
             wait = await admit(key, params, 1, budget() if may_wait else 0.0)
-            if wait != 0.0:
+            if wait == 0.0:
+                allowed()
+            else:
                 if wait < 0.0:
                     raise refused(-wait)
+                waited()
                 await sleep(wait)
-            if _events.listeners:
-                acquired(wait)
             return await fn(*args, **kwargs)
 
         return limited

@@ -11,6 +11,7 @@ from resilience import (
     RateLimited,
     RateLimitedError,
     RateLimiter,
+    RateLimiterCounts,
 )
 from resilience._gcra import GcraParams, gcra_step
 from resilience.testing import EventRecorder, FakeClock
@@ -158,3 +159,41 @@ def test_a_cost_above_the_burst_is_refused_loudly(clock: FakeClock) -> None:
         limiter.try_acquire(4)
     with pytest.raises(ValueError, match="cost"):
         limiter.acquire(-1)
+
+
+def test_counts_decisions_by_outcome(colour: Colour, clock: FakeClock) -> None:
+    """Decorated calls and direct acquisitions are counted: at once, after a wait, refused."""
+    limiter = RateLimiter(10, burst=0, max_wait=0.15, clock=clock)
+    call = colour.wrap(limiter, Script(["ok", "ok", "ok"]))
+    call()  # t=0: at once
+    call()  # waits 0.1 s
+    assert not limiter.try_acquire().allowed  # never waits: refused
+    assert limiter.acquire().wait == pytest.approx(0.1)
+    clock.advance(1.0)
+    call()  # at once again
+    assert limiter.counts == RateLimiterCounts(allowed=2, waited=2, rejected=1)
+    strict = RateLimiter(1, burst=0, clock=clock)
+    guarded = colour.wrap(strict, Script(["ok"]))
+    guarded()
+    with pytest.raises(RateLimitedError):
+        guarded()
+    assert strict.counts == RateLimiterCounts(allowed=1, waited=0, rejected=1)
+
+
+def test_counts_lose_nothing_across_threads(clock: FakeClock) -> None:
+    """Eight threads admitting 2,000 calls each: every decision is counted."""
+    import threading
+
+    limiter = RateLimiter(1e9, burst=10**6, clock=clock)
+    guarded = limiter(lambda: None)
+
+    def work() -> None:
+        for _ in range(2000):
+            guarded()
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert limiter.counts.allowed == 16000

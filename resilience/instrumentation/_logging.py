@@ -27,7 +27,6 @@ _NAMES: Final[dict[type[_events.Event], str]] = {
     _events.CallRejected: "circuit_breaker.rejected",
     _events.BulkheadRejected: "bulkhead.rejected",
     _events.RateLimited: "rate_limiter.limited",
-    _events.RateLimitAcquired: "rate_limiter.acquired",
     _events.StoreUnavailable: "store.unavailable",
     _events.StoreRecovered: "store.recovered",
     _events.DeadlineExceeded: "deadline.exceeded",
@@ -49,8 +48,6 @@ def _level(event: _events.Event) -> int | None:
         return logging.WARNING if event.new == "open" else logging.INFO
     if isinstance(event, _events.RetryGaveUp):
         return logging.INFO
-    if isinstance(event, _events.RateLimitAcquired):
-        return None  # one per admitted call: a metric, never a log line
     if isinstance(event, (_events.StoreUnavailable, _events.StoreRecovered)):
         return logging.DEBUG  # the store itself logs the outage once, at WARNING
     return logging.DEBUG

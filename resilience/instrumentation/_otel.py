@@ -25,6 +25,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from resilience import __version__, _events
 from resilience._circuit.breaker import breakers
 from resilience._circuit.state import CircuitState
+from resilience._ratelimit import limiters
 from resilience.instrumentation._logging import event_name, log_event
 
 __all__ = ["DURATION_BUCKETS", "OpenTelemetry", "error_type", "install_default", "redact_url"]
@@ -165,6 +166,12 @@ class OpenTelemetry:
                 unit="{call}",
                 description="Calls through each breaker, by outcome.",
             )
+            meter.create_observable_counter(
+                "resilience.rate_limiter.decisions",
+                callbacks=[_observe_decisions],
+                unit="{decision}",
+                description="Rate limiter decisions, by result (allowed, waited, rejected).",
+            )
 
     # -- Observer: HTTP attempts -------------------------------------------------------------
 
@@ -240,9 +247,7 @@ class OpenTelemetry:
     def on_event(self, event: _events.Event) -> None:
         """Count ``event``; the default listener also adds it to the current span."""
         kind = type(event)
-        if self._span_events and (
-            kind is not _events.RateLimitAcquired or event.waited > 0.0  # type: ignore[attr-defined]
-        ):
+        if self._span_events:
             span = trace.get_current_span()
             if span.is_recording():
                 span.add_event(event_name(event), _event_attributes(event))
@@ -268,16 +273,6 @@ _EVENT_COUNTERS: Final[dict[type[_events.Event], tuple[str, str, str]]] = {
         "resilience.circuit_breaker.transitions",
         "{transition}",
         "Breaker state changes.",
-    ),
-    _events.RateLimited: (
-        "resilience.rate_limiter.decisions",
-        "{decision}",
-        "Rate limiter decisions, by result.",
-    ),
-    _events.RateLimitAcquired: (
-        "resilience.rate_limiter.decisions",
-        "{decision}",
-        "Rate limiter decisions, by result.",
     ),
     _events.BulkheadRejected: (
         "resilience.bulkhead.rejections",
@@ -343,10 +338,6 @@ def _metric_attributes(event: _events.Event) -> dict[str, Any]:
     elif isinstance(event, _events.CircuitStateChanged):
         attributes["resilience.circuit_breaker.from"] = event.old
         attributes["resilience.circuit_breaker.to"] = event.new
-    elif isinstance(event, _events.RateLimited):
-        attributes["resilience.result"] = "rejected"
-    elif isinstance(event, _events.RateLimitAcquired):
-        attributes["resilience.result"] = "waited" if event.waited > 0.0 else "allowed"
     elif type(event) in _IDEMPOTENCY_OUTCOMES:
         attributes["resilience.outcome"] = _IDEMPOTENCY_OUTCOMES[type(event)]
     return attributes
@@ -372,6 +363,12 @@ def _observe_calls(options: CallbackOptions) -> Iterable[Observation]:
             ("interrupted", totals.total_interrupted),
         ):
             yield Observation(value, {_POLICY: breaker.name, "resilience.outcome": outcome})
+
+
+def _observe_decisions(options: CallbackOptions) -> Iterable[Observation]:
+    for limiter in list(limiters):
+        for result, value in zip(("allowed", "waited", "rejected"), limiter.counts, strict=True):
+            yield Observation(value, {_POLICY: limiter.key, "resilience.result": result})
 
 
 def install_default() -> OpenTelemetry:
