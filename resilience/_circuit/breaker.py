@@ -73,13 +73,11 @@ class CircuitBreaker(Policy):
       dependency answered); ``failure_on_result`` marks return values as failures.
       Cancellation and other ``BaseException`` are neither, but release their trial slot.
 
-    - ``store``: ``None`` or a ``MemoryStore`` keeps the breaker in this process. A
-      ``RedisStore`` shares it with every replica using the same ``name``: the window and the
-      state live in Redis, at one round trip per admit and one per record; a sync client
-      guards sync functions, a ``redis.asyncio`` client coroutine functions. ``trial_lease``
-      (seconds; ``None``: ``max(open_for, 10.0)``) is how long a half-open trial may go
-      unreported before another replica may take its slot (its owner may have died). See
-      ``resilience._circuit.shared``.
+    - ``store``: ``None`` or a ``MemoryStore`` keeps it in this process; a ``RedisStore``
+      shares it with every replica of the same ``name`` (one round trip per admit and per
+      record; see ``resilience._circuit.shared``). ``trial_lease`` (seconds; ``None``:
+      ``max(open_for, 10.0)``): how long a shared half-open trial may go unreported (its
+      owner may have died) before another replica may take its slot.
 
     No lock is held while the guarded call runs: the lock covers O(1) bookkeeping only, and
     listeners run after it is released. Thread-safe and asyncio-safe; one instance may guard
@@ -197,9 +195,8 @@ class CircuitBreaker(Policy):
     def state(self) -> CircuitState:
         """The current state; an open breaker whose ``open_for`` has passed reads HALF_OPEN.
 
-        Shared on Redis: one round trip with a sync client; with a ``redis.asyncio`` client (or
-        while Redis is unavailable), the state this instance saw last, without I/O.
-        """
+        Shared on Redis: one round trip; with a ``redis.asyncio`` client or while Redis is
+        unavailable, the state this instance saw last."""
         if self._shared is not None:
             return self._shared.poll()[0]
         now = self._clock.now()

@@ -8,7 +8,8 @@ half-open trials are leases (``SET NX PX`` with an owner token per permit): exac
 owner died expires after ``trial_lease`` seconds. Keys are ``prefix{name}:breaker``,
 ``...:window`` and ``...:trial:<n>``, hash-tagged by name (one cluster slot), and expire after
 ``2 * max(window, open_for, trial_lease) + 60`` seconds without writes: a forgotten breaker is a
-closed, empty one.
+closed, empty one. Replicas sharing a name must share its settings: each step applies the
+caller's.
 
 When Redis is unavailable, no ``RedisError`` reaches the caller: with the store's
 ``on_error="allow"`` calls run as if the breaker were closed (their outcomes are not recorded);

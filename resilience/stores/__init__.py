@@ -2,7 +2,8 @@
 
 A store runs each state change as one atomic step. ``MemoryStore`` does it under a lock with
 the policy's clock; ``RedisStore`` in a Lua script with Redis's own clock, so a fleet of
-replicas shares one limit. ``redis`` is imported only when a ``RedisStore`` is used.
+replicas shares one rate limit, one circuit breaker, one retry budget. ``redis`` is imported
+only when a ``RedisStore`` is used.
 """
 
 from typing import TYPE_CHECKING, Any
