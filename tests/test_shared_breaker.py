@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,6 +28,22 @@ from resilience._circuit.window import CountWindow, OutcomeWindow, TimeWindow
 from resilience.stores import MemoryStore, RedisStore
 from resilience.testing import EventRecorder, FakeClock
 from tests.redis_server import RedisServer
+
+
+@pytest.fixture(autouse=True)
+def close_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every sync client a test opened (no socket is left to the garbage collector)."""
+    opened: list[Any] = []
+    make = RedisServer.client
+
+    def client(self: RedisServer, **options: object) -> object:
+        opened.append(make(self, **options))
+        return opened[-1]
+
+    monkeypatch.setattr(RedisServer, "client", client)
+    yield
+    for made in opened:
+        made.close()
 
 
 def breaker(server: RedisServer, name: str = "db", **options: Any) -> CircuitBreaker:
@@ -203,6 +220,20 @@ def test_slow_calls_open_it_on_the_breakers_clock(redis_server: RedisServer) -> 
     assert one.metrics.slow_calls == 1
     calls(two(slow), 1)
     assert one.state is CircuitState.OPEN
+
+
+def test_one_round_trip_to_admit_and_one_to_record(redis_server: RedisServer) -> None:
+    """Each guarded call costs Redis exactly two commands: one EVALSHA to admit (state and
+    permit together), one to record."""
+    client: Any = redis_server.client()
+    guarded = breaker(redis_server)(succeed)
+    guarded()  # the script is loaded
+    client.config_resetstat()
+    for _ in range(10):
+        guarded()
+    commands = client.info("commandstats")
+    assert commands["cmdstat_evalsha"]["calls"] == 20
+    assert "cmdstat_evalsha" in commands and "cmdstat_eval" not in commands
 
 
 def test_script_flush_is_survived(redis_server: RedisServer) -> None:

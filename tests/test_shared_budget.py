@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +14,22 @@ from resilience import Backoff, Retry, RetryBudget, StoreRecovered, StoreUnavail
 from resilience.stores import MemoryStore, RedisStore
 from resilience.testing import EventRecorder
 from tests.redis_server import RedisServer
+
+
+@pytest.fixture(autouse=True)
+def close_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every sync client a test opened (no socket is left to the garbage collector)."""
+    opened: list[Any] = []
+    make = RedisServer.client
+
+    def client(self: RedisServer, **options: object) -> object:
+        opened.append(make(self, **options))
+        return opened[-1]
+
+    monkeypatch.setattr(RedisServer, "client", client)
+    yield
+    for made in opened:
+        made.close()
 
 
 def budget(server: RedisServer, name: str = "api", **options: Any) -> RetryBudget:
