@@ -104,17 +104,19 @@ class SharedCircuit:
             *(store.key(name, f"trial:{n}") for n in range(1, settings["half_open_calls"] + 1)),
         ]
         ttl = 2.0 * max(window, open_for, trial_lease) + 60.0
-        self._config = [
-            repr(float(settings["failure_rate"])),
-            str(settings["minimum_calls"]),
-            repr(open_for * 1000.0),
-            "-1" if slow_call_rate is None else repr(float(slow_call_rate)),
-            repr(window * 1000.0),
-            str(settings["window_calls"] or 0),
-            str(_SLICES),
-            str(max(1, math.ceil(trial_lease * 1000.0))),
-            str(math.ceil(ttl * 1000.0)),
-        ]
+        self._config = " ".join(
+            [
+                repr(float(settings["failure_rate"])),
+                str(settings["minimum_calls"]),
+                repr(open_for * 1000.0),
+                "-1" if slow_call_rate is None else repr(float(slow_call_rate)),
+                repr(window * 1000.0),
+                str(settings["window_calls"] or 0),
+                str(_SLICES),
+                str(max(1, math.ceil(trial_lease * 1000.0))),
+                str(math.ceil(ttl * 1000.0)),
+            ]
+        )
         self._script = store.script("breaker")
         # An owner token per permit: this instance's random id and a counter (unique, cheap).
         self._tokens = map(f"{os.urandom(8).hex()}:{{}}".format, itertools.count())
@@ -123,16 +125,12 @@ class SharedCircuit:
     def _args(
         self, op: str, permit: Permit, failed: bool, slow: bool, now_ms: float | None
     ) -> list[str]:
-        gen, slot, token = permit if permit is not None else (0, 0, "")
+        gen, slot, token = permit if permit is not None else (0, 0, "-")
         return [
             op,
             "" if now_ms is None else repr(now_ms),
-            *self._config,
-            str(gen),
-            str(slot),
-            token,
-            "1" if failed else "0",
-            "1" if slow else "0",
+            self._config,
+            f"{gen} {slot} {token} {failed:d} {slow:d}",
         ]
 
     # -- steps: op is a (admit), r (record), x (release), p (poll), o / c (force) --------------

@@ -5,10 +5,13 @@
 -- KEYS[1]: state hash {st: 0 closed | 1 open | 2 half-open, g: generation, at: opened-at ms,
 --          ok: trials passed}; KEYS[2]: window hash; KEYS[3..]: one lease key per half-open
 --          trial slot (SET NX PX with the owner's token: a dead owner's slot expires).
--- ARGV: op (a admit, r record, x release, p poll, o force open, c force close), now_ms ("" =
---       TIME; tests pin it), failure_rate, minimum_calls, open_for_ms, slow_rate (< 0: slow
---       calls do not count), window_ms, window_calls (0: time window), slices, lease_ms,
---       ttl_ms, then the permit: generation, slot (0: closed permit), token, failed, slow.
+-- ARGV[1]: op (a admit, r record, x release, p poll, o force open, c force close);
+-- ARGV[2]: now_ms ("" = TIME; tests pin it);
+-- ARGV[3]: the configuration, space-separated: failure_rate minimum_calls open_for_ms
+--          slow_rate (< 0: slow calls do not count) window_ms window_calls (0: time window)
+--          slices lease_ms ttl_ms;
+-- ARGV[4]: the permit, space-separated: generation slot (0: closed permit) token failed slow.
+-- (Two packed strings instead of 14 arguments: encoding arguments is most of a client's cost.)
 -- Returns one string: "verdict state generation slot retry_ms calls failures slow changes",
 -- verdict C (closed permit), T (trial permit), R (rejected) or - ; changes "-" or the digit
 -- pairs of the transitions made ("12": open -> half-open).
@@ -19,15 +22,19 @@ if not now then
   local time = redis.call('TIME')
   now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
 end
-local failure_rate = tonumber(ARGV[3])
-local minimum_calls = tonumber(ARGV[4])
-local open_for = tonumber(ARGV[5])
-local slow_rate = tonumber(ARGV[6])
-local window_ms = tonumber(ARGV[7])
-local window_calls = tonumber(ARGV[8])
-local slices = tonumber(ARGV[9])
-local lease = ARGV[10]
-local ttl = ARGV[11]
+local config, permit = {}, {}
+for part in string.gmatch(ARGV[3], '%S+') do config[#config + 1] = part end
+for part in string.gmatch(ARGV[4], '%S+') do permit[#permit + 1] = part end
+local failure_rate = tonumber(config[1])
+local minimum_calls = tonumber(config[2])
+local open_for = tonumber(config[3])
+local slow_rate = tonumber(config[4])
+local window_ms = tonumber(config[5])
+local window_calls = tonumber(config[6])
+local slices = tonumber(config[7])
+local lease = config[8]
+local ttl = config[9]
+local token = permit[3]
 local trials = #KEYS - 2
 
 local fields = redis.call('HMGET', state_key, 'st', 'g', 'at', 'ok')
@@ -140,7 +147,7 @@ if op == 'a' then
   end
   if st == 2 then
     for i = 3, #KEYS do
-      if redis.call('SET', KEYS[i], ARGV[14], 'NX', 'PX', lease) then
+      if redis.call('SET', KEYS[i], token, 'NX', 'PX', lease) then
         return reply('T', i - 2, 0)
       end
     end
@@ -150,25 +157,25 @@ if op == 'a' then
 end
 
 if op == 'r' or op == 'x' then
-  local permit_gen, slot = tonumber(ARGV[12]), tonumber(ARGV[13])
+  local permit_gen, slot = tonumber(permit[1]), tonumber(permit[2])
   if permit_gen ~= gen then
     return reply('-', 0, 0) -- a late result from an earlier state (or a forgotten breaker)
   end
   if slot > 0 then
     local lease_key = KEYS[2 + slot]
-    if st ~= 2 or redis.call('GET', lease_key) ~= ARGV[14] then
+    if st ~= 2 or redis.call('GET', lease_key) ~= token then
       return reply('-', 0, 0) -- the lease expired: this caller no longer owns the trial
     end
     redis.call('DEL', lease_key)
     if op == 'x' then return reply('-', 0, 0) end
-    if ARGV[15] == '1' or (ARGV[16] == '1' and slow_rate >= 0) then
+    if permit[4] == '1' or (permit[5] == '1' and slow_rate >= 0) then
       move(1)
     else
       passed = passed + 1
       if passed >= trials then move(0) else save() end
     end
   elseif op == 'r' and st == 0 then
-    count(tonumber(ARGV[15]), tonumber(ARGV[16]))
+    count(tonumber(permit[4]), tonumber(permit[5]))
   end
   return reply('-', 0, 0)
 end
