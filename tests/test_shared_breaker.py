@@ -350,6 +350,35 @@ def test_client_colour_must_match_the_function(redis_server: RedisServer) -> Non
         sync_breaker(coroutine)
     with pytest.raises(TypeError, match=r"a redis\.Redis client"):
         async_breaker(succeed)
+    with pytest.raises(TypeError, match=r"cannot serve sync code"):
+        async_breaker.open()  # by hand, an async client cannot answer synchronously
+
+
+def test_async_outage_allows_coroutines_with_one_event(redis_server: RedisServer) -> None:
+    """Redis killed under a redis.asyncio client: coroutines run as if closed, no RedisError,
+    one StoreUnavailable."""
+
+    async def scenario() -> list[str]:
+        client: Any = redis_server.async_client()
+        shared = CircuitBreaker("async-outage", minimum_calls=1, store=RedisStore(client))
+
+        @shared
+        async def fail_async() -> None:
+            raise RuntimeError("down")
+
+        redis_server.stop()
+        outcomes = []
+        for _ in range(3):
+            try:
+                await fail_async()
+            except RuntimeError as exc:
+                outcomes.append(type(exc).__name__)
+        await client.aclose()
+        return outcomes
+
+    with EventRecorder() as recorder:
+        assert asyncio.run(scenario()) == ["RuntimeError"] * 3
+    assert len(recorder.of(StoreUnavailable)) == 1
 
 
 # -- outages ------------------------------------------------------------------------------------
