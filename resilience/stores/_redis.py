@@ -1,16 +1,19 @@
 """RedisStore: state shared by a fleet of replicas, one atomic Lua step per decision.
 
-Each step is a script loaded once and run by its SHA (redis-py's ``Script`` falls back to EVAL
-after a SCRIPT FLUSH), on Redis's own clock (``TIME``, microseconds, used at millisecond
-scale), so replicas with skewed clocks still share one limit. Keys are namespaced by
-``prefix`` and the policy's key, carry TTLs, and wrap the key in a hash tag (``{payments}``)
-so that each policy's keys land in one cluster slot.
+Each step is a script run by its SHA with one ``EVALSHA`` (loaded again on NOSCRIPT, see
+``_scripts``), on Redis's own clock (``TIME``, microseconds, used at millisecond scale), so
+replicas with skewed clocks still agree. The scripts: ``gcra.lua`` (rate limiters, here),
+``breaker.lua`` (circuit breakers, driven by ``resilience._circuit.shared``), ``budget.lua``
+(retry budgets) and the idempotency records'. Keys are namespaced by ``prefix`` and the
+policy's name, carry TTLs, and wrap the name in a hash tag (``{payments}``) so that each
+policy's keys land in one cluster slot.
 
 When Redis is unreachable or slow, no ``RedisError`` reaches the caller: the store follows
-``on_error`` ("allow": behave as unlimited; "deny": refuse), emits one ``StoreUnavailable``
-event and one warning per outage (not per call), and recovers by itself on the next successful
-call. Bound each call with the client's ``socket_timeout`` / ``socket_connect_timeout``
-(e.g. 0.05 s): a store call never waits longer than the client does.
+``on_error`` ("allow": behave as unlimited, or closed; "deny": refuse), emits one
+``StoreUnavailable`` event and one warning per outage (not per call, whichever policy meets it),
+and recovers by itself on the next successful call. Bound each call with the client's
+``socket_timeout`` / ``socket_connect_timeout`` (e.g. 0.05 s): a store call never waits longer
+than the client does.
 """
 
 from __future__ import annotations
