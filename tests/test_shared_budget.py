@@ -173,3 +173,27 @@ def test_lua_budget_matches_the_memory_budget(
         elif op == "s":
             assert bool(spent) == memory.try_spend(now)
         assert max(0, allowance) == memory.available(now)
+
+
+def test_transports_share_a_budget_per_origin(redis_server: RedisServer, http_server: Any) -> None:
+    """Two replicas' transports on one Redis spend one budget per origin: what one replica
+    spent on a host is gone for the other; another host's budget is untouched."""
+    import httpx
+
+    from resilience.http import ResilientTransport
+    from tests.http_server import Reply, dead_origin
+
+    def replica() -> httpx.Client:
+        shared = budget(redis_server, "http", ratio=0.0, min_retries_per_second=0.1)
+        retry = Retry(3, backoff=Backoff(initial=0.001, maximum=0.002), budget=shared)
+        return httpx.Client(transport=ResilientTransport(retry=retry, tracing=False))
+
+    http_server.script("/r", [Reply(503)])
+    with replica() as first, replica() as second:
+        first.get(f"{http_server.url}/r")
+        assert len(http_server.received("/r")) == 2  # one retry: the fleet's budget for it
+        second.get(f"{http_server.url}/r")
+        assert len(http_server.received("/r")) == 3  # none left for this origin
+        with pytest.raises(httpx.ConnectError) as caught:
+            second.get(f"{dead_origin()}/r")
+    assert "attempt 2 of 3" in "".join(caught.value.__notes__)  # another origin's budget

@@ -155,7 +155,7 @@ class _Rules:
         if self.retry is not None:
             template = self.retry
             if template.budget is not None:
-                budget = template.budget._copy()
+                budget = template.budget._copy(name=f"{template.budget.name}[{label}]")
             outer.append(
                 Retry(
                     attempts=template.attempts,
