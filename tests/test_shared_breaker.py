@@ -654,3 +654,37 @@ def test_script_matches_the_state_machine(
             continue
         assert step is not None
         assert (step.state, step.generation) == (machine.state, machine.generation)
+
+
+def test_count_window_evicts_failures_and_slow_calls_exactly(redis_server: RedisServer) -> None:
+    """Directed at the ring in breaker.lua: each outcome leaves the count window after exactly
+    ``window_calls`` newer ones, with its failure and its slowness (the random model test
+    rarely builds these sequences)."""
+    clock = FakeClock()
+    one = breaker(
+        redis_server,
+        window_calls=3,
+        minimum_calls=3,
+        failure_rate=1.0,
+        slow_call_duration=1.0,
+        slow_call_rate=1.0,
+        clock=clock,
+    )
+
+    def slow() -> None:
+        clock.advance(2.0)  # measured on the breaker's clock
+
+    def slow_failure() -> None:
+        clock.advance(2.0)
+        raise RuntimeError("slow and failed")
+
+    seen = []
+    for guarded in (one(slow_failure), one(succeed), one(slow), one(succeed), one(succeed)):
+        calls(guarded, 1)
+        metrics = one.metrics
+        seen.append((metrics.calls, metrics.failures, metrics.slow_calls))
+    assert seen == [(1, 1, 1), (2, 1, 1), (3, 1, 2), (3, 0, 1), (3, 0, 1)]
+    calls(one(succeed), 1)
+    metrics = one.metrics
+    assert (metrics.calls, metrics.failures, metrics.slow_calls) == (3, 0, 0)
+    assert one.state is CircuitState.CLOSED
