@@ -92,3 +92,9 @@ def test_idempotency_keys_are_unique_uuid4s_in_both_styles() -> None:
     token = new_idempotency_key("token")
     assert len(token) == 36 and '"' not in token and token[14] == "4"
     assert len({new_idempotency_key() for _ in range(100)}) == 100
+    import uuid
+
+    for _ in range(200):  # version and variant bits right, formatted exactly as uuid4()'s
+        key = new_idempotency_key("token")
+        parsed = uuid.UUID(key)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, key)

@@ -56,6 +56,7 @@ __all__ = ["DEADLINE_HEADER", "AsyncResilientTransport", "ResilientTransport"]
 DEADLINE_HEADER = "Request-Timeout-Ms"
 
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+_IDEMPOTENCY_KEY = IDEMPOTENCY_KEY.encode("ascii")
 _DEFAULT_RETRY = Retry(attempts=3)
 
 
@@ -132,7 +133,7 @@ class _Rules:
     def add_idempotency_key(self, request: httpx.Request) -> None:
         """Give an unsafe request its key, once per call; never replace the caller's."""
         if self.idempotency_keys and request.method in KEYED_METHODS and not has_key(request):
-            request.headers[IDEMPOTENCY_KEY] = new_idempotency_key(self.key_style)
+            _set_header(request.headers, _IDEMPOTENCY_KEY, new_idempotency_key(self.key_style))
 
     def origin(self, request: httpx.Request, wrap: Callable[[Policy | None], Any]) -> _Origin:
         key = _origin_key(request.url)
