@@ -83,3 +83,26 @@ def test_checkout_example_charges_every_order_at_most_once() -> None:
     assert row.outcomes["failed"] == 0
     assert row.outcomes["paid"] + row.outcomes["queued"] == 30
     assert row.outcomes["queued"] >= 1  # the outage was felt, and absorbed
+
+
+def test_telemetry_example_prints_attempt_spans_and_metrics() -> None:
+    """``examples/telemetry.py`` (in its own process: it installs global OTel providers) prints a
+    CLIENT span per attempt, the retry event on the order span, and the metrics."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "telemetry.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
+    )
+    out = done.stdout
+    assert out.count("span CLIENT") == 8  # 4 orders x (503, then 201)
+    assert out.count("'http.request.resend_count': 1") == 4
+    assert out.count("events=['resilience.retry.scheduled']") == 4
+    assert "http.client.request.duration" in out and "resilience.retry.attempts" in out
