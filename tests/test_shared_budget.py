@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -130,11 +131,17 @@ def test_outage_with_deny_refuses_retries(redis_server: RedisServer) -> None:
 
 
 def test_bad_store_and_name_fail_at_construction(redis_server: RedisServer) -> None:
-    """A store that is no store, an async client or an empty name fails naming the parameter."""
+    """A store that is no store or an empty name fails naming the parameter; a budget on an
+    async client refuses sync use, and a sync function, at once."""
     with pytest.raises(TypeError, match="store must be a MemoryStore, a RedisStore or None"):
         RetryBudget(store=object())
-    with pytest.raises(TypeError, match="store must wrap a sync"):
-        RetryBudget(store=RedisStore(redis_server.async_client()))
+    client: Any = redis_server.async_client()
+    on_async = RetryBudget(store=RedisStore(client))
+    with pytest.raises(TypeError, match=r"redis\.asyncio"):
+        on_async.try_spend()
+    with pytest.raises(TypeError, match="coroutine functions only"):
+        Retry(3, budget=on_async)(succeed_sync)
+    asyncio.run(client.aclose())
     with pytest.raises(ValueError, match="name"):
         RetryBudget(name="")
     assert RetryBudget(store=MemoryStore()).try_spend()
@@ -197,3 +204,45 @@ def test_transports_share_a_budget_per_origin(redis_server: RedisServer, http_se
         with pytest.raises(httpx.ConnectError) as caught:
             second.get(f"{dead_origin()}/r")
     assert "attempt 2 of 3" in "".join(caught.value.__notes__)  # another origin's budget
+
+
+def succeed_sync() -> str:
+    return "ok"
+
+
+def test_async_client_budget_is_shared_by_coroutines(redis_server: RedisServer) -> None:
+    """On redis.asyncio, Retry around coroutines records attempts and spends retries through
+    the shared budget: one replica's spending is gone for the other."""
+
+    async def scenario() -> tuple[list[str], int, int]:
+        clients: list[Any] = [redis_server.async_client() for _ in range(2)]
+        try:
+            budgets = [
+                RetryBudget(ratio=0.0, min_retries_per_second=0.2, name="aio", store=RedisStore(c))
+                for c in clients
+            ]  # two retries for the whole fleet
+            failures = 0
+
+            async def flaky() -> str:
+                nonlocal failures
+                failures += 1
+                raise ConnectionError("blip")
+
+            outcomes = []
+            for replica in (0, 1, 0, 1):
+                retry = Retry(3, backoff=Backoff(0.0, 0.0), budget=budgets[replica])
+                try:
+                    await retry(flaky)()
+                except ConnectionError as exc:
+                    outcomes.append("".join(getattr(exc, "__notes__", [])))
+            left = await budgets[1].available_async()
+            return outcomes, failures, left
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    outcomes, failures, left = asyncio.run(scenario())
+    assert failures == 4 + 2  # four first attempts, and the fleet's two retries
+    assert left == 0
+    assert "attempts exhausted" in outcomes[0]  # replica 0 spent the fleet's two retries
+    assert all("retry budget spent" in note for note in outcomes[1:])  # both replicas refused

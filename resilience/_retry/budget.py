@@ -31,9 +31,10 @@ class RetryBudget:
     ``window`` and ``1.1 * window`` seconds after it was counted.
 
     ``store``: ``None`` or a ``MemoryStore`` keeps the counters in this process. A
-    ``RedisStore`` (with a sync client: ``Retry`` calls its budget synchronously) shares them
-    with every replica using the same ``name``, one round trip per first attempt and per
-    retry, on Redis's clock (``now`` arguments are then ignored). While Redis is unavailable,
+    ``RedisStore`` shares them with every replica using the same ``name``, one round trip per
+    first attempt and per retry, on Redis's clock (``now`` arguments are then ignored). Over a
+    ``redis.asyncio`` client (``is_async``) it serves coroutines only, through the ``*_async``
+    methods (``Retry`` on a coroutine function uses them). While Redis is unavailable,
     the store's ``on_error="allow"`` lets every retry through and "deny" refuses them.
     """
 
@@ -46,6 +47,7 @@ class RetryBudget:
         "_reserve",
         "_script",
         "_store",
+        "is_async",
         "min_retries_per_second",
         "name",
         "ratio",
@@ -77,6 +79,7 @@ class RetryBudget:
         self.name = name
         self._store = store
         self._script: Any = None
+        self.is_async = False  # True on a redis.asyncio store: use the *_async methods
         if store is not None and not isinstance(store, MemoryStore):
             self._share(store)
 
@@ -86,11 +89,7 @@ class RetryBudget:
 
         if not isinstance(store, RedisStore):
             raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
-        if store.is_async:
-            raise TypeError(
-                "store must wrap a sync redis.Redis client: Retry calls its budget "
-                "synchronously, also from coroutines"
-            )
+        self.is_async = store.is_async
         self._script = store.script("budget")
         self._keys = [store.key(self.name, "budget")]
         ttl = math.ceil(self.window * 1100.0) + 60_000  # the window, its last slice, a margin
@@ -124,14 +123,21 @@ class RetryBudget:
 
     def _run(self, op: str) -> tuple[bool, int] | None:
         """One script step on Redis: (spent, allowance), or None while Redis is unavailable."""
-        store = self._store
-        reply = store.run(
+        if self.is_async:
+            raise TypeError(
+                f"retry budget {self.name!r} is shared through a redis.asyncio client: use it "
+                "from coroutines (record_attempt_async, try_spend_async, available_async)"
+            )
+        reply = self._store.run(
             self._script, self._keys, [op, "", *self._args], "retry budget", self.name
         )
-        if reply is None:
-            return None
-        spent, allowance = reply.split()
-        return spent in (b"1", "1"), int(allowance)
+        return _step(reply)
+
+    async def _run_async(self, op: str) -> tuple[bool, int] | None:
+        reply = await self._store.run_async(
+            self._script, self._keys, [op, "", *self._args], "retry budget", self.name
+        )
+        return _step(reply)
 
     def record_attempt(self, now: float | None = None) -> None:
         """Count a first attempt, which earns ``ratio`` retries for the next ``window``."""
@@ -159,14 +165,36 @@ class RetryBudget:
             counters.totals[_RETRIES] += 1
             return True
 
+    async def record_attempt_async(self) -> None:
+        """``record_attempt`` for coroutines (a budget on ``redis.asyncio`` needs it)."""
+        if self._script is not None and self.is_async:
+            await self._run_async("a")
+        else:
+            self.record_attempt()
+
+    async def try_spend_async(self) -> bool:
+        """``try_spend`` for coroutines (a budget on ``redis.asyncio`` needs it)."""
+        if self._script is not None and self.is_async:
+            step = await self._run_async("s")
+            return self._store.on_error == "allow" if step is None else step[0]
+        return self.try_spend()
+
+    async def available_async(self) -> int:
+        """``available`` for coroutines (a budget on ``redis.asyncio`` needs it)."""
+        if self._script is not None and self.is_async:
+            return self._available(await self._run_async("v"))
+        return self.available()
+
+    def _available(self, step: tuple[bool, int] | None) -> int:
+        if step is None:
+            return math.floor(self._reserve) if self._store.on_error == "allow" else 0
+        return max(0, step[1])
+
     def available(self, now: float | None = None) -> int:
         """How many retries the budget would allow right now (while Redis is unavailable: the
         floor ``min_retries_per_second * window`` with "allow", 0 with "deny")."""
         if self._script is not None:
-            step = self._run("v")
-            if step is None:
-                return math.floor(self._reserve) if self._store.on_error == "allow" else 0
-            return max(0, step[1])
+            return self._available(self._run("v"))
         if now is None:
             now = self._clock.now()
         with self._lock:
@@ -181,3 +209,10 @@ class RetryBudget:
         # Float products land just below whole numbers (0.29 * 100 == 28.999999999999996):
         # round those up, so 100 first attempts at ratio 0.29 earn exactly 29 retries.
         return math.floor(earned * (1.0 + 1e-12) + 1e-9) - totals[_RETRIES]
+
+
+def _step(reply: Any) -> tuple[bool, int] | None:
+    if reply is None:
+        return None
+    spent, allowance = reply.split()
+    return spent in (b"1", "1"), int(allowance)

@@ -1,13 +1,15 @@
 """The retry decision core: after each attempt, retry after how long, or give up and why.
 
-Sans-IO: it reads no clock and sleeps nowhere. The shells in ``resilience._retry.retry`` run the
-attempts, pass in ``now`` and sleep for the delays it returns.
+Sans-IO: it reads no clock, sleeps nowhere and does not consult the retry budget itself (on
+Redis that is I/O): the decision is a generator that yields when it needs the budget's answer.
+The shells in ``resilience._retry.retry`` run the attempts, pass in ``now``, answer the budget
+question (sync or with ``await``) and sleep for the delays it returns.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from resilience import _events
@@ -66,7 +68,30 @@ class Attempts:
         """
         if not isinstance(exc, Exception) or not self.core.retries_on(exc):
             return None
-        delay, why = self._next(now, exc)
+        return self._noted(exc, _run_sync(self._next(now, exc), self.core.budget))
+
+    def after_result(self, result: object, now: float) -> float | None:
+        """Return the delay before the next attempt, or ``None`` to return ``result``."""
+        on_result = self.core.on_result
+        if on_result is None or not on_result(result):
+            return None
+        return _run_sync(self._next(now, result), self.core.budget)[0]
+
+    async def after_exception_async(self, exc: BaseException, now: float) -> float | None:
+        """``after_exception`` for coroutines: the budget (shared on ``redis.asyncio``) is
+        consulted with ``await``; the decision is the same steps."""
+        if not isinstance(exc, Exception) or not self.core.retries_on(exc):
+            return None
+        return self._noted(exc, await _run_async(self._next(now, exc), self.core.budget))
+
+    async def after_result_async(self, result: object, now: float) -> float | None:
+        on_result = self.core.on_result
+        if on_result is None or not on_result(result):
+            return None
+        return (await _run_async(self._next(now, result), self.core.budget))[0]
+
+    def _noted(self, exc: BaseException, decision: tuple[float | None, str]) -> float | None:
+        delay, why = decision
         if delay is None:
             note = (
                 f"resilience: Retry {self.core.name!r} gave up after attempt "
@@ -75,14 +100,10 @@ class Attempts:
             add_note(exc, note)
         return delay
 
-    def after_result(self, result: object, now: float) -> float | None:
-        """Return the delay before the next attempt, or ``None`` to return ``result``."""
-        on_result = self.core.on_result
-        if on_result is None or not on_result(result):
-            return None
-        return self._next(now, result)[0]
-
-    def _next(self, now: float, outcome: object) -> tuple[float | None, str]:
+    def _next(self, now: float, outcome: object) -> Steps:
+        """The decision after a failed attempt, as steps: when a budget must be consulted it
+        yields once and is sent whether the budget granted the retry (the shells do that I/O,
+        sync or async); it returns (delay or None, why)."""
         core = self.core
         number = self.number
         reason = _describe(outcome)
@@ -96,11 +117,12 @@ class Attempts:
         scope = current_deadline()
         if scope is not None and delay >= scope.remaining():
             return self._give_up("deadline would pass during the backoff", reason)
-        budget = core.budget
-        if budget is not None and not budget.try_spend():  # on the budget's own clock
-            if _events.listeners:
-                _events.emit(_events.RetryBudgetExhausted(core.name, number))
-            return self._give_up("retry budget spent", reason)
+        if core.budget is not None:
+            granted = yield  # on the budget's own clock
+            if not granted:
+                if _events.listeners:
+                    _events.emit(_events.RetryBudgetExhausted(core.name, number))
+                return self._give_up("retry budget spent", reason)
         if _events.listeners:
             _events.emit(_events.RetryScheduled(core.name, number, delay, reason))
         self.number = number + 1
@@ -111,6 +133,29 @@ class Attempts:
         if _events.listeners:
             _events.emit(_events.RetryGaveUp(self.core.name, self.number, why, reason))
         return None, why
+
+
+Steps = Generator[None, bool, tuple[float | None, str]]
+
+
+def _run_sync(steps: Steps, budget: RetryBudget | None) -> tuple[float | None, str]:
+    try:
+        next(steps)  # to the budget question, if there is one
+        assert budget is not None
+        steps.send(budget.try_spend())
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise AssertionError("retry steps ask the budget at most once")
+
+
+async def _run_async(steps: Steps, budget: RetryBudget | None) -> tuple[float | None, str]:
+    try:
+        next(steps)
+        assert budget is not None
+        steps.send(await budget.try_spend_async())
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise AssertionError("retry steps ask the budget at most once")
 
 
 def _describe(outcome: object) -> str:

@@ -104,6 +104,11 @@ class Retry(Policy):
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
         core = self._core
         budget, on_result = core.budget, core.on_result
+        if budget is not None and budget.is_async:
+            raise TypeError(
+                f"budget {budget.name!r} is shared through a redis.asyncio client: it can guard "
+                f"coroutine functions only, not {getattr(fn, '__qualname__', fn)!r}"
+            )
         now, sleep = self._clock.now, self._clock.sleep
 
         def loop(error: Exception | None, result: Any, args: Any, kwargs: Any) -> T:
@@ -150,11 +155,11 @@ class Retry(Policy):
             attempts = Attempts(core)
             while True:
                 if error is not None:
-                    delay = attempts.after_exception(error, now())
+                    delay = await attempts.after_exception_async(error, now())
                     if delay is None:
                         raise error
                 else:
-                    delay = attempts.after_result(result, now())
+                    delay = await attempts.after_result_async(result, now())
                     if delay is None:
                         return result  # type: ignore[no-any-return]
                 if delay > 0.0:
@@ -164,8 +169,12 @@ class Retry(Policy):
                 except Exception as exc:
                     error = exc
 
+        shared_async = budget is not None and budget.is_async
+
         async def retrying(*args: Any, **kwargs: Any) -> T:
-            if budget is not None:
+            if shared_async:
+                await budget.record_attempt_async()  # type: ignore[union-attr]
+            elif budget is not None:
                 budget.record_attempt()  # on the budget's own clock: it may be shared
             try:
                 result = await fn(*args, **kwargs)
