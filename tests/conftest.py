@@ -97,6 +97,7 @@ def _no_leftover_listeners() -> Iterator[None]:
 
 from tests.http_server import http_server, http_server_session  # noqa: E402, F401  (fixtures)
 from tests.redis_server import (  # noqa: E402, F401  (fixtures)
+    close_redis_clients,
     redis_cluster,
     redis_server,
     redis_server_session,

@@ -12,10 +12,17 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-__all__ = ["RedisServer", "redis_cluster", "redis_server", "redis_server_session"]
+__all__ = [
+    "RedisServer",
+    "close_redis_clients",
+    "redis_cluster",
+    "redis_server",
+    "redis_server_session",
+]
 
 
 def _free_port(*, cluster: bool = False) -> int:
@@ -163,3 +170,20 @@ def redis_cluster() -> Iterator[RedisServer]:
     yield server
     server.stop()
     shutil.rmtree(server._dir, ignore_errors=True)
+
+
+@pytest.fixture
+def close_redis_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every sync client a test opened with ``RedisServer.client`` (no socket is left to
+    the garbage collector). Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    opened: list[Any] = []
+    make = RedisServer.client
+
+    def client(self: RedisServer, **options: object) -> object:
+        opened.append(make(self, **options))
+        return opened[-1]
+
+    monkeypatch.setattr(RedisServer, "client", client)
+    yield
+    for made in opened:
+        made.close()

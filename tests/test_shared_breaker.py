@@ -7,7 +7,6 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,21 +28,7 @@ from resilience.stores import MemoryStore, RedisStore
 from resilience.testing import EventRecorder, FakeClock
 from tests.redis_server import RedisServer
 
-
-@pytest.fixture(autouse=True)
-def close_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Close every sync client a test opened (no socket is left to the garbage collector)."""
-    opened: list[Any] = []
-    make = RedisServer.client
-
-    def client(self: RedisServer, **options: object) -> object:
-        opened.append(make(self, **options))
-        return opened[-1]
-
-    monkeypatch.setattr(RedisServer, "client", client)
-    yield
-    for made in opened:
-        made.close()
+pytestmark = pytest.mark.usefixtures("close_redis_clients")
 
 
 def breaker(server: RedisServer, name: str = "db", **options: Any) -> CircuitBreaker:

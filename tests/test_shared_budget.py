@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,21 +15,7 @@ from resilience.stores import MemoryStore, RedisStore
 from resilience.testing import EventRecorder
 from tests.redis_server import RedisServer
 
-
-@pytest.fixture(autouse=True)
-def close_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Close every sync client a test opened (no socket is left to the garbage collector)."""
-    opened: list[Any] = []
-    make = RedisServer.client
-
-    def client(self: RedisServer, **options: object) -> object:
-        opened.append(make(self, **options))
-        return opened[-1]
-
-    monkeypatch.setattr(RedisServer, "client", client)
-    yield
-    for made in opened:
-        made.close()
+pytestmark = pytest.mark.usefixtures("close_redis_clients")
 
 
 def budget(server: RedisServer, name: str = "api", **options: Any) -> RetryBudget:

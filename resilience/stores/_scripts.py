@@ -14,9 +14,7 @@ from typing import Any
 __all__ = ["AsyncScript", "SyncScript"]
 
 
-class SyncScript:
-    """``script(keys=[...], args=[...])`` on a synchronous client."""
-
+class _Script:
     __slots__ = ("_command", "_load", "_noscript", "sha", "source")
 
     def __init__(self, client: Any, source: str) -> None:
@@ -28,6 +26,12 @@ class SyncScript:
         self._load = client.script_load
         self._noscript = NoScriptError
 
+
+class SyncScript(_Script):
+    """``script(keys=[...], args=[...])`` on a synchronous client."""
+
+    __slots__ = ()
+
     def __call__(self, *, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
             return self._command("EVALSHA", self.sha, len(keys), *keys, *args)
@@ -36,19 +40,10 @@ class SyncScript:
             return self._command("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
-class AsyncScript:
+class AsyncScript(_Script):
     """The same on a ``redis.asyncio`` client: calling it returns a coroutine."""
 
-    __slots__ = ("_command", "_load", "_noscript", "sha", "source")
-
-    def __init__(self, client: Any, source: str) -> None:
-        from redis.exceptions import NoScriptError
-
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-        self._command = client.execute_command
-        self._load = client.script_load
-        self._noscript = NoScriptError
+    __slots__ = ()
 
     async def __call__(self, *, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
