@@ -673,3 +673,30 @@ def test_count_window_evicts_failures_and_slow_calls_exactly(redis_server: Redis
     metrics = one.metrics
     assert (metrics.calls, metrics.failures, metrics.slow_calls) == (3, 0, 0)
     assert one.state is CircuitState.CLOSED
+
+
+def test_async_control_reads_and_moves_the_fleets_breaker(redis_server: RedisServer) -> None:
+    """On a redis.asyncio client, state_async asks Redis (another replica's change is seen),
+    open_async / close_async move the whole fleet; on a local breaker they are the sync ones."""
+
+    async def scenario() -> list[CircuitState]:
+        client: Any = redis_server.async_client()
+        try:
+            shared = CircuitBreaker("aio-control", store=RedisStore(client))
+            other = breaker(redis_server, "aio-control")  # a sync replica
+            seen = [await shared.state_async()]
+            other.open()
+            seen.append(await shared.state_async())
+            await shared.close_async()
+            seen.append(other.state)
+            await shared.open_async()
+            seen.append(other.state)
+            local = CircuitBreaker("local")
+            await local.open_async()
+            seen.append(await local.state_async())
+            return seen
+        finally:
+            await client.aclose()
+
+    closed, opened = CircuitState.CLOSED, CircuitState.OPEN
+    assert asyncio.run(scenario()) == [closed, opened, closed, opened, opened]

@@ -195,8 +195,8 @@ class CircuitBreaker(Policy):
     def state(self) -> CircuitState:
         """The current state; an open breaker whose ``open_for`` has passed reads HALF_OPEN.
 
-        Shared on Redis: one round trip; with a ``redis.asyncio`` client or while Redis is
-        unavailable, the state this instance saw last."""
+        Shared on Redis: one round trip; with a ``redis.asyncio`` client (use ``state_async``)
+        or while Redis is unavailable, the state this instance saw last."""
         if self._shared is not None:
             return self._shared.poll()[0]
         now = self._clock.now()
@@ -206,6 +206,27 @@ class CircuitBreaker(Policy):
         if changes:
             self._announce(changes)
         return state
+
+    async def state_async(self) -> CircuitState:
+        """``state`` for coroutines: a breaker shared through a ``redis.asyncio`` client reads
+        the fleet's state (one round trip) instead of the state it saw last."""
+        if self._shared is not None:
+            return await self._shared.poll_async()
+        return self.state
+
+    async def open_async(self) -> None:
+        """``open`` for coroutines (a breaker shared through ``redis.asyncio`` needs it)."""
+        if self._shared is not None:
+            await self._shared.force_async("o")
+        else:
+            self.open()
+
+    async def close_async(self) -> None:
+        """``close`` for coroutines (a breaker shared through ``redis.asyncio`` needs it)."""
+        if self._shared is not None:
+            await self._shared.force_async("c")
+        else:
+            self.close()
 
     @property
     def metrics(self) -> CircuitMetrics:

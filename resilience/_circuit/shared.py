@@ -172,6 +172,19 @@ class SharedCircuit:
             return self.last, 0, 0, 0
         return step.state, step.calls, step.failures, step.slow
 
+    async def poll_async(self) -> CircuitState:
+        """The fleet's state, one round trip on any client (the state seen last while Redis
+        is unavailable)."""
+        step = await self.step_async("p") if self.store.is_async else self.step("p")
+        return self.last if step is None else step.state
+
+    async def force_async(self, op: str) -> None:
+        """Open ("o") or close ("c") the fleet's breaker from a coroutine."""
+        if self.store.is_async:
+            await self.step_async(op)
+        else:
+            self.step(op)
+
     def _seen(self, reply: Any) -> Step | None:
         if reply is None:
             return None
