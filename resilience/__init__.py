@@ -4,7 +4,8 @@ Every policy is a decorator for plain and coroutine functions; ``Pipeline`` comp
 """
 
 from resilience._bulkhead import Bulkhead
-from resilience._circuit.breaker import CircuitBreaker, CircuitMetrics
+from resilience._circuit.breaker import CircuitBreaker
+from resilience._circuit.metrics import CircuitMetrics
 from resilience._circuit.state import CircuitState
 from resilience._clock import Clock, SystemClock
 from resilience._context import remaining

@@ -6,10 +6,10 @@ import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from resilience import _events
+from resilience._circuit.metrics import CircuitMetrics
 from resilience._circuit.state import REJECTED, CircuitState, StateMachine
 from resilience._circuit.window import CountWindow, OutcomeWindow, TimeWindow
 from resilience._clock import SYSTEM_CLOCK, Clock
@@ -36,27 +36,6 @@ StateListener = Callable[[_events.CircuitStateChanged], object]
 
 # Every live breaker, so telemetry can observe states and totals without a per-call event.
 breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
-
-
-@dataclass(frozen=True, slots=True)
-class CircuitMetrics:
-    """A snapshot of a breaker: its window (since the last transition) and lifetime totals."""
-
-    state: CircuitState
-    calls: int
-    """Calls recorded in the window."""
-    failures: int
-    slow_calls: int
-    failure_rate: float
-    """failures / calls in the window (0.0 when empty)."""
-    slow_call_rate: float
-    total_successes: int
-    """Calls that ended with a non-failure outcome, since construction."""
-    total_failures: int
-    total_rejections: int
-    """Calls refused without running (open, or half-open with its trials taken)."""
-    total_interrupted: int
-    """Calls that ended by cancellation or another BaseException: neither success nor failure."""
 
 
 class CircuitBreaker(Policy):
