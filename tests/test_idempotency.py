@@ -403,3 +403,43 @@ def test_a_replay_is_an_event_on_the_server_span(kind: str) -> None:
     ]
     (point,) = otel.points("resilience.idempotency.requests")
     assert point.value == 1 and point.attributes["resilience.outcome"] == "replayed"
+
+
+def test_a_cancelled_asgi_request_releases_its_claim(clock: FakeClock) -> None:
+    """The client goes away and the server cancels the handler mid-run: the key is free again,
+    so the client's retry runs instead of meeting 409 until the lease ends."""
+    store = MemoryStore(clock=clock)
+    entered = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        entered.set()
+        await asyncio.Event().wait()  # never answers
+
+    middleware = resilience_asgi.IdempotencyMiddleware(app, store=store, lease=30.0)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/charges",
+        "query_string": b"",
+        "headers": [(b"idempotency-key", KEY.encode())],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    async def scenario() -> None:
+        task = asyncio.create_task(middleware(scope, receive, send))
+        await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    key = middleware.rules.screen("POST", KEY, scope)
+    assert isinstance(key, str)
+    assert store.idempotency_claim(
+        key, fingerprint("POST", "/charges", "", b"{}"), 30.0
+    ).outcome == ("claimed")
