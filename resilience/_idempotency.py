@@ -40,6 +40,7 @@ __all__ = [
     "Verdict",
     "fingerprint",
     "parse_key",
+    "problem",
 ]
 
 REPLAYED_HEADER: Final = b"idempotent-replayed"
@@ -130,9 +131,9 @@ class Verdict:
 _PASS: Final = Verdict(run=True)
 
 
-def _problem(status: int, title: str, detail: str) -> StoredResponse:
-    """An RFC 9457 problem document, as the draft asks for these errors."""
-    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
+def problem(status: int, title: str, detail: str, *, kind: str = "about:blank") -> StoredResponse:
+    """An RFC 9457 problem document (the idempotency and rate-limit drafts ask for them)."""
+    body = json.dumps({"type": kind, "title": title, "status": status, "detail": detail})
     return StoredResponse(
         status,
         [(b"content-type", b"application/problem+json"), (b"content-length", b"%d" % len(body))],
@@ -198,18 +199,18 @@ class Idempotency:
         try:
             key = parse_key(raw_key)
         except ValueError as exc:
-            return Verdict(False, response=_problem(400, "Invalid Idempotency-Key", str(exc)))
+            return Verdict(False, response=problem(400, "Invalid Idempotency-Key", str(exc)))
         if key is None:
             if self.required:
                 detail = f"{method} requests here must carry an Idempotency-Key header"
-                return Verdict(False, response=_problem(400, "Idempotency-Key required", detail))
+                return Verdict(False, response=problem(400, "Idempotency-Key required", detail))
             return _PASS
         scope = self.key_scope(request) if self.key_scope is not None else ""
         return f"{self.name}:{scope}:{key}"
 
     def too_large(self) -> Verdict:
         detail = f"keyed request bodies are limited to {self.max_body} bytes"
-        return Verdict(False, response=_problem(413, "Request body too large", detail))
+        return Verdict(False, response=problem(413, "Request body too large", detail))
 
     def judge(self, key: str, claim: Claim) -> Verdict:
         """Turn the store's answer to a claim into what the shell does."""
@@ -225,16 +226,16 @@ class Idempotency:
             )
         if claim.outcome == "unavailable":
             detail = "the idempotency store is unavailable; retry later with the same key"
-            response = _problem(503, "Idempotency store unavailable", detail)
+            response = problem(503, "Idempotency store unavailable", detail)
             response.headers.append((b"retry-after", b"1"))
             return Verdict(False, key=key, response=response)
         if claim.outcome == "in_progress":
             self._announce(_events.IdempotencyConflict)
             detail = "a request with this Idempotency-Key is still being processed; retry later"
-            return Verdict(False, key=key, response=_problem(409, "Request in progress", detail))
+            return Verdict(False, key=key, response=problem(409, "Request in progress", detail))
         self._announce(_events.IdempotencyMismatch)
         detail = "this Idempotency-Key was used with a different request payload"
-        return Verdict(False, key=key, response=_problem(422, "Idempotency-Key reused", detail))
+        return Verdict(False, key=key, response=problem(422, "Idempotency-Key reused", detail))
 
     # -- after the handler -------------------------------------------------------------------
 

@@ -128,36 +128,60 @@ class RateLimiter(Policy):
                 "it could never be admitted"
             )
 
-    def try_acquire(self, cost: int = 1) -> RateLimitDecision:
-        """Take ``cost`` units now if the limit allows; never waits."""
-        self._check_cost(cost)
-        return self._decide(cost, 0.0)
+    def try_acquire(self, cost: int = 1, *, partition: str | None = None) -> RateLimitDecision:
+        """Take ``cost`` units now if the limit allows; never waits.
 
-    def acquire(self, cost: int = 1) -> RateLimitDecision:
+        ``partition`` splits the limit: each partition (a client id, an API key) gets its own
+        ``rate`` and ``burst`` under ``key:partition`` — what a server limiting per caller uses.
+        """
+        self._check_cost(cost)
+        return self._decide(self._key_of(partition), cost, 0.0)
+
+    async def try_acquire_async(
+        self, cost: int = 1, *, partition: str | None = None
+    ) -> RateLimitDecision:
+        """``try_acquire`` for coroutines (a ``RedisStore`` over ``redis.asyncio`` needs it)."""
+        self._check_cost(cost)
+        decision: RateLimitDecision = await self._store.gcra_async(
+            self._key_of(partition), self._params, cost, 0.0
+        )
+        self._announce(decision)
+        return decision
+
+    def acquire(self, cost: int = 1, *, partition: str | None = None) -> RateLimitDecision:
         """Take ``cost`` units, waiting up to ``max_wait`` on the clock for them."""
         self._check_cost(cost)
-        decision = self._decide(cost, self._wait_budget())
+        decision = self._decide(self._key_of(partition), cost, self._wait_budget())
         if decision.wait > 0.0:
             self._clock.sleep(decision.wait)
         return decision
 
-    async def acquire_async(self, cost: int = 1) -> RateLimitDecision:
+    async def acquire_async(
+        self, cost: int = 1, *, partition: str | None = None
+    ) -> RateLimitDecision:
         """``acquire`` for coroutines: waits with the clock's async sleep."""
         self._check_cost(cost)
         decision: RateLimitDecision = await self._store.gcra_async(
-            self.key, self._params, cost, self._wait_budget()
+            self._key_of(partition), self._params, cost, self._wait_budget()
         )
         self._announce(decision)
         if decision.wait > 0.0:
             await self._clock.sleep_async(decision.wait)
         return decision
 
+    def _key_of(self, partition: str | None) -> str:
+        if partition is None:
+            return self.key
+        if not isinstance(partition, str) or not partition:
+            raise ValueError(f"partition must be a non-empty string or None, got {partition!r}")
+        return f"{self.key}:{partition}"
+
     def _wait_budget(self) -> float:
         left = remaining()
         return self.max_wait if left is None or left > self.max_wait else left
 
-    def _decide(self, cost: int, max_wait: float) -> RateLimitDecision:
-        decision: RateLimitDecision = self._store.gcra(self.key, self._params, cost, max_wait)
+    def _decide(self, key: str, cost: int, max_wait: float) -> RateLimitDecision:
+        decision: RateLimitDecision = self._store.gcra(key, self._params, cost, max_wait)
         self._announce(decision)
         return decision
 

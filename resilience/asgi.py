@@ -1,4 +1,5 @@
-"""ASGI middleware: exactly-once effects for keyed requests, and deadlines from the wire.
+"""ASGI middleware: exactly-once effects for keyed requests, deadlines from the wire, and rate
+limits with their header fields.
 
 Thin shells: the decisions are ``resilience._idempotency``'s, the state is the store's.
 
@@ -19,9 +20,11 @@ from resilience._idempotency import (
     fingerprint,
     header_value,
 )
+from resilience._ratelimit import RateLimiter
+from resilience._ratelimit_http import LimitHeaders
 from resilience._validate import check_duration
 
-__all__ = ["DeadlineMiddleware", "IdempotencyMiddleware"]
+__all__ = ["DeadlineMiddleware", "IdempotencyMiddleware", "RateLimitMiddleware"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -176,6 +179,52 @@ class DeadlineMiddleware:
             await self.app(scope, receive, send)
         finally:
             exit_deadline(token)
+
+
+class RateLimitMiddleware:
+    """Admit requests within ``limiter``'s rate, per caller if ``partition`` says who calls.
+
+    Each request takes ``cost`` units (``partition(scope)`` → a caller id, or ``None`` for the
+    shared limit); a refused one gets 429 with ``Retry-After`` and a problem document, without
+    reaching the app. Every response carries ``RateLimit-Policy`` and ``RateLimit`` (named
+    ``policy``; see ``resilience._ratelimit_http``). The limiter's store must not block the
+    event loop (``MemoryStore``, or ``RedisStore`` over ``redis.asyncio``).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: RateLimiter,
+        *,
+        partition: Callable[[Scope], str | None] | None = None,
+        cost: int = 1,
+        policy: str = "default",
+    ) -> None:
+        self.app = app
+        self.rules = LimitHeaders(limiter, policy)
+        if partition is not None and not callable(partition):
+            raise TypeError(f"partition must be a callable or None, got {partition!r}")
+        limiter._check_cost(cost)
+        self.partition = partition
+        self.cost = cost
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        caller = self.partition(scope) if self.partition is not None else None
+        decision = await self.rules.limiter.try_acquire_async(self.cost, partition=caller)
+        if not decision.allowed:
+            await _answer(send, self.rules.refused(decision))
+            return
+        extra = self.rules.headers(decision)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _expired() -> StoredResponse:

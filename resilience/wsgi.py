@@ -1,4 +1,5 @@
-"""WSGI middleware: exactly-once effects for keyed requests, and deadlines from the wire.
+"""WSGI middleware: exactly-once effects for keyed requests, deadlines from the wire, and rate
+limits with their header fields.
 
 The twins of ``resilience.asgi`` for Flask, Django and other WSGI applications; the decisions
 are ``resilience._idempotency``'s, the state is the store's (``MemoryStore``, or
@@ -15,9 +16,11 @@ from typing import Any
 from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._context import enter_deadline, exit_deadline, parse_deadline
 from resilience._idempotency import Idempotency, StoredResponse, Verdict, fingerprint
+from resilience._ratelimit import RateLimiter
+from resilience._ratelimit_http import LimitHeaders
 from resilience._validate import check_duration
 
-__all__ = ["DeadlineMiddleware", "IdempotencyMiddleware"]
+__all__ = ["DeadlineMiddleware", "IdempotencyMiddleware", "RateLimitMiddleware"]
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -153,6 +156,48 @@ class DeadlineMiddleware:
                     close()
         finally:
             exit_deadline(token)
+
+
+class RateLimitMiddleware:
+    """Admit requests within ``limiter``'s rate, per caller if ``partition`` says who calls.
+
+    The twin of ``resilience.asgi.RateLimitMiddleware`` (same options); ``partition`` receives
+    the WSGI environ. The limiter's store must be synchronous (``MemoryStore``, or
+    ``RedisStore`` over ``redis.Redis``).
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        limiter: RateLimiter,
+        *,
+        partition: Callable[[dict[str, Any]], str | None] | None = None,
+        cost: int = 1,
+        policy: str = "default",
+    ) -> None:
+        self.app = app
+        self.rules = LimitHeaders(limiter, policy)
+        if partition is not None and not callable(partition):
+            raise TypeError(f"partition must be a callable or None, got {partition!r}")
+        limiter._check_cost(cost)
+        self.partition = partition
+        self.cost = cost
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        caller = self.partition(environ) if self.partition is not None else None
+        decision = self.rules.limiter.try_acquire(self.cost, partition=caller)
+        if not decision.allowed:
+            return _answer(start_response, self.rules.refused(decision))
+        extra = [
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in self.rules.headers(decision)
+        ]
+
+        def start_with_headers(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            return start_response(status, [*headers, *extra], exc_info)
+
+        return self.app(environ, start_with_headers)
 
 
 def _read_body(environ: dict[str, Any], limit: int) -> bytes | None:
