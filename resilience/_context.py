@@ -1,4 +1,5 @@
-"""Per-call state carried in context variables: the nearest deadline.
+"""Per-call state carried in context variables: the nearest deadline, and the idempotency key
+of the request being served (outgoing keyed calls derive theirs from it).
 
 A ``Deadline`` or ``Timeout`` publishes "this operation must end by ``at`` on ``clock``". Nested
 scopes keep the earliest end, so code deep in a call stack sees the tightest budget through
@@ -8,6 +9,8 @@ context (``contextvars.copy_context().run``) to carry the deadline along.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from contextvars import ContextVar, Token
 from typing import NamedTuple
 
@@ -15,11 +18,15 @@ from resilience._clock import Clock
 
 __all__ = [
     "DeadlineScope",
+    "KeyScope",
+    "current_key_scope",
     "current_deadline",
     "enter_deadline",
     "exit_deadline",
     "parse_deadline",
+    "end_serving_key",
     "remaining",
+    "serving_key",
 ]
 
 
@@ -85,3 +92,47 @@ def parse_deadline(
     if seconds is not None and maximum is not None and seconds > maximum:
         seconds = maximum
     return seconds
+
+
+class KeyScope:
+    """The idempotency key of the request being served, and the keys derived from it.
+
+    A handler that runs again for a retried request (its first run crashed after calling
+    downstream) makes the same outgoing calls; deriving each call's key from the incoming key,
+    the target and how many calls to that target came before, gives them the same keys as the
+    first run had, so the downstream answers from its records instead of acting twice
+    (Brandur Leach's "foreign state mutations" with derived keys).
+    """
+
+    __slots__ = ("_counts", "_lock", "key")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def derive(self, method: str, url: str) -> str:
+        """A UUID-shaped key for the next ``method url`` call of this request (version 8:
+        derived from the incoming key by SHA-256)."""
+        with self._lock:
+            number = self._counts.get((method, url), 0)
+            self._counts[method, url] = number + 1
+        raw = bytearray(hashlib.sha256(f"{self.key}\0{method}\0{url}\0{number}".encode()).digest())
+        raw[6] = (raw[6] & 0x0F) | 0x80  # version 8 (RFC 9562: custom)
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw[:16].hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_key_scope: ContextVar[KeyScope | None] = ContextVar("resilience_key_scope", default=None)
+
+current_key_scope = _key_scope.get
+
+
+def serving_key(key: str) -> Token[KeyScope | None]:
+    """Publish the key of the request being served, for ``end_serving_key`` to withdraw."""
+    return _key_scope.set(KeyScope(key))
+
+
+def end_serving_key(token: Token[KeyScope | None]) -> None:
+    _key_scope.reset(token)

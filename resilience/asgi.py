@@ -12,7 +12,13 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._context import enter_deadline, exit_deadline, parse_deadline
+from resilience._context import (
+    end_serving_key,
+    enter_deadline,
+    exit_deadline,
+    parse_deadline,
+    serving_key,
+)
 from resilience._idempotency import (
     Idempotency,
     StoredResponse,
@@ -115,12 +121,15 @@ class IdempotencyMiddleware:
                 chunks.append(message.get("body", b""))
             await send(message)
 
+        serving = serving_key(key)  # outgoing resilient calls derive their keys from it
         try:
             await self.app(scope, receive_again, keep)
         except BaseException:
             if token is not None:  # cancelled or failed: the retry must run afresh
                 await store.idempotency_release_async(key, token)
             raise
+        finally:
+            end_serving_key(serving)
         if token is None:
             return  # the store was down and its on_error said allow: nothing to keep
         if started and rules.keeps(started[0]["status"]):

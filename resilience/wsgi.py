@@ -14,7 +14,13 @@ from http import HTTPStatus
 from typing import Any
 
 from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._context import enter_deadline, exit_deadline, parse_deadline
+from resilience._context import (
+    end_serving_key,
+    enter_deadline,
+    exit_deadline,
+    parse_deadline,
+    serving_key,
+)
 from resilience._idempotency import Idempotency, StoredResponse, Verdict, fingerprint
 from resilience._ratelimit import RateLimiter
 from resilience._ratelimit_http import LimitHeaders
@@ -90,6 +96,7 @@ class IdempotencyMiddleware:
             started[:] = [(status, headers)]
             return start_response(status, headers, exc_info)
 
+        serving = serving_key(key)  # outgoing resilient calls derive their keys from it
         try:
             result = self.app(environ, keep)
             try:
@@ -102,6 +109,8 @@ class IdempotencyMiddleware:
             if token is not None:
                 store.idempotency_release(key, token)
             raise
+        finally:
+            end_serving_key(serving)
         if token is not None:
             status = int(started[0][0].split(" ", 1)[0]) if started else 0
             if started and rules.keeps(status):

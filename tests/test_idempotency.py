@@ -443,3 +443,69 @@ def test_a_cancelled_asgi_request_releases_its_claim(clock: FakeClock) -> None:
     assert store.idempotency_claim(
         key, fingerprint("POST", "/charges", "", b"{}"), 30.0
     ).outcome == ("claimed")
+
+
+def test_a_rerun_handler_repeats_its_downstream_keys(clock: FakeClock) -> None:
+    """order -> payments -> bank, payments and bank behind IdempotencyMiddleware. The first run
+    of the payments handler charges the bank, then crashes; the order service retries with the
+    same key; the handler runs again and its bank call carries the same derived key, so the bank
+    replays instead of charging twice. Two charges in one handler get different keys."""
+    from resilience.http import AsyncResilientTransport
+
+    bank_charges: list[bytes] = []
+    bank_keys: list[str] = []
+
+    async def bank(scope: Any, receive: Any, send: Any) -> None:
+        body = (await receive()).get("body", b"")
+        bank_charges.append(body)
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"charged %d" % len(bank_charges)})
+
+    guarded_bank = resilience_asgi.IdempotencyMiddleware(bank)
+
+    async def bank_front(scope: Any, receive: Any, send: Any) -> None:  # sees every request
+        if scope["type"] == "http":
+            bank_keys.append(dict(scope["headers"])[b"idempotency-key"].decode())
+        await guarded_bank(scope, receive, send)
+
+    runs: list[str] = []
+
+    with serve_asgi(bank_front) as bank_url:
+
+        async def payments(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            async with httpx.AsyncClient(transport=AsyncResilientTransport()) as client:
+                first = await client.post(f"{bank_url}/charges", content=b"card")
+                fee = await client.post(f"{bank_url}/charges", content=b"fee")
+            runs.append(first.headers.get("idempotent-replayed", "fresh"))
+            if len(runs) == 1:
+                raise RuntimeError("payments crashed after charging the bank")
+            body = first.content + b" / " + fee.content
+            await send({"type": "http.response.start", "status": 201, "headers": []})
+            await send({"type": "http.response.body", "body": body})
+
+        app = resilience_asgi.IdempotencyMiddleware(payments)
+        with serve_asgi(app) as payments_url:
+            crashed = post(payments_url)
+            retried = post(payments_url)
+    assert crashed.status_code == 500
+    assert retried.status_code == 201 and retried.content == b"charged 1 / charged 2"
+    assert runs == ["fresh", "true"]  # the re-run's bank call was a replay
+    assert bank_charges == [b"card", b"fee"]  # charged once each
+    card_first, fee_first, card_again, fee_again = bank_keys
+    assert (card_first, fee_first) == (card_again, fee_again)  # the same keys on the re-run
+    assert card_first != fee_first  # two calls, two keys
+
+
+def test_derived_keys_are_uuid_shaped_and_depend_on_the_incoming_key() -> None:
+    import uuid
+
+    from resilience._context import KeyScope
+
+    one, same, other = KeyScope("k1"), KeyScope("k1"), KeyScope("k2")
+    keys = [one.derive("POST", "http://127.0.0.1/a") for _ in range(2)]
+    assert keys == [same.derive("POST", "http://127.0.0.1/a") for _ in range(2)]
+    assert keys[0] != keys[1]
+    assert other.derive("POST", "http://127.0.0.1/a") != keys[0]
+    parsed = uuid.UUID(keys[0])
+    assert (parsed.version, parsed.variant, str(parsed)) == (8, uuid.RFC_4122, keys[0])

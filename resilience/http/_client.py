@@ -21,6 +21,7 @@ _TRANSPORT_OPTIONS = frozenset(
         "hedge",
         "idempotency_keys",
         "key_style",
+        "derive_keys",
         "retry_after_max",
         "deadline_header",
         "clock",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-__all__ = ["IDEMPOTENCY_KEY", "KeyStyle", "new_idempotency_key"]
+__all__ = ["IDEMPOTENCY_KEY", "KeyStyle", "new_idempotency_key", "styled"]
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 
@@ -28,5 +28,9 @@ def new_idempotency_key(style: KeyStyle = "sf-string") -> str:
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()
-    key = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return styled(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", style)
+
+
+def styled(key: str, style: KeyStyle) -> str:
+    """``key`` as the field value: quoted (sf-string) or bare (token)."""
     return f'"{key}"' if style == "sf-string" else key

@@ -28,7 +28,13 @@ from resilience import _events
 from resilience._bulkhead import Bulkhead
 from resilience._circuit.breaker import CircuitBreaker
 from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._context import DeadlineScope, current_deadline, enter_deadline, exit_deadline
+from resilience._context import (
+    DeadlineScope,
+    current_deadline,
+    current_key_scope,
+    enter_deadline,
+    exit_deadline,
+)
 from resilience._errors import DeadlineExceededError, add_note
 from resilience._hedge import Hedge
 from resilience._pipeline import Pipeline
@@ -46,7 +52,7 @@ from resilience.http._classify import (
     retryable_error,
     retryable_status,
 )
-from resilience.http._keys import IDEMPOTENCY_KEY, KeyStyle, new_idempotency_key
+from resilience.http._keys import IDEMPOTENCY_KEY, KeyStyle, new_idempotency_key, styled
 from resilience.http._retry_after import DEFAULT_RETRY_AFTER_MAX, parse_retry_after
 
 __all__ = ["DEADLINE_HEADER", "AsyncResilientTransport", "ResilientTransport"]
@@ -90,6 +96,7 @@ class _Rules:
         hedge: Hedge | None,
         idempotency_keys: bool,
         key_style: KeyStyle,
+        derive_keys: bool,
         retry_after_max: float,
         deadline_header: str | None,
         clock: Clock | None,
@@ -118,6 +125,9 @@ class _Rules:
         self.hedge = hedge
         self.idempotency_keys = idempotency_keys
         self.key_style: KeyStyle = key_style
+        if not isinstance(derive_keys, bool):
+            raise TypeError(f"derive_keys must be True or False, got {derive_keys!r}")
+        self.derive_keys = derive_keys
         self.retry_after_max = float(retry_after_max)
         self.deadline_header = deadline_header
         self._deadline_key = (deadline_header or "").encode("ascii")
@@ -131,9 +141,16 @@ class _Rules:
     # -- per call ------------------------------------------------------------------------------
 
     def add_idempotency_key(self, request: httpx.Request) -> None:
-        """Give an unsafe request its key, once per call; never replace the caller's."""
+        """Give an unsafe request its key, once per call; never replace the caller's. Inside a
+        request served under an Idempotency-Key (``resilience.asgi`` / ``wsgi``), derive it
+        from that key, so a re-run of the handler sends the same keys downstream."""
         if self.idempotency_keys and request.method in KEYED_METHODS and not has_key(request):
-            _set_header(request.headers, _IDEMPOTENCY_KEY, new_idempotency_key(self.key_style))
+            serving = current_key_scope() if self.derive_keys else None
+            if serving is None:
+                key = new_idempotency_key(self.key_style)
+            else:
+                key = styled(serving.derive(request.method, str(request.url)), self.key_style)
+            _set_header(request.headers, _IDEMPOTENCY_KEY, key)
 
     def origin(self, request: httpx.Request, wrap: Callable[[Policy | None], Any]) -> _Origin:
         key = _origin_key(request.url)
@@ -350,6 +367,7 @@ class _Resilient:
         hedge: Hedge | None,
         idempotency_keys: bool,
         key_style: KeyStyle,
+        derive_keys: bool,
         retry_after_max: float,
         deadline_header: str | None,
         clock: Clock | None,
@@ -366,6 +384,7 @@ class _Resilient:
             hedge=hedge,
             idempotency_keys=idempotency_keys,
             key_style=key_style,
+            derive_keys=derive_keys,
             retry_after_max=retry_after_max,
             deadline_header=deadline_header,
             clock=clock,
@@ -403,7 +422,10 @@ class ResilientTransport(_Resilient, httpx.BaseTransport):
       is sent as ``Request-Timeout-Ms`` (``deadline_header``; ``None`` to not send it).
     - ``hedge``: a ``Hedge`` template applied to idempotent requests only.
     - ``idempotency_keys``: POST and PATCH get an ``Idempotency-Key`` (a UUID4, as an RFC 8941
-      sf-string, or a bare token with ``key_style="token"``), the same on every attempt.
+      sf-string, or a bare token with ``key_style="token"``), the same on every attempt. While
+      serving a request that came with a key (behind ``IdempotencyMiddleware``), the key is
+      derived from it instead (``derive_keys``), so a handler re-run after a crash repeats its
+      downstream keys and the downstream replays instead of acting twice.
     """
 
     def __init__(
@@ -418,6 +440,7 @@ class ResilientTransport(_Resilient, httpx.BaseTransport):
         hedge: Hedge | None = None,
         idempotency_keys: bool = True,
         key_style: KeyStyle = "sf-string",
+        derive_keys: bool = True,
         retry_after_max: float = DEFAULT_RETRY_AFTER_MAX,
         deadline_header: str | None = DEADLINE_HEADER,
         clock: Clock | None = None,
@@ -484,6 +507,7 @@ class AsyncResilientTransport(_Resilient, httpx.AsyncBaseTransport):
         hedge: Hedge | None = None,
         idempotency_keys: bool = True,
         key_style: KeyStyle = "sf-string",
+        derive_keys: bool = True,
         retry_after_max: float = DEFAULT_RETRY_AFTER_MAX,
         deadline_header: str | None = DEADLINE_HEADER,
         clock: Clock | None = None,
