@@ -12,10 +12,11 @@ practice where the draft is silent. For a request carrying ``Idempotency-Key``:
 - the same key with a different payload (method, path, query or body): **422**;
 - a malformed key, or a missing one where keys are ``required``: **400**.
 
-A handler that raises, or answers a status saying "nothing was done, try again" (408, 425,
-429, 503), releases the claim, so the retry runs the handler afresh. A claim whose owner died
-expires after ``lease`` seconds. Keys are scoped (``key_scope``: e.g. per API client) so one
-client cannot read another's stored responses. The stores do each step atomically; the ASGI and
+A handler that raises, or answers a status saying "not done, try again" (408, 425, 429, 502,
+503, 504 — a 504 is also what ``DeadlineMiddleware`` answers when no time is left), releases the
+claim, so the retry runs the handler afresh; its downstream calls repeat their derived keys.
+A claim whose owner died expires after ``lease`` seconds. Keys are scoped (``key_scope``: e.g.
+per API client) so one client cannot read another's stored responses. The stores do each step atomically; the ASGI and
 WSGI shells (``resilience.asgi``, ``resilience.wsgi``) only move bytes.
 """
 
@@ -44,7 +45,9 @@ __all__ = [
 ]
 
 REPLAYED_HEADER: Final = b"idempotent-replayed"
-_RETRYABLE_STATUSES: Final = frozenset({408, 425, 429, 503})  # "not done, try again"
+# "Not done (or not known to be done), try again": timeouts, throttling, gateways. A re-run is
+# safe for the handler's own downstream calls, whose keys derive from the incoming one.
+_RETRYABLE_STATUSES: Final = frozenset({408, 425, 429, 502, 503, 504})
 _MAX_KEY: Final = 255  # Stripe's limit
 _SF_STRING: Final = re.compile(r'^"((?:[\x20-\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
 _TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z:/-]+$")

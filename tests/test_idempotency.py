@@ -288,6 +288,14 @@ def test_malformed_keys_get_400_and_keyless_requests_pass(served: tuple[str, Pay
     assert payments.runs == 2
 
 
+def test_a_deadline_504_is_not_stored(clock: FakeClock) -> None:
+    """A request that arrives with no time left gets DeadlineMiddleware's 504; the idempotency
+    record is released, so the retry (with time) runs."""
+    rules = Idempotency(store=MemoryStore(clock=clock))
+    assert not rules.keeps(504) and not rules.keeps(503) and not rules.keeps(502)
+    assert rules.keeps(500) and rules.keeps(201) and rules.keeps(422)
+
+
 def test_a_handler_that_fails_releases_the_key(served: tuple[str, Payments]) -> None:
     """A crash (500 from the server) or a 503 stores nothing: the retry runs afresh, once."""
     url, payments = served
