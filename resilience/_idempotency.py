@@ -16,8 +16,8 @@ A handler that raises, or answers a status saying "not done, try again" (408, 42
 503, 504 — a 504 is also what ``DeadlineMiddleware`` answers when no time is left), releases the
 claim, so the retry runs the handler afresh; its downstream calls repeat their derived keys.
 A claim whose owner died expires after ``lease`` seconds. Keys are scoped (``key_scope``: e.g.
-per API client) so one client cannot read another's stored responses. The stores do each step atomically; the ASGI and
-WSGI shells (``resilience.asgi``, ``resilience.wsgi``) only move bytes.
+per API client) so one client cannot read another's stored responses. The stores do each step
+atomically; the ASGI and WSGI shells (``resilience.asgi``, ``resilience.wsgi``) only move bytes.
 """
 
 from __future__ import annotations
