@@ -105,12 +105,12 @@ class IdempotencyMiddleware:
         rules, store = self.rules, self.rules.store
         started: list[Message] = []
         chunks: list[bytes] = []
-        replayed = False
+        body_given = False
 
-        async def receive_again() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
+        async def receive_again() -> Message:  # the body was read to fingerprint it
+            nonlocal body_given
+            if not body_given:
+                body_given = True
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
