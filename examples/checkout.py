@@ -1,11 +1,12 @@
-"""Order -> payments -> notifications over real HTTP on 127.0.0.1, through injected faults.
+"""Order -> payments -> bank, and notifications, over real HTTP on 127.0.0.1, through faults.
 
-Two services run on loopback: **payments** (ASGI, on uvicorn, behind ``IdempotencyMiddleware``
-and ``DeadlineMiddleware``) and **notifications** (WSGI, threaded wsgiref). Payments misbehaves
+Three services run on loopback: **payments** (ASGI, on uvicorn, behind ``IdempotencyMiddleware``
+and ``DeadlineMiddleware``), which charges the **bank** (ASGI, behind ``IdempotencyMiddleware``)
+through a resilient client, and **notifications** (WSGI, threaded wsgiref). Payments misbehaves
 on a seeded schedule: 15 % of charges get ``503 Retry-After: 0`` before anything is charged;
-10 % are charged but answered slowly (after the caller's 0.1 s attempt timeout: the caller
-cannot know whether it was charged); for orders 40-54 payments is down (503 at once).
-Notifications fail 20 % of the time with a 500.
+10 % charge the bank but answer slowly (after the caller's 0.1 s attempt timeout: the caller
+cannot know whether it was charged); 5 % charge the bank and then crash (500); for orders 40-54
+payments is down (503 at once). Notifications fail 20 % of the time with a 500.
 
 The same 90 orders, 30 ms apart, are placed by three order services:
 
@@ -16,7 +17,10 @@ The same 90 orders, 30 ms apart, are placed by three order services:
   ``Idempotency-Key`` on every charge) and a ``Fallback`` that queues the order when payments
   is unavailable; notifications are best effort (retried, then dropped to a queue).
 
-The table shows what each cost: orders paid, duplicate charges, requests payments received.
+The table shows what each cost: orders paid, duplicate bank charges, requests payments received.
+Payments derives the key of its bank call from the order service's key, so a payments run that
+crashed after charging and runs again for the retry sends the bank the same key: with keys end
+to end, each order is charged once; without them (naive retries), every re-run charges again.
 Run: ``make demo`` or ``.venv/bin/python examples/checkout.py``.
 """
 
@@ -45,7 +49,7 @@ from resilience import (
     subscribe,
 )
 from resilience.asgi import DeadlineMiddleware, IdempotencyMiddleware
-from resilience.http import ResilientTransport
+from resilience.http import AsyncResilientTransport, ResilientTransport
 from resilience.stores import MemoryStore
 from resilience.testing import serve_asgi, serve_wsgi
 
@@ -57,13 +61,29 @@ PAUSE = 0.03  # between one order's end and the next order
 
 
 @dataclass
+class Bank:
+    """The bank: charges cards, once per key (it has its own idempotency middleware)."""
+
+    charges: Counter[str] = field(default_factory=Counter)
+
+    def app(self) -> Any:
+        async def bank(scope: Any, receive: Any, send: Any) -> None:
+            body = (await receive()).get("body", b"")
+            order = json.loads(body)["order"]
+            self.charges[order] += 1  # one event loop: no lock needed
+            await _respond(send, 201, json.dumps({"charged": order}).encode())
+
+        return IdempotencyMiddleware(bank, store=MemoryStore())
+
+
+@dataclass
 class Payments:
-    """The payments service's state: who was charged, and the fault schedule."""
+    """The payments service's state: the bank it charges, and the fault schedule."""
 
     rng: random.Random
+    bank: str = ""  # the bank's base URL
     outage: range = OUTAGE  # the orders during which payments is down
     order: int = -1  # the order being placed (set by the driver, read by the schedule)
-    charges: Counter[str] = field(default_factory=Counter)
     received: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -71,7 +91,9 @@ class Payments:
         if self.order in self.outage:
             return "down"
         roll = self.rng.random()
-        return "busy" if roll < 0.15 else "slow" if roll < 0.25 else "ok"
+        return (
+            "busy" if roll < 0.15 else "slow" if roll < 0.25 else "crash" if roll < 0.30 else "ok"
+        )
 
     def app(self) -> Any:
         async def payments(scope: Any, receive: Any, send: Any) -> None:
@@ -88,11 +110,14 @@ class Payments:
                 await _respond(send, 503, b'{"error": "busy"}', [(b"retry-after", b"0")])
                 return
             order = json.loads(body)["order"]
-            with self.lock:
-                self.charges[order] += 1
+            transport = AsyncResilientTransport(retry=Retry(3), tracing=False)
+            async with httpx.AsyncClient(transport=transport) as bank:  # keys derived from ours
+                charged = await bank.post(f"{self.bank}/charges", json={"order": order})
+            if fault == "crash":
+                raise RuntimeError("payments crashed after charging the bank")
             if fault == "slow":
                 await asyncio.sleep(SLOW)
-            await _respond(send, 201, json.dumps({"charged": order}).encode())
+            await _respond(send, charged.status_code, charged.content)
 
         return IdempotencyMiddleware(DeadlineMiddleware(payments), store=MemoryStore())
 
@@ -232,6 +257,7 @@ def run(
     orders: int = ORDERS,
     outage: range = OUTAGE,
 ) -> Row:
+    bank = Bank()
     payments = Payments(random.Random(7), outage=outage)
     notifications = Notifications(random.Random(11))
     outcomes: Counter[str] = Counter()
@@ -244,7 +270,12 @@ def run(
     unsubscribe = subscribe(note)
     started = time.monotonic()
     try:
-        with serve_asgi(payments.app()) as pay_url, serve_wsgi(notifications.app()) as note_url:
+        with (
+            serve_asgi(bank.app()) as bank_url,
+            serve_asgi(payments.app(), log_level="critical") as pay_url,  # crashes are the plan
+            serve_wsgi(notifications.app()) as note_url,
+        ):
+            payments.bank = bank_url
             place, close = build(pay_url, note_url)
             try:
                 for number in range(orders):
@@ -255,12 +286,12 @@ def run(
                 close()
     finally:
         unsubscribe()
-    duplicates = sum(count - 1 for count in payments.charges.values() if count > 1)
+    duplicates = sum(count - 1 for count in bank.charges.values() if count > 1)
     return Row(
         name,
         outcomes,
         duplicates,
-        unknown=len(payments.charges) - outcomes["paid"],
+        unknown=len(bank.charges) - outcomes["paid"],
         requests=payments.received,
         notified=notifications.sent,
         elapsed=time.monotonic() - started,
@@ -278,8 +309,8 @@ def main() -> None:
     for name, build in (("bare", bare), ("naive retries", naive), ("resilience", resilient)):
         print(run(name, build), flush=True)
     print(
-        "\nduplicates: extra charges of one order; charged, unpaid: charged, but the order\n"
-        "service believes it failed (a customer charged for an order marked failed)."
+        "\nduplicates: extra bank charges of one order; charged, unpaid: charged by the bank, but\n"
+        "the order service believes it failed (a customer charged for an order marked failed)."
     )
 
 

@@ -27,11 +27,13 @@ def _bound_socket() -> socket.socket:
 
 
 @contextmanager
-def serve_asgi(app: Any) -> Iterator[str]:
+def serve_asgi(app: Any, *, log_level: str = "error") -> Iterator[str]:
+    """Serve ``app`` with uvicorn; ``log_level="critical"`` also silences the tracebacks of
+    requests whose handler raises (uvicorn logs those as errors)."""
     import uvicorn
 
     sock = _bound_socket()
-    config = uvicorn.Config(app, log_level="error", lifespan="off", access_log=False)
+    config = uvicorn.Config(app, log_level=log_level, lifespan="off", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
