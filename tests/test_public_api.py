@@ -68,8 +68,9 @@ def test_package_ships_py_typed() -> None:
 
 def test_checkout_example_charges_every_order_at_most_once() -> None:
     """The checkout example over real HTTP (a shorter run): through 503s, slow charges the
-    caller gave up on and an outage, the resilient order service never charges an order twice
-    and never marks a charged order failed; every order is paid or queued."""
+    caller gave up on, crashes after charging the bank and an outage, the resilient order
+    service never has an order charged twice and never marks a charged order failed; every
+    order is paid or queued."""
     import sys
 
     sys.path.insert(0, str(ROOT / "examples"))
@@ -79,7 +80,10 @@ def test_checkout_example_charges_every_order_at_most_once() -> None:
         sys.path.remove(str(ROOT / "examples"))
     row = checkout.run("resilience", checkout.resilient, orders=30, outage=range(10, 16))
     assert row.duplicates == 0
-    assert row.unknown == 0
+    # A queued order may already be charged (payments crashed after charging the bank and the
+    # open breaker refused the retry); charged later with the same key, it replays. None of the
+    # paid or failed orders is charged wrongly.
+    assert row.unknown <= row.outcomes["queued"]
     assert row.outcomes["failed"] == 0
     assert row.outcomes["paid"] + row.outcomes["queued"] == 30
     assert row.outcomes["queued"] >= 1  # the outage was felt, and absorbed
