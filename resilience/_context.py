@@ -71,6 +71,12 @@ def enter_deadline(
     return _deadline.set(scope), scope
 
 
+def publish_deadline(at: float, clock: Clock) -> Token[DeadlineScope | None]:
+    """Publish a deadline at ``at`` on ``clock`` as is (the caller compared it with the
+    enclosing one); withdraw it with ``exit_deadline``."""
+    return _deadline.set(DeadlineScope(at, clock))
+
+
 def exit_deadline(token: Token[DeadlineScope | None]) -> None:
     """Restore the deadline that was in force before ``enter_deadline``."""
     _deadline.reset(token)

@@ -433,3 +433,26 @@ def test_failed_attempts_return_their_connection_to_the_pool(
     assert driver.send(transport, "GET", f"{http_server.url}/r").status_code == 200
     connections = {received.connection for received in http_server.received("/r")}
     assert len(connections) == 1
+
+
+def test_an_enclosing_deadline_that_ends_sooner_bounds_the_call(
+    driver: Driver, http_server: Any
+) -> None:
+    """Inside a caller's 1 s Deadline, a transport with a 5 s deadline sends (and obeys) the
+    time the caller has left; a caller with no time left gets DeadlineExceededError before any
+    request leaves."""
+    from resilience._context import enter_deadline, exit_deadline
+
+    clock = FakeClock()
+    http_server.script("/r", [Reply(200)])
+    transport = driver.transport(deadline=5.0, clock=clock)
+    token, _ = enter_deadline(1.0, clock)
+    try:
+        driver.send(transport, "GET", f"{http_server.url}/r")
+        clock.advance(1.0)
+        with pytest.raises(DeadlineExceededError):
+            driver.send(transport, "GET", f"{http_server.url}/r")
+    finally:
+        exit_deadline(token)
+    sent = [int(r.headers[DEADLINE_HEADER.lower()]) for r in http_server.received("/r")]
+    assert sent == [1000]

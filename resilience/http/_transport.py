@@ -32,8 +32,8 @@ from resilience._context import (
     DeadlineScope,
     current_deadline,
     current_key_scope,
-    enter_deadline,
     exit_deadline,
+    publish_deadline,
 )
 from resilience._errors import DeadlineExceededError, add_note
 from resilience._hedge import Hedge
@@ -213,14 +213,20 @@ class _Rules:
         return _Origin(plain, hedged, breaker, bulkhead, budget)
 
     def start_call(self) -> Token[DeadlineScope | None] | None:
-        """Publish this call's deadline (unless an enclosing one ends sooner)."""
-        if self.deadline is None:
+        """Publish this call's deadline, unless an enclosing one ends sooner (then that one
+        stays in force, and nothing is published: ``None``)."""
+        seconds = self.deadline
+        if seconds is None:
             return None
-        token, scope = enter_deadline(self.deadline, self.clock)
-        if scope.clock.now() >= scope.at:
-            exit_deadline(token)
-            raise self._exceeded()
-        return token
+        outer = current_deadline()
+        if outer is not None:
+            left = outer.remaining()
+            if left <= seconds:
+                if left <= 0.0:
+                    raise self._exceeded()
+                return None
+        clock = self.clock
+        return publish_deadline(clock.now() + seconds, clock)
 
     def _exceeded(self) -> DeadlineExceededError:
         if _events.listeners:
@@ -239,7 +245,7 @@ class _Rules:
             if limit is None or left < limit:
                 limit = left
             if self.deadline_header:
-                _set_header(request.headers, self._deadline_key, str(max(1, int(left * 1000))))
+                _set_header(request.headers, self._deadline_key, b"%d" % max(1, int(left * 1000)))
         if limit is not None:
             extensions = request.extensions
             current = extensions.get("timeout")
@@ -322,7 +328,7 @@ def _instrumented(inner: object) -> bool:
     return hasattr(send, "__wrapped__")
 
 
-def _set_header(headers: httpx.Headers, key: bytes, value: str) -> None:
+def _set_header(headers: httpx.Headers, key: bytes, value: str | bytes) -> None:
     """Set one ASCII header, replacing any earlier value.
 
     ``Headers.__setitem__`` costs ~2.5 µs (it re-encodes and rescans); this is called on every
@@ -330,11 +336,12 @@ def _set_header(headers: httpx.Headers, key: bytes, value: str) -> None:
     back to the public API otherwise.
     """
     raw = getattr(headers, "_list", None)
+    encoded = value if isinstance(value, bytes) else value.encode("ascii")
     if not isinstance(raw, list):
-        headers[key.decode("ascii")] = value
+        headers[key.decode("ascii")] = encoded.decode("ascii")
         return
     lower = key.lower()
-    entry = (key, lower, value.encode("ascii"))
+    entry = (key, lower, encoded)
     for index, item in enumerate(raw):
         if item[1] == lower:
             raw[index] = entry
