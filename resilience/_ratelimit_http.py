@@ -17,7 +17,7 @@ from resilience._gcra import RateLimitDecision
 from resilience._idempotency import StoredResponse, problem
 from resilience._ratelimit import RateLimiter
 
-__all__ = ["LimitHeaders"]
+__all__ = ["LimitHeaders", "check_options"]
 
 _SF_STRING_CHARS: Final = re.compile(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]+$")  # no quote, backslash
 _QUOTA_EXCEEDED: Final = "https://iana.org/assignments/http-problem-types#quota-exceeded"
@@ -58,3 +58,10 @@ class LimitHeaders:
         response = problem(429, "Too Many Requests", detail, kind=_QUOTA_EXCEEDED)
         response.headers.extend([(b"retry-after", b"%d" % retry_after), *self.headers(decision)])
         return response
+
+
+def check_options(limiter: RateLimiter, partition: object, cost: int) -> None:
+    """The middleware's own arguments, checked at construction (both shells)."""
+    if partition is not None and not callable(partition):
+        raise TypeError(f"partition must be a callable or None, got {partition!r}")
+    limiter._check_cost(cost)

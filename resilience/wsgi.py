@@ -23,7 +23,7 @@ from resilience._context import (
 )
 from resilience._idempotency import Idempotency, StoredResponse, Verdict, fingerprint
 from resilience._ratelimit import RateLimiter
-from resilience._ratelimit_http import LimitHeaders
+from resilience._ratelimit_http import LimitHeaders, check_options
 from resilience._validate import check_duration
 
 __all__ = ["DeadlineMiddleware", "IdempotencyMiddleware", "RateLimitMiddleware"]
@@ -186,9 +186,7 @@ class RateLimitMiddleware:
     ) -> None:
         self.app = app
         self.rules = LimitHeaders(limiter, policy)
-        if partition is not None and not callable(partition):
-            raise TypeError(f"partition must be a callable or None, got {partition!r}")
-        limiter._check_cost(cost)
+        check_options(limiter, partition, cost)
         self.partition = partition
         self.cost = cost
 
