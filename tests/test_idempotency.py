@@ -17,6 +17,7 @@ from resilience import (
     IdempotencyConflict,
     IdempotencyMismatch,
     IdempotentReplayed,
+    RateLimiter,
     Retry,
     remaining,
 )
@@ -517,3 +518,48 @@ def test_derived_keys_are_uuid_shaped_and_depend_on_the_incoming_key() -> None:
     assert other.derive("POST", "http://127.0.0.1/a") != keys[0]
     parsed = uuid.UUID(keys[0])
     assert (parsed.version, parsed.variant, str(parsed)) == (8, uuid.RFC_4122, keys[0])
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_a_keyed_body_over_max_body_gets_413(kind: str) -> None:
+    """Bodies are fingerprinted in memory: past ``max_body`` a keyed request is refused (413)
+    without running the handler; keyless requests are not read by the middleware at all."""
+    payments = Payments()
+    if kind == "asgi":
+        app: Any = resilience_asgi.IdempotencyMiddleware(
+            resilience_asgi.DeadlineMiddleware(asgi_app(payments).app.app), max_body=8
+        )
+        serve: Any = serve_asgi
+    else:
+        app = resilience_wsgi.IdempotencyMiddleware(wsgi_app(payments).app, max_body=8)
+        serve = serve_wsgi
+    with serve(app) as url:
+        refused = post(url, body=b"x" * 9)
+        small = post(url, body=b"x" * 8)
+        keyless = post(url, key=None, body=b"x" * 100)
+    assert refused.status_code == 413 and refused.json()["status"] == 413
+    assert (small.status_code, keyless.status_code) == (201, 201)
+    assert payments.runs == 2
+
+
+def test_asgi_middleware_passes_other_scopes_through() -> None:
+    """Lifespan and websocket scopes go to the app untouched by all three middleware."""
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    limiter = RateLimiter(1)
+    stack = resilience_asgi.IdempotencyMiddleware(
+        resilience_asgi.DeadlineMiddleware(resilience_asgi.RateLimitMiddleware(app, limiter))
+    )
+
+    async def nothing() -> dict[str, Any]:
+        return {}
+
+    async def ignore(message: Any) -> None:
+        return None
+
+    for kind in ("lifespan", "websocket"):
+        asyncio.run(stack({"type": kind}, nothing, ignore))
+    assert seen == ["lifespan", "websocket"]
