@@ -60,26 +60,22 @@ def remaining() -> float | None:
 
 def enter_deadline(
     seconds: float, clock: Clock
-) -> tuple[Token[DeadlineScope | None], DeadlineScope]:
-    """Publish a deadline ``seconds`` from now, unless an enclosing one ends sooner."""
-    at = clock.now() + seconds
+) -> tuple[Token[DeadlineScope | None] | None, DeadlineScope]:
+    """Publish a deadline ``seconds`` from now, unless an enclosing one ends sooner: then that
+    one stays in force and nothing is published (the token is ``None``). Return the token for
+    ``exit_deadline`` and the scope in force."""
     outer = _deadline.get()
     if outer is not None and outer.remaining() <= seconds:
-        scope = outer
-    else:
-        scope = DeadlineScope(at, clock)
+        return None, outer
+    scope = DeadlineScope(clock.now() + seconds, clock)
     return _deadline.set(scope), scope
 
 
-def publish_deadline(at: float, clock: Clock) -> Token[DeadlineScope | None]:
-    """Publish a deadline at ``at`` on ``clock`` as is (the caller compared it with the
-    enclosing one); withdraw it with ``exit_deadline``."""
-    return _deadline.set(DeadlineScope(at, clock))
-
-
-def exit_deadline(token: Token[DeadlineScope | None]) -> None:
-    """Restore the deadline that was in force before ``enter_deadline``."""
-    _deadline.reset(token)
+def exit_deadline(token: Token[DeadlineScope | None] | None) -> None:
+    """Restore the deadline that was in force before ``enter_deadline`` (nothing to do when it
+    published nothing)."""
+    if token is not None:
+        _deadline.reset(token)
 
 
 def parse_deadline(

@@ -32,8 +32,8 @@ from resilience._context import (
     DeadlineScope,
     current_deadline,
     current_key_scope,
+    enter_deadline,
     exit_deadline,
-    publish_deadline,
 )
 from resilience._errors import DeadlineExceededError, add_note
 from resilience._hedge import Hedge
@@ -213,20 +213,14 @@ class _Rules:
         return _Origin(plain, hedged, breaker, bulkhead, budget)
 
     def start_call(self) -> Token[DeadlineScope | None] | None:
-        """Publish this call's deadline, unless an enclosing one ends sooner (then that one
-        stays in force, and nothing is published: ``None``)."""
-        seconds = self.deadline
-        if seconds is None:
+        """Publish this call's deadline (``enter_deadline``: an enclosing one that ends sooner
+        stays in force); ``None`` when nothing was published."""
+        if self.deadline is None:
             return None
-        outer = current_deadline()
-        if outer is not None:
-            left = outer.remaining()
-            if left <= seconds:
-                if left <= 0.0:
-                    raise self._exceeded()
-                return None
-        clock = self.clock
-        return publish_deadline(clock.now() + seconds, clock)
+        token, scope = enter_deadline(self.deadline, self.clock)
+        if token is None and scope.remaining() <= 0.0:  # ours, just made, has time left
+            raise self._exceeded()
+        return token
 
     def _exceeded(self) -> DeadlineExceededError:
         if _events.listeners:
