@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -28,8 +27,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from benchmarks._harness import Case, Result, header, run_cases
-from benchmarks.http import loopback_server, report
+from benchmarks._harness import Case, header, run_cases
+from benchmarks.http import loopback_server, paired, report
 from resilience import Backoff, CircuitBreaker, Pipeline, Retry, RetryBudget
 from resilience.http import ResilientTransport
 
@@ -101,11 +100,6 @@ def pipeline_cases(sdk: dict[str, Any]) -> list[Case]:
             Pipeline(Retry(3), tracer_provider=sdk["tracer_provider"])(work),
         ),
     ]
-
-
-def paired(results: list[Result], baseline: str, other: str) -> float:
-    samples = {r.name: r.samples for r in results}
-    return statistics.median(b / o for b, o in zip(samples[baseline], samples[other], strict=False))
 
 
 def main(argv: list[str] | None = None) -> None:
