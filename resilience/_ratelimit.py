@@ -142,11 +142,7 @@ class RateLimiter(Policy):
     ) -> RateLimitDecision:
         """``try_acquire`` for coroutines (a ``RedisStore`` over ``redis.asyncio`` needs it)."""
         self._check_cost(cost)
-        decision: RateLimitDecision = await self._store.gcra_async(
-            self._key_of(partition), self._params, cost, 0.0
-        )
-        self._announce(decision)
-        return decision
+        return await self._decide_async(self._key_of(partition), cost, 0.0)
 
     def acquire(self, cost: int = 1, *, partition: str | None = None) -> RateLimitDecision:
         """Take ``cost`` units, waiting up to ``max_wait`` on the clock for them."""
@@ -161,10 +157,7 @@ class RateLimiter(Policy):
     ) -> RateLimitDecision:
         """``acquire`` for coroutines: waits with the clock's async sleep."""
         self._check_cost(cost)
-        decision: RateLimitDecision = await self._store.gcra_async(
-            self._key_of(partition), self._params, cost, self._wait_budget()
-        )
-        self._announce(decision)
+        decision = await self._decide_async(self._key_of(partition), cost, self._wait_budget())
         if decision.wait > 0.0:
             await self._clock.sleep_async(decision.wait)
         return decision
@@ -182,6 +175,13 @@ class RateLimiter(Policy):
 
     def _decide(self, key: str, cost: int, max_wait: float) -> RateLimitDecision:
         decision: RateLimitDecision = self._store.gcra(key, self._params, cost, max_wait)
+        self._announce(decision)
+        return decision
+
+    async def _decide_async(self, key: str, cost: int, max_wait: float) -> RateLimitDecision:
+        decision: RateLimitDecision = await self._store.gcra_async(
+            key, self._params, cost, max_wait
+        )
         self._announce(decision)
         return decision
 
