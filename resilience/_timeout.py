@@ -25,7 +25,7 @@ from resilience._errors import DeadlineExceededError
 from resilience._policy import Policy
 from resilience._validate import check_duration
 
-__all__ = ["Deadline", "Timeout"]
+__all__ = ["Deadline", "Timeout", "exceeded"]
 
 T = TypeVar("T")
 
@@ -43,9 +43,7 @@ class _TimeBudget(Policy):
         return f"{type(self).__name__}({self.seconds!r})"
 
     def _exceeded(self) -> DeadlineExceededError:
-        if _events.listeners:
-            _events.emit(_events.DeadlineExceeded(self.name, self.seconds))
-        return DeadlineExceededError(type(self).__name__, self.seconds)
+        return exceeded(self.name, type(self).__name__, self.seconds)
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
         seconds, clock = self.seconds, self._clock
@@ -110,6 +108,13 @@ class _TimeBudget(Policy):
                 exit_deadline(token)
 
         return bounded
+
+
+def exceeded(policy: str, kind: str, seconds: float) -> DeadlineExceededError:
+    """The error for a time budget of ``seconds`` that ran out, announced as an event."""
+    if _events.listeners:
+        _events.emit(_events.DeadlineExceeded(policy, seconds))
+    return DeadlineExceededError(kind, seconds)
 
 
 if sys.version_info >= (3, 11):

@@ -41,6 +41,7 @@ from resilience._pipeline import Pipeline
 from resilience._policy import Policy
 from resilience._retry.budget import RetryBudget
 from resilience._retry.retry import Retry
+from resilience._timeout import exceeded
 from resilience._validate import check_duration
 from resilience.http._classify import (
     KEYED_METHODS,
@@ -223,9 +224,7 @@ class _Rules:
         return token
 
     def _exceeded(self) -> DeadlineExceededError:
-        if _events.listeners:
-            _events.emit(_events.DeadlineExceeded("deadline", self.deadline or 0.0))
-        return DeadlineExceededError("Deadline", self.deadline or 0.0)
+        return exceeded("deadline", "Deadline", self.deadline or 0.0)
 
     def prepare_attempt(self, request: httpx.Request, inner: object) -> object:
         """Cap this attempt's httpx timeouts by the time left and tell the server about it;
