@@ -91,8 +91,8 @@ def _chunk(batch: int) -> int:
     return max(1, min(1_000, batch // 20))
 
 
-def _time_sync(case: Case, batch: int, limit_ns: int) -> tuple[float, float]:
-    """µs per call (wall, CPU) over ``batch`` calls, or fewer if ``limit_ns`` runs out first."""
+def _time_sync(case: Case, batch: int, limit_ns: int) -> tuple[int, int, int]:
+    """(wall ns, CPU ns, calls) over ``batch`` calls, or fewer if ``limit_ns`` runs out first."""
     call, expect, name = case.call, case.expect, case.name
     assert call is not None
     chunk = _chunk(batch)
@@ -109,38 +109,34 @@ def _time_sync(case: Case, batch: int, limit_ns: int) -> tuple[float, float]:
         done = upto
         if clock() > stop_at:
             break
-    wall = clock() - start
-    return wall / done / 1000.0, (cpu_clock() - cpu_start) / done / 1000.0
+    return clock() - start, cpu_clock() - cpu_start, done
 
 
-def _time_async(case: Case, batch: int, limit_ns: int) -> tuple[float, float]:
-    """The same as ``_time_sync`` inside one event loop (created outside the timed region)."""
+async def _time_async(case: Case, batch: int, limit_ns: int) -> tuple[int, int, int]:
+    """The same as ``_time_sync`` for a coroutine function, on the running event loop."""
     acall, expect, name = case.acall, case.expect, case.name
     assert acall is not None
     chunk = _chunk(batch)
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
-
-    async def loop() -> tuple[float, float]:
-        cpu_start = cpu_clock()
-        start = clock()
-        stop_at = start + limit_ns
-        done = 0
-        while done < batch:
-            upto = min(batch, done + chunk)
-            for i in range(done, upto):
-                if await acall(i) != expect(i):
-                    raise AssertionError(f"{name}: wrong result for call {i}")
-            done = upto
-            if clock() > stop_at:
-                break
-        wall = clock() - start
-        return wall / done / 1000.0, (cpu_clock() - cpu_start) / done / 1000.0
-
-    return asyncio.run(loop())
+    cpu_start = cpu_clock()
+    start = clock()
+    stop_at = start + limit_ns
+    done = 0
+    while done < batch:
+        upto = min(batch, done + chunk)
+        for i in range(done, upto):
+            if await acall(i) != expect(i):
+                raise AssertionError(f"{name}: wrong result for call {i}")
+        done = upto
+        if clock() > stop_at:
+            break
+    return clock() - start, cpu_clock() - cpu_start, done
 
 
-def _timer(case: Case) -> Callable[[Case, int, int], tuple[float, float]]:
-    return _time_sync if case.call is not None else _time_async
+async def _time(case: Case, batch: int, limit_ns: int) -> tuple[int, int, int]:
+    if case.call is not None:
+        return _time_sync(case, batch, limit_ns)
+    return await _time_async(case, batch, limit_ns)
 
 
 def run_cases(
@@ -150,27 +146,52 @@ def run_cases(
     batch: int,
     max_seconds: float,
     sample_seconds: float = 2.0,
+    slices: int = 1,
 ) -> list[Result]:
     """Warm each case up, then time them round robin for ``rounds`` rounds.
 
+    With ``slices`` > 1 each sample is cut into that many slices and the cases take turns
+    slice by slice, so the samples of one round are taken under the same load (for ratios of
+    a few per cent, where seconds-apart samples drift more than the effect measured).
     No round starts after ``max_seconds`` (every case keeps the same number of samples, so
-    per-round pairs stay aligned); a sample stops early after ``sample_seconds``.
+    per-round pairs stay aligned); a sample stops early after ``sample_seconds``. All cases
+    run on one event loop (async ones awaited, sync ones called), so async clients keep their
+    connections from round to round.
     """
-    if rounds < 1 or batch < 1:
-        raise ValueError("rounds and batch must be >= 1")
-    limit_ns = int(sample_seconds * _NS)
+    if rounds < 1 or batch < 1 or slices < 1:
+        raise ValueError("rounds, batch and slices must be >= 1")
+    return asyncio.run(_run(cases, rounds, batch, max_seconds, sample_seconds, slices))
+
+
+async def _run(
+    cases: Sequence[Case],
+    rounds: int,
+    batch: int,
+    max_seconds: float,
+    sample_seconds: float,
+    slices: int,
+) -> list[Result]:
+    limit_ns = int(sample_seconds * _NS) // slices
+    per_slice = max(1, batch // slices)
     results = [Result(case.name, case.group) for case in cases]
     for case in cases:  # warm-up: caches, lazy imports, specialised bytecode
-        _timer(case)(case, max(1, batch // 10), limit_ns // 4)
+        await _time(case, max(1, batch // 10), int(sample_seconds * _NS) // 4)
     deadline = time.monotonic() + max_seconds
     count = len(cases)
     for round_number in range(rounds):
-        for k in range(count):
-            index = (round_number + k) % count  # rotate the starting case every round
-            case = cases[index]
-            wall, cpu = _timer(case)(case, batch, limit_ns)
-            results[index].samples.append(wall)
-            results[index].cpu_samples.append(cpu)
+        totals = [[0, 0, 0] for _ in cases]
+        for slice_number in range(slices):
+            for k in range(count):
+                # rotate the starting case every round and every slice
+                index = (round_number + slice_number + k) % count
+                wall, cpu, done = await _time(cases[index], per_slice, limit_ns)
+                total = totals[index]
+                total[0] += wall
+                total[1] += cpu
+                total[2] += done
+        for result, (wall, cpu, done) in zip(results, totals, strict=True):
+            result.samples.append(wall / done / 1000.0)
+            result.cpu_samples.append(cpu / done / 1000.0)
         if time.monotonic() > deadline:
             break
     return results
