@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
@@ -161,7 +162,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     with redis_server() as url:
         cases, client = redis_cases(url)
-        remote = run_cases(cases, rounds=rounds, batch=max(200, batch // 10), max_seconds=budget)
+        remote_batch = max(200, batch // 10)
+        remote = run_cases(
+            cases,
+            rounds=rounds if args.quick else 15,  # round trips are cheap: more rounds, steadier
+            batch=remote_batch,
+            max_seconds=budget,
+            slices=remote_batch // 100,  # cases take turns every 100 decisions
+        )
         print(
             table(
                 remote,
@@ -170,14 +178,17 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         trips = round_trips(client, url)
-    medians = {r.name: r.median for r in remote}
-    faster = medians["resilience RateLimiter on RedisStore"] <= min(
-        medians["limits fixed window hit() on Redis"],
-        medians["limits moving window hit() on Redis"],
-    )
+    samples = {r.name: r.samples for r in remote}
+    ours_samples = samples["resilience RateLimiter on RedisStore"]
+    ratios = {
+        name: statistics.median(p / o for p, o in zip(samples[name], ours_samples, strict=True))
+        for name in ("limits fixed window hit() on Redis", "limits moving window hit() on Redis")
+    }
+    for name, ratio in ratios.items():
+        print(f"our throughput / {name}: {ratio:.3f} (median of per-round ratios)")
     print(
         f"\nRedis round trips per decision: {trips:.2f} (target 1); at least limits' "
-        f"throughput: {'MET' if faster else 'MISSED'}"
+        f"throughput: {'MET' if min(ratios.values()) >= 1.0 else 'MISSED'}"
     )
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-__all__ = ["GcraParams", "RateLimitDecision", "decide", "gcra_admit", "gcra_step"]
+__all__ = ["SLACK", "GcraParams", "RateLimitDecision", "decide", "gcra_admit", "gcra_step"]
 
 # Float rounding must not refuse a request that is exactly on time (now + T - tau == now).
-_SLACK = 1e-9
+SLACK = 1e-9
 
 
 class RateLimitDecision(NamedTuple):
@@ -58,9 +58,9 @@ def gcra_admit(
         tat = now
     new_tat = tat + emission * cost
     allow_at = new_tat - tolerance
-    if allow_at <= now + _SLACK:
+    if allow_at <= now + SLACK:
         return new_tat, 0.0
-    if allow_at <= now + max_wait + _SLACK:
+    if allow_at <= now + max_wait + SLACK:
         return new_tat, allow_at - now
     return None, allow_at - now
 

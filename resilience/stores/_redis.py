@@ -22,11 +22,12 @@ import functools
 import importlib.resources
 import inspect
 import logging
+import math
 import threading
 from typing import Any, Literal
 
 from resilience import _events
-from resilience._gcra import GcraParams, RateLimitDecision, decide
+from resilience._gcra import SLACK, GcraParams, RateLimitDecision, decide
 from resilience._idempotency import Claim
 from resilience.stores import _redis_idempotency
 from resilience.stores._scripts import AsyncScript, SyncScript
@@ -69,7 +70,7 @@ class RedisStore:
         from redis.exceptions import RedisError  # here, not per call: redis is optional
 
         self._errors: type[Exception] = RedisError
-        self._keys: dict[str, list[str]] = {}
+        self._keys: dict[str, list[bytes]] = {}
         self._down = False
         self._lock = threading.Lock()
 
@@ -80,10 +81,10 @@ class RedisStore:
         """The Redis key of policy ``name``'s ``kind`` of state, hash-tagged by name."""
         return f"{self.prefix}{{{name}}}:{kind}"
 
-    def _keys_of(self, name: str) -> list[str]:
+    def _keys_of(self, name: str) -> list[bytes]:
         keys = self._keys.get(name)
-        if keys is None:
-            keys = self._keys[name] = [self.key(name, "gcra")]
+        if keys is None:  # encoded once: redis-py passes bytes through (see _scripts)
+            keys = self._keys[name] = [self.key(name, "gcra").encode()]
         return keys
 
     # -- the seam other policies run their scripts through ----------------------------------
@@ -134,7 +135,7 @@ class RedisStore:
             return self._fallback(key, params, exc)
         if self._down:
             self._recovered("rate limiter", key)
-        return _gcra_decision(params, reply)
+        return _gcra_decision(params, reply, cost)
 
     async def gcra_async(
         self, key: str, params: GcraParams, cost: int, max_wait: float
@@ -148,11 +149,11 @@ class RedisStore:
             return self._fallback(key, params, exc)
         if self._down:
             self._recovered("rate limiter", key)
-        return _gcra_decision(params, reply)
+        return _gcra_decision(params, reply, cost)
 
     def gcra_admit(self, key: str, params: GcraParams, cost: int, max_wait: float) -> float:
         """The decorator's path: the wait (>= 0) if admitted, else -retry_after (no decision
-        object: the reply's two numbers that matter, straight from the bytes)."""
+        object)."""
         try:
             reply = self._gcra(keys=self._keys_of(key), args=_gcra_args(params, cost, max_wait))
         except self._errors as exc:
@@ -160,10 +161,7 @@ class RedisStore:
             return decision.wait if decision.allowed else -decision.retry_after
         if self._down:
             self._recovered("rate limiter", key)
-        allowed, _, wait_ms, retry_ms = reply.split()
-        if allowed == b"1" or allowed == "1":
-            return float(wait_ms) / 1000.0
-        return -float(retry_ms) / 1000.0
+        return _gcra_delay(params, reply)
 
     async def gcra_admit_async(
         self, key: str, params: GcraParams, cost: int, max_wait: float
@@ -231,17 +229,31 @@ class RedisStore:
 
 
 @functools.lru_cache(maxsize=256)
-def _gcra_args(params: GcraParams, cost: int, max_wait: float) -> list[str]:
-    """The script's arguments in milliseconds (cached: a limiter sends the same ones)."""
+def _gcra_args(params: GcraParams, cost: int, max_wait: float) -> list[bytes]:
+    """``gcra.lua``'s arguments, in milliseconds, as bytes (cached: a limiter sends the same
+    ones): the TAT increment, the admission limit (tolerance + max_wait) and the key's TTL."""
+    limit_ms = (params.tolerance + max_wait) * 1000.0
     return [
-        repr(params.emission * 1000.0),
-        repr(params.tolerance * 1000.0),
-        str(cost),
-        repr(max_wait * 1000.0),
+        repr(params.emission * cost * 1000.0).encode(),
+        repr(limit_ms).encode(),
+        str(max(1, math.ceil(limit_ms))).encode(),
     ]
 
 
-def _gcra_decision(params: GcraParams, reply: Any) -> RateLimitDecision:
-    allowed, ttl_ms, wait_ms, retry_ms = (float(part) for part in reply.split())
-    delay = wait_ms if allowed else retry_ms
-    return decide(params, bool(allowed), ttl_ms / 1000.0, delay / 1000.0)
+def _gcra_delay(params: GcraParams, reply: int) -> float:
+    """``gcra_admit``'s answer from the script's: the wait (>= 0) when admitted, else
+    -retry_after. ``reply`` is ahead = new TAT - now in ns, or -1 - ahead when refused."""
+    if reply >= 0:
+        wait = reply / 1e9 - params.tolerance
+        return wait if wait > SLACK else 0.0
+    return -((-1 - reply) / 1e9 - params.tolerance)
+
+
+def _gcra_decision(params: GcraParams, reply: int, cost: int) -> RateLimitDecision:
+    """The whole decision from the script's one integer (see ``_gcra_delay``)."""
+    delay = _gcra_delay(params, reply)
+    if reply >= 0:
+        return decide(params, True, reply / 1e9, delay)
+    ahead = (-1 - reply) / 1e9
+    stored_ahead = max(0.0, ahead - params.emission * cost)  # the TAT, which stays as it was
+    return decide(params, False, stored_ahead, -delay)

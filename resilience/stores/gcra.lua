@@ -1,30 +1,26 @@
 -- One GCRA step, atomic, on the Redis server's clock (TIME), in milliseconds.
--- KEYS[1]: the limit's TAT key.  ARGV: emission_ms, tolerance_ms, cost, max_wait_ms.
--- Returns "allowed ttl_ms wait_ms retry_after_ms" as one string (one bulk reply is the cheapest
--- to parse, and Redis would truncate Lua numbers to integers).
+-- KEYS[1]: the limit's TAT key (ms since the epoch, as text).
+-- ARGV[1]: increment_ms = emission interval x cost; ARGV[2]: limit_ms = tolerance + max_wait;
+-- ARGV[3]: the key's TTL in ms, at least limit_ms (a stored TAT is never further ahead).
+-- Returns one integer: ahead = new TAT - now, in nanoseconds, when admitted (the TAT is
+-- stored), or -1 - ahead when refused; the client derives the decision's numbers from it.
+-- Parsing and formatting numbers is most of a script's cost here, so the script parses only
+-- what it must, formats only the TAT, and answers with an integer (no formatting at all).
 local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
-local emission = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local max_wait = tonumber(ARGV[4])
-local slack = 0.000001
-
+local now = time[1] * 1000 + time[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]))
-if not tat or tat < now then
+local increment = tonumber(ARGV[1])
+-- ahead from small numbers: (now + increment) - now would carry the rounding of a 13-digit sum
+local ahead = increment
+if tat and tat > now then
+  ahead = (tat - now) + increment
+else
   tat = now
 end
-local new_tat = tat + emission * cost
-local allow_at = new_tat - tolerance
-if allow_at <= now + max_wait + slack then
-  local wait = 0
-  if allow_at > now + slack then
-    wait = allow_at - now
+if ahead <= tonumber(ARGV[2]) + 0.000001 then
+  if increment > 0 then
+    redis.call('SET', KEYS[1], string.format('%.6f', tat + increment), 'PX', ARGV[3])
   end
-  local ttl = new_tat - now
-  if cost > 0 then
-    redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', math.max(1, math.ceil(ttl)))
-  end
-  return string.format('1 %.3f %.3f 0', ttl, wait)
+  return math.floor(ahead * 1000000 + 0.5)
 end
-return string.format('0 %.3f 0 %.3f', tat - now, allow_at - now)
+return -1 - math.floor(ahead * 1000000 + 0.5)
