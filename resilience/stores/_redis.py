@@ -230,13 +230,13 @@ class RedisStore:
 
 @functools.lru_cache(maxsize=256)
 def _gcra_args(params: GcraParams, cost: int, max_wait: float) -> list[bytes]:
-    """``gcra.lua``'s arguments, in milliseconds, as bytes (cached: a limiter sends the same
-    ones): the TAT increment, the admission limit (tolerance + max_wait) and the key's TTL."""
-    limit_ms = (params.tolerance + max_wait) * 1000.0
+    """``gcra.lua``'s arguments, as bytes (cached: a limiter sends the same ones): the TAT
+    increment and the admission limit in ns, and the key's TTL in ms."""
+    limit = params.tolerance + max_wait
     return [
-        repr(params.emission * cost * 1000.0).encode(),
-        repr(limit_ms).encode(),
-        str(max(1, math.ceil(limit_ms))).encode(),
+        repr(params.emission * cost * 1e9).encode(),
+        repr(limit * 1e9 + SLACK * 1e9).encode(),
+        str(max(1, math.ceil(limit * 1000.0))).encode(),
     ]
 
 
