@@ -99,6 +99,7 @@ def redis_cases(url: str) -> tuple[list[Case], Any]:
     import redis
     from limits.storage import RedisStorage
     from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+    from pyrate_limiter import Duration, Limiter, Rate, RedisBucket
 
     client = redis.Redis.from_url(url)
     ours = RateLimiter(HIGH, burst=1000, key="bench", store=RedisStore(client))
@@ -108,6 +109,7 @@ def redis_cases(url: str) -> tuple[list[Case], Any]:
     fixed = FixedWindowRateLimiter(storage)
     moving_item = limits.parse("100000000/second")
     moving = MovingWindowRateLimiter(storage)
+    pyrate = Limiter(RedisBucket.init([Rate(HIGH, Duration.SECOND)], client, "pyrate"))
     group = "Redis (loopback), one acquisition"
     return [
         Case("redis PING (one round trip)", lambda i: client.ping() and i, group=group),
@@ -118,6 +120,11 @@ def redis_cases(url: str) -> tuple[list[Case], Any]:
         Case(
             "limits moving window hit() on Redis",
             lambda i: (moving.hit(moving_item, "k"), i)[1],
+            group=group,
+        ),
+        Case(
+            "pyrate-limiter RedisBucket try_acquire()",
+            lambda i: pyrate.try_acquire("k", blocking=False) and i,
             group=group,
         ),
     ], client
@@ -182,13 +189,17 @@ def main(argv: list[str] | None = None) -> None:
     ours_samples = samples["resilience RateLimiter on RedisStore"]
     ratios = {
         name: statistics.median(p / o for p, o in zip(samples[name], ours_samples, strict=True))
-        for name in ("limits fixed window hit() on Redis", "limits moving window hit() on Redis")
+        for name in (
+            "limits fixed window hit() on Redis",
+            "limits moving window hit() on Redis",
+            "pyrate-limiter RedisBucket try_acquire()",
+        )
     }
     for name, ratio in ratios.items():
         print(f"our throughput / {name}: {ratio:.3f} (median of per-round ratios)")
     print(
         f"\nRedis round trips per decision: {trips:.2f} (target 1); at least limits' "
-        f"throughput: {'MET' if min(ratios.values()) >= 1.0 else 'MISSED'}"
+        f"throughput: {'MET' if min(list(ratios.values())[:2]) >= 1.0 else 'MISSED'}"
     )
 
 
