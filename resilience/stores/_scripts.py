@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = ["AsyncScript", "SyncScript"]
 
-_COUNTS = tuple(str(n).encode("ascii") for n in range(16))  # numkeys, pre-encoded
+_COUNTS = tuple(str(n).encode("ascii") for n in range(16))  # numkeys (our scripts take 1-3)
 
 
 class _Script:
