@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resilience import RateLimiter, StoreRecovered, StoreUnavailable
-from resilience.stores import RedisStore
-from resilience.testing import EventRecorder
+from resilience._gcra import GcraParams
+from resilience.stores import MemoryStore, RedisStore
+from resilience.testing import EventRecorder, FakeClock
 from tests.redis_server import RedisServer
 from tests.test_ratelimit import LeakyBucket
 
@@ -149,3 +150,27 @@ def test_scripts_survive_a_script_flush(redis_server: RedisServer) -> None:
     assert not limiter.try_acquire().allowed
     client.script_flush()
     assert not limiter.try_acquire().allowed
+
+
+def test_redis_decisions_carry_the_memory_stores_numbers(redis_server: RedisServer) -> None:
+    """The script answers with one integer (new TAT - now, in ns); every field derived from it
+    (remaining, waits, retry-after, reset-after) matches the memory store's for the same
+    steps: refusals, a reserved wait, a cost of two, a cost of zero. One emission interval is
+    a second, so the few ms of Redis time the steps take cannot change a decision."""
+    params = GcraParams(emission=1.0, tolerance=3.0, limit=3)  # 1/s with a burst of 2
+    redis_store = RedisStore(redis_server.client())
+    memory = MemoryStore(clock=FakeClock())
+    steps = [(1, 0.0), (1, 0.0), (1, 0.0), (1, 0.0), (1, 1.5), (2, 0.0), (0, 0.0), (1, 0.5)]
+    for cost, max_wait in steps:
+        expected = memory.gcra("same", params, cost, max_wait)
+        got = redis_store.gcra("same", params, cost, max_wait)
+        assert (got.allowed, got.limit, got.remaining) == (
+            expected.allowed,
+            expected.limit,
+            expected.remaining,
+        ), (cost, max_wait)
+        for field in ("retry_after", "reset_after", "wait"):
+            assert getattr(got, field) == pytest.approx(getattr(expected, field), abs=0.05), field
+    assert redis_store.gcra_admit("same", params, 1, 0.0) == pytest.approx(
+        memory.gcra_admit("same", params, 1, 0.0), abs=0.05
+    )
