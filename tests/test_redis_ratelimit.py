@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resilience import RateLimiter, StoreRecovered, StoreUnavailable
+from resilience import RateLimitedError, RateLimiter, StoreRecovered, StoreUnavailable
 from resilience._gcra import GcraParams
 from resilience.stores import MemoryStore, RedisStore
 from resilience.testing import EventRecorder, FakeClock
@@ -174,3 +174,28 @@ def test_redis_decisions_carry_the_memory_stores_numbers(redis_server: RedisServ
     assert redis_store.gcra_admit("same", params, 1, 0.0) == pytest.approx(
         memory.gcra_admit("same", params, 1, 0.0), abs=0.05
     )
+
+
+def test_async_decorator_on_a_redis_asyncio_client(redis_server: RedisServer) -> None:
+    """The async decorator's path (one integer from the script, no decision object) admits
+    the burst, then refuses with the script's retry-after."""
+
+    async def scenario() -> tuple[list[str], float]:
+        client: Any = redis_server.async_client()
+        limiter = RateLimiter(1, per=60.0, burst=1, key="async-decorated", store=RedisStore(client))
+
+        @limiter
+        async def charge() -> str:
+            return "charged"
+
+        try:
+            results = [await charge(), await charge()]
+            with pytest.raises(RateLimitedError) as refused:
+                await charge()
+            return results, refused.value.retry_after
+        finally:
+            await client.aclose()
+
+    results, retry_after = asyncio.run(scenario())
+    assert results == ["charged", "charged"]
+    assert retry_after == pytest.approx(60.0, abs=0.5)
