@@ -166,9 +166,17 @@ class RedisStore:
     async def gcra_admit_async(
         self, key: str, params: GcraParams, cost: int, max_wait: float
     ) -> float:
-        """``gcra_admit`` for ``redis.asyncio`` clients."""
-        decision = await self.gcra_async(key, params, cost, max_wait)
-        return decision.wait if decision.allowed else -decision.retry_after
+        """``gcra_admit`` for ``redis.asyncio`` clients (no decision object either)."""
+        try:
+            reply = await self._gcra(
+                keys=self._keys_of(key), args=_gcra_args(params, cost, max_wait)
+            )
+        except self._errors as exc:
+            decision = self._fallback(key, params, exc)
+            return decision.wait if decision.allowed else -decision.retry_after
+        if self._down:
+            self._recovered("rate limiter", key)
+        return _gcra_delay(params, reply)
 
     # -- idempotency records (resilience.asgi / resilience.wsgi) ------------------------------
 
