@@ -31,6 +31,7 @@ __all__ = [
     "Result",
     "count_builtin_calls",
     "header",
+    "paired",
     "patched",
     "run_cases",
     "table",
@@ -195,6 +196,13 @@ async def _run(
         if time.monotonic() > deadline:
             break
     return results
+
+
+def paired(results: Sequence[Result], baseline: str, other: str) -> float:
+    """``other``'s throughput relative to ``baseline``'s: the median of the per-round ratios
+    baseline time / other time (each round times every case under the same load)."""
+    samples = {result.name: result.samples for result in results}
+    return statistics.median(b / o for b, o in zip(samples[baseline], samples[other], strict=True))
 
 
 def count_builtin_calls(target: Callable[..., object], run: Callable[[], object]) -> int:

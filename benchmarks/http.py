@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import importlib.machinery
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks._harness import Case, Result, header, run_cases
+from benchmarks._harness import Case, Result, header, paired, run_cases
 from resilience import Backoff, CircuitBreaker, Retry, RetryBudget
 from resilience.http import DEADLINE_HEADER, AsyncResilientTransport, ResilientTransport
 
@@ -210,12 +209,9 @@ def report(results: list[Result], baseline: str) -> str:
     ]
     for result in results:
         spread = f"{min(result.samples):.0f}-{max(result.samples):.0f}"
-        paired = statistics.median(
-            b / r for b, r in zip(base.samples, result.samples, strict=False)
-        )
         lines.append(
             f"{result.name:<44} {1e6 / result.median:8.0f} {result.median:8.1f} {spread:>15} "
-            f"{base.median / result.median:7.3f} {paired:7.3f}"
+            f"{base.median / result.median:7.3f} {paired(results, baseline, result.name):7.3f}"
         )
     return "\n".join(lines)
 
@@ -256,12 +252,6 @@ def main(argv: list[str] | None = None) -> None:
         f"ours with deadline_header=None vs bare "
         f"{paired(sync, 'bare httpx.Client', HEADLESS):.3f}"
     )
-
-
-def paired(results: list[Result], baseline: str, ours: str) -> float:
-    """The median of per-round throughput ratios ``ours`` / ``baseline``."""
-    samples = {r.name: r.samples for r in results}
-    return statistics.median(b / o for b, o in zip(samples[baseline], samples[ours], strict=False))
 
 
 if __name__ == "__main__":

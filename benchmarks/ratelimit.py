@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import socket
-import statistics
 import subprocess
 import tempfile
 import time
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from benchmarks._harness import Case, header, run_cases, table
+from benchmarks._harness import Case, header, paired, run_cases, table
 from resilience import RateLimiter
 from resilience.stores import RedisStore
 
@@ -185,21 +184,17 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         trips = round_trips(client, url)
-    samples = {r.name: r.samples for r in remote}
-    ours_samples = samples["resilience RateLimiter on RedisStore"]
+    ours_remote = "resilience RateLimiter on RedisStore"
+    limits_peers = ("limits fixed window hit() on Redis", "limits moving window hit() on Redis")
     ratios = {
-        name: statistics.median(p / o for p, o in zip(samples[name], ours_samples, strict=True))
-        for name in (
-            "limits fixed window hit() on Redis",
-            "limits moving window hit() on Redis",
-            "pyrate-limiter RedisBucket try_acquire()",
-        )
+        name: paired(remote, name, ours_remote)
+        for name in (*limits_peers, "pyrate-limiter RedisBucket try_acquire()")
     }
     for name, ratio in ratios.items():
         print(f"our throughput / {name}: {ratio:.3f} (median of per-round ratios)")
     print(
         f"\nRedis round trips per decision: {trips:.2f} (target 1); at least limits' "
-        f"throughput: {'MET' if min(list(ratios.values())[:2]) >= 1.0 else 'MISSED'}"
+        f"throughput: {'MET' if min(ratios[name] for name in limits_peers) >= 1.0 else 'MISSED'}"
     )
 
 

@@ -27,8 +27,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from benchmarks._harness import Case, header, run_cases
-from benchmarks.http import loopback_server, paired, report
+from benchmarks._harness import Case, header, paired, run_cases
+from benchmarks.http import loopback_server, report
 from resilience import Backoff, CircuitBreaker, Pipeline, Retry, RetryBudget
 from resilience.http import ResilientTransport
 
