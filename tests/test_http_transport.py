@@ -238,6 +238,51 @@ def test_no_deadline_header_without_a_deadline(driver: Driver, http_server: Any)
     assert DEADLINE_HEADER.lower() not in http_server.received("/r")[0].headers
 
 
+def test_time_left_header_leaves_the_request_after_the_call(
+    driver: Driver, http_server: Any
+) -> None:
+    """The time left is true for one attempt: it goes out on the wire, then leaves the request
+    object the caller gets back; the Idempotency-Key, which holds for the call, stays."""
+    clock = FakeClock()
+    http_server.script("/r", [Reply(503), Reply(200)])
+    transport = driver.transport(retry=Retry(2, backoff=FAST, clock=clock), deadline=5.0)
+    response = driver.send(transport, "POST", f"{http_server.url}/r", content=b"{}")
+    assert [DEADLINE_HEADER.lower() in r.headers for r in http_server.received("/r")] == [
+        True,
+        True,
+    ]
+    assert DEADLINE_HEADER not in response.request.headers
+    assert response.request.headers["Idempotency-Key"] == keys_seen(http_server, "/r")[1]
+
+
+def test_a_callers_own_time_left_header_is_replaced_then_put_back(
+    driver: Driver, http_server: Any
+) -> None:
+    """A caller's own ``Request-Timeout-Ms`` goes out as the time this call has left (it ends
+    sooner) on every attempt, and is back, as the caller wrote it, once the call returns —
+    also when the call ends in an error."""
+    clock = FakeClock()
+    http_server.script("/r", [Reply(503), Reply(200)])
+    transport = driver.transport(retry=Retry(2, backoff=FAST, clock=clock), deadline=5.0)
+    response = driver.send(
+        transport, "GET", f"{http_server.url}/r", headers={DEADLINE_HEADER: "60000"}
+    )
+    sent = [int(r.headers[DEADLINE_HEADER.lower()]) for r in http_server.received("/r")]
+    assert sent[0] == 5000 and 4990 <= sent[1] <= 5000  # FAST backoff: a few fake ms
+    assert response.request.headers.get_list(DEADLINE_HEADER) == ["60000"]
+
+    http_server.script("/gone", [Drop()])
+    with pytest.raises(httpx.TransportError) as raised:
+        driver.send(
+            driver.transport(retry=None, deadline=5.0, clock=clock),
+            "GET",
+            f"{http_server.url}/gone",
+            headers={DEADLINE_HEADER: "7"},
+        )
+    assert len(http_server.received("/gone")) == 1
+    assert raised.value.request.headers.get_list(DEADLINE_HEADER) == ["7"]
+
+
 def test_dead_host_opens_its_breaker_while_a_healthy_host_answers(
     driver: Driver, http_server: Any
 ) -> None:

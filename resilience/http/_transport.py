@@ -63,6 +63,8 @@ __all__ = ["DEADLINE_HEADER", "AsyncResilientTransport", "ResilientTransport"]
 DEADLINE_HEADER = "Request-Timeout-Ms"
 
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+# Where a caller's own time-left header waits while the call sends ours (request.extensions).
+_CALLERS_TIME_LEFT = "resilience.callers_time_left"
 _IDEMPOTENCY_KEY = IDEMPOTENCY_KEY.encode("ascii")
 _DEFAULT_RETRY = Retry(attempts=3)
 
@@ -223,6 +225,24 @@ class _Rules:
             raise self._exceeded()
         return token
 
+    def end_call(self, request: httpx.Request, token: Token[DeadlineScope | None] | None) -> None:
+        """Withdraw this call's deadline, and the time-left header from ``request``: the value
+        was true for one attempt only, and httpx copies every header of ``response.request``
+        once more after the call (its cookie jar reads them), so a stale one costs as much as
+        sending it did. A value the caller set themselves is put back."""
+        if token is not None:
+            exit_deadline(token)
+        if self.deadline_header:
+            _withdraw_time_left(request, self._deadline_key)
+
+    def _send_time_left(self, request: httpx.Request, value: bytes) -> None:
+        """Put the time left in the request's header for this attempt (replacing an earlier
+        attempt's value; a caller's own value is kept aside for ``end_call`` to restore)."""
+        key = self._deadline_key
+        replaced = _set_header(request.headers, key, value)
+        if replaced is not None and replaced[0] is not key:  # ours carry our key object
+            request.extensions[_CALLERS_TIME_LEFT] = replaced
+
     def _exceeded(self) -> DeadlineExceededError:
         return exceeded("deadline", "Deadline", self.deadline or 0.0)
 
@@ -238,7 +258,7 @@ class _Rules:
             if limit is None or left < limit:
                 limit = left
             if self.deadline_header:
-                _set_header(request.headers, self._deadline_key, b"%d" % max(1, int(left * 1000)))
+                self._send_time_left(request, b"%d" % max(1, int(left * 1000)))
         if limit is not None:
             extensions = request.extensions
             current = extensions.get("timeout")
@@ -321,25 +341,47 @@ def _instrumented(inner: object) -> bool:
     return hasattr(send, "__wrapped__")
 
 
-def _set_header(headers: httpx.Headers, key: bytes, value: str | bytes) -> None:
-    """Set one ASCII header, replacing any earlier value.
+def _set_header(
+    headers: httpx.Headers, key: bytes, value: str | bytes
+) -> tuple[bytes, bytes, bytes] | None:
+    """Set one ASCII header, replacing any earlier value; return the entry replaced, if any.
 
     ``Headers.__setitem__`` costs ~2.5 µs (it re-encodes and rescans); this is called on every
     attempt, so write httpx's internal list directly when it has the shape we know, and fall
-    back to the public API otherwise.
+    back to the public API otherwise (which returns nothing).
     """
     raw = getattr(headers, "_list", None)
     encoded = value if isinstance(value, bytes) else value.encode("ascii")
     if not isinstance(raw, list):
         headers[key.decode("ascii")] = encoded.decode("ascii")
-        return
+        return None
     lower = key.lower()
     entry = (key, lower, encoded)
     for index, item in enumerate(raw):
         if item[1] == lower:
             raw[index] = entry
-            return
+            return item  # type: ignore[no-any-return]
     raw.append(entry)
+    return None
+
+
+def _withdraw_time_left(request: httpx.Request, key: bytes) -> None:
+    """Take the header ``_Rules._send_time_left`` wrote out of ``request`` again."""
+    raw = getattr(request.headers, "_list", None)
+    if not isinstance(raw, list):
+        return  # written through the public API, which cannot tell ours from the caller's
+    if raw and raw[-1][0] is key:  # the common case: ours, appended last
+        index = len(raw) - 1
+    else:
+        found = [index for index, item in enumerate(raw) if item[0] is key]
+        if not found:
+            return
+        index = found[0]
+    callers = request.extensions.pop(_CALLERS_TIME_LEFT, None)
+    if callers is None:
+        del raw[index]
+    else:
+        raw[index] = callers
 
 
 def _is_server_error(response: httpx.Response) -> bool:
@@ -477,12 +519,10 @@ class ResilientTransport(_Resilient, httpx.BaseTransport):
         origin = rules.origin(request, self._wrap)
         send = origin.hedged if rules.wants_hedge(request) else origin.plain
         token = rules.start_call()
-        if token is None:
-            return send(request)  # type: ignore[no-any-return]
         try:
             return send(request)  # type: ignore[no-any-return]
         finally:
-            exit_deadline(token)
+            rules.end_call(request, token)
 
     def close(self) -> None:
         self._inner.close()
@@ -543,12 +583,10 @@ class AsyncResilientTransport(_Resilient, httpx.AsyncBaseTransport):
         origin = rules.origin(request, self._wrap)
         send = origin.hedged if rules.wants_hedge(request) else origin.plain
         token = rules.start_call()
-        if token is None:
-            return await send(request)  # type: ignore[no-any-return]
         try:
             return await send(request)  # type: ignore[no-any-return]
         finally:
-            exit_deadline(token)
+            rules.end_call(request, token)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
