@@ -4,7 +4,9 @@ Same loopback server (its own process, pinned to another core), keep-alive, one 
 time, interleaved rounds. Ours: retry + breaker + deadline + idempotency keys, tracing off
 (the ``telemetry`` scenario measures it on). Peers: httpx-retries' RetryTransport and a
 tenacity-wrapped call.
-Target (issue 3): >= 0.97 of bare throughput, sync and async.
+Target (issue 3): >= 0.97 of bare throughput, sync and async. A floor case
+(``benchmarks/_floor.py``: the same work, only its essentials, inlined in one frame) shows how
+much of that budget any transport doing this work leaves.
 
 Also shows why our install brings ``sniffio``: httpcore imports it on every async request, and
 when it is missing each failed import searches sys.path again. That case is simulated by a
@@ -28,12 +30,14 @@ from typing import Any
 
 import httpx
 
+from benchmarks._floor import FloorTransport
 from benchmarks._harness import Case, Result, header, paired, run_cases
 from resilience import Backoff, CircuitBreaker, Retry, RetryBudget
 from resilience.http import DEADLINE_HEADER, AsyncResilientTransport, ResilientTransport
 
 HEADER_ONLY = f"bare httpx.Client + {DEADLINE_HEADER} header"
 HEADLESS = "ResilientTransport, deadline_header=None"
+FLOOR = "floor: same work inlined (_floor.py)"
 
 PEERS = ["resilience", "httpx", "httpcore", "sniffio", "httpx-retries", "tenacity"]
 
@@ -89,6 +93,7 @@ def sync_cases(url: str) -> list[Case]:
         transport=ResilientTransport(**ours_options(), deadline_header=None)
     )
     peer = httpx.Client(transport=RetryTransport(retry=PeerRetry(total=3)))
+    floor = httpx.Client(transport=FloorTransport())
     tenacity_get = tenacity.retry(
         stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_exponential_jitter()
     )(bare.get)
@@ -114,6 +119,7 @@ def sync_cases(url: str) -> list[Case]:
             expect=ok,
             group=group,
         ),
+        Case(FLOOR, lambda i: floor.get(url).status_code, expect=ok, group=group),
         Case(
             "ResilientTransport, POST + key",
             lambda i: ours.post(url).status_code,
@@ -251,6 +257,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{paired(sync, HEADER_ONLY, 'ResilientTransport'):.3f}; "
         f"ours with deadline_header=None vs bare "
         f"{paired(sync, 'bare httpx.Client', HEADLESS):.3f}"
+    )
+    print(
+        f"floor: a transport doing only the essentials of that work, inlined, "
+        f"{paired(sync, 'bare httpx.Client', FLOOR):.3f} of bare; ours vs the floor "
+        f"{paired(sync, FLOOR, 'ResilientTransport'):.3f}"
     )
 
 

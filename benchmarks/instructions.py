@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -25,8 +26,9 @@ from collections.abc import Callable
 
 import httpx
 
+from benchmarks._floor import FloorTransport
 from benchmarks._harness import header
-from benchmarks.http import loopback_server, ours_options
+from benchmarks.http import FLOOR, loopback_server, ours_options
 from resilience.http import DEADLINE_HEADER, AsyncResilientTransport, ResilientTransport
 
 PEERS = ["resilience", "httpx", "httpcore", "h11", "httpx-retries"]
@@ -49,6 +51,7 @@ SYNC: dict[str, Callable[[], httpx.Client]] = {
         transport=ResilientTransport(**ours_options(), deadline_header=None)
     ),
     "httpx-retries RetryTransport": _peer,
+    FLOOR: lambda: httpx.Client(transport=FloorTransport()),
 }
 ASYNC: dict[str, Callable[[], httpx.AsyncClient]] = {
     "bare httpx.AsyncClient": httpx.AsyncClient,
@@ -92,7 +95,11 @@ def count(valgrind: str, url: str, variant: str, requests: int) -> int:
         variant,
         str(requests),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # A fixed hash seed: set and dict layouts (and so the instructions) repeat run to run.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, check=False, env=env
+    )
     found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"callgrind run of {variant!r} failed:\n{done.stderr[-2000:]}")

@@ -354,14 +354,18 @@ def test_one_shot_body_is_not_resent(driver: Driver, http_server: Any) -> None:
 
 
 def test_hedging_cuts_a_slow_tail(driver: Driver, http_server: Any) -> None:
-    """A GET whose first copy is slow is answered by the hedge sent after the delay."""
+    """A GET whose first copy is slow is answered by the hedge sent after the delay; both
+    copies carry the time left, which leaves the request once the call is over."""
     http_server.script("/tail", [Reply(200, body=b"slow", delay=2.0), Reply(200, body=b"fast")])
-    transport = driver.transport(retry=None, hedge=Hedge(0.05))
+    transport = driver.transport(retry=None, hedge=Hedge(0.05), deadline=5.0)
     started = time.monotonic()
     response = driver.send(transport, "GET", f"{http_server.url}/tail")
     assert response.content == b"fast"
     assert time.monotonic() - started < 2.0
-    assert len(http_server.received("/tail")) == 2
+    received = http_server.received("/tail")
+    assert len(received) == 2
+    assert all(0 < int(r.headers[DEADLINE_HEADER.lower()]) <= 5000 for r in received)
+    assert DEADLINE_HEADER not in response.request.headers
 
 
 def test_post_is_never_hedged(driver: Driver, http_server: Any) -> None:
