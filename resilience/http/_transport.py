@@ -63,8 +63,6 @@ __all__ = ["DEADLINE_HEADER", "AsyncResilientTransport", "ResilientTransport"]
 DEADLINE_HEADER = "Request-Timeout-Ms"
 
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
-# Where a caller's own time-left header waits while the call sends ours (request.extensions).
-_CALLERS_TIME_LEFT = "resilience.callers_time_left"
 _IDEMPOTENCY_KEY = IDEMPOTENCY_KEY.encode("ascii")
 _DEFAULT_RETRY = Retry(attempts=3)
 
@@ -134,6 +132,9 @@ class _Rules:
         self.retry_after_max = float(retry_after_max)
         self.deadline_header = deadline_header
         self._deadline_key = (deadline_header or "").encode("ascii")
+        # Where a header someone else set (the caller, an outer transport) waits in
+        # request.extensions while this transport sends its own; one slot per transport.
+        self._set_aside = f"resilience.time_left_set_aside.{id(self)}"
         self.clock = clock or (retry.clock if retry is not None else SYSTEM_CLOCK)
         self._origins: dict[tuple[bytes, bytes, int | None], _Origin] = {}
         self._lock = threading.Lock()
@@ -233,7 +234,7 @@ class _Rules:
         if token is not None:
             exit_deadline(token)
         if self.deadline_header:
-            _withdraw_time_left(request, self._deadline_key)
+            _withdraw_time_left(request, self._deadline_key, self._set_aside)
 
     def _send_time_left(self, request: httpx.Request, value: bytes) -> None:
         """Put the time left in the request's header for this attempt (replacing an earlier
@@ -241,7 +242,7 @@ class _Rules:
         key = self._deadline_key
         replaced = _set_header(request.headers, key, value)
         if replaced is not None and replaced[0] is not key:  # ours carry our key object
-            request.extensions[_CALLERS_TIME_LEFT] = replaced
+            request.extensions[self._set_aside] = replaced
 
     def _exceeded(self) -> DeadlineExceededError:
         return exceeded("deadline", "Deadline", self.deadline or 0.0)
@@ -365,8 +366,9 @@ def _set_header(
     return None
 
 
-def _withdraw_time_left(request: httpx.Request, key: bytes) -> None:
-    """Take the header ``_Rules._send_time_left`` wrote out of ``request`` again."""
+def _withdraw_time_left(request: httpx.Request, key: bytes, set_aside: str) -> None:
+    """Take the header ``_Rules._send_time_left`` wrote out of ``request`` again, and put back
+    the one it replaced (kept in ``request.extensions[set_aside]``)."""
     raw = getattr(request.headers, "_list", None)
     if not isinstance(raw, list):
         return  # written through the public API, which cannot tell ours from the caller's
@@ -377,11 +379,11 @@ def _withdraw_time_left(request: httpx.Request, key: bytes) -> None:
         if not found:
             return
         index = found[0]
-    callers = request.extensions.pop(_CALLERS_TIME_LEFT, None)
-    if callers is None:
+    replaced = request.extensions.pop(set_aside, None)
+    if replaced is None:
         del raw[index]
     else:
-        raw[index] = callers
+        raw[index] = replaced
 
 
 def _is_server_error(response: httpx.Response) -> bool:
