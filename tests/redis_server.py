@@ -19,6 +19,7 @@ import pytest
 __all__ = [
     "RedisServer",
     "close_redis_clients",
+    "record_commands",
     "redis_cluster",
     "redis_server",
     "redis_server_session",
@@ -138,6 +139,21 @@ class RedisServer:
         options.setdefault("socket_timeout", 0.5)
         options.setdefault("socket_connect_timeout", 0.5)
         return redis.asyncio.Redis.from_url(self.url, **options)  # type: ignore[arg-type]
+
+
+def record_commands(client: Any) -> list[tuple[Any, ...]]:
+    """Note the arguments of every command ``client`` sends from now on, as given to
+    ``execute_command``. Call it before building a store on ``client``: scripts keep the
+    client's method."""
+    sent: list[tuple[Any, ...]] = []
+    execute = client.execute_command
+
+    def execute_command(*args: Any, **options: Any) -> Any:
+        sent.append(args)
+        return execute(*args, **options)
+
+    client.execute_command = execute_command
+    return sent
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,7 @@ def test_retry_budget_on_a_cluster_client(cluster: Any) -> None:
     for _ in range(4):
         budget.record_attempt()
     assert budget.try_spend()
+    assert cluster.keys("resilience:*") == [b"resilience:{payments}:budget"]
 
 
 def test_idempotency_records_on_a_cluster_client(cluster: Any) -> None:

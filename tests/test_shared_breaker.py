@@ -26,7 +26,7 @@ from resilience._circuit.state import REJECTED, StateMachine
 from resilience._circuit.window import CountWindow, OutcomeWindow, TimeWindow
 from resilience.stores import MemoryStore, RedisStore
 from resilience.testing import EventRecorder, FakeClock
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, record_commands
 
 pytestmark = pytest.mark.usefixtures("close_redis_clients")
 
@@ -219,6 +219,34 @@ def test_one_round_trip_to_admit_and_one_to_record(redis_server: RedisServer) ->
     commands = client.info("commandstats")
     assert commands["cmdstat_evalsha"]["calls"] == 20
     assert "cmdstat_evalsha" in commands and "cmdstat_eval" not in commands
+
+
+def test_steps_send_bytes_encoded_once(redis_server: RedisServer) -> None:
+    """What a step sends, exactly: the hash-tagged keys and the settings encoded once, when the
+    breaker is built (redis-py would encode every str again on every call), the op and the
+    permit as bytes."""
+    client: Any = redis_server.client()
+    sent = record_commands(client)
+    store = RedisStore(client, prefix="svc:")
+    one = CircuitBreaker("db", minimum_calls=2, window=60.0, half_open_calls=2, store=store)
+    guarded = one(succeed)
+    guarded()  # the script is loaded
+    sent.clear()
+    guarded()
+    guarded()
+    assert [args[0] for args in sent] == ["EVALSHA"] * 4
+    assert all(type(arg) is bytes for args in sent for arg in args[1:])
+    keys = (b"svc:{db}:breaker", b"svc:{db}:window", b"svc:{db}:trial:1", b"svc:{db}:trial:2")
+    assert all(args[2:7] == (b"4", *keys) for args in sent)
+    # op, now ("": Redis TIME), the settings, the permit (generation slot token failed slow)
+    assert [args[7:9] for args in sent] == [(b"a", b""), (b"r", b"")] * 2
+    config = b"0.5 2 30000.0 -1 60000.0 0 10 30000 180000"
+    assert all(args[9] == config for args in sent)
+    assert all(args[3] is sent[0][3] and args[9] is sent[0][9] for args in sent)
+    admit, record = sent[0][10], sent[1][10]
+    token = admit.split()[2]
+    assert (admit, record) == (b"0 0 %s 0 0" % token, b"0 0 %s 0 0" % token)
+    assert sent[2][10].split()[2] != token  # a token per permit
 
 
 def test_script_flush_is_survived(redis_server: RedisServer) -> None:
@@ -606,26 +634,26 @@ def test_script_matches_the_state_machine(
         now = now_ms / 1000.0
         if op == "admit":
             permit = machine.admit(now)
-            step = shared.step("a", (0, 0, f"token{number}"), now_ms=now_ms)
+            step = shared.step(b"a", (0, 0, b"token%d" % number), now_ms=now_ms)
             assert step is not None
             expected = "R" if permit == REJECTED else ("T" if permit & 1 else "C")
             assert step.verdict == expected
             if permit == REJECTED:
                 assert step.retry_after == pytest.approx(machine.retry_after(now), abs=1e-6)
             else:
-                held.append((permit, (step.generation, step.slot, f"token{number}")))
+                held.append((permit, (step.generation, step.slot, b"token%d" % number)))
         elif op in ("record", "release") and held:
             permit, token = held.pop(which % len(held))
             if op == "record":
                 machine.record(permit, failed, slow, now)
-                step = shared.step("r", token, failed, slow, now_ms=now_ms)
+                step = shared.step(b"r", token, failed, slow, now_ms=now_ms)
             else:
                 machine.release(permit)
-                step = shared.step("x", token, now_ms=now_ms)
+                step = shared.step(b"x", token, now_ms=now_ms)
         elif op == "poll":
             machine.poll(now)
             outcomes.refresh(now)
-            step = shared.step("p", now_ms=now_ms)
+            step = shared.step(b"p", now_ms=now_ms)
             assert step is not None
             assert (step.calls, step.failures, step.slow) == (
                 outcomes.calls,
@@ -634,7 +662,7 @@ def test_script_matches_the_state_machine(
             )
         elif op in ("open", "close"):
             machine.force(CircuitState.OPEN if op == "open" else CircuitState.CLOSED, now)
-            step = shared.step(op[0], now_ms=now_ms)
+            step = shared.step(b"o" if op == "open" else b"c", now_ms=now_ms)
         else:
             continue
         assert step is not None

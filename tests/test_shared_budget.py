@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from resilience import Backoff, Retry, RetryBudget, StoreRecovered, StoreUnavailable
 from resilience.stores import MemoryStore, RedisStore
 from resilience.testing import EventRecorder
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, record_commands
 
 pytestmark = pytest.mark.usefixtures("close_redis_clients")
 
@@ -84,6 +84,27 @@ def test_copy_shares_under_the_same_name(redis_server: RedisServer) -> None:
     assert original._copy().try_spend()
     assert not original.try_spend()
     assert original._copy(name="other").try_spend()
+
+
+def test_steps_send_bytes_encoded_once(redis_server: RedisServer) -> None:
+    """What a step sends, exactly: the hash-tagged key and the settings encoded once, when the
+    budget is built (redis-py would encode every str again on every call), the op as bytes."""
+    client: Any = redis_server.client()
+    sent = record_commands(client)
+    shared = RetryBudget(0.5, 0.2, 10.0, name="api", store=RedisStore(client, prefix="svc:"))
+    shared.record_attempt()  # the script is loaded
+    sent.clear()
+    shared.record_attempt()
+    assert shared.try_spend()
+    assert shared.available() == 2
+    assert [args[0] for args in sent] == ["EVALSHA"] * 3
+    assert all(type(arg) is bytes for args in sent for arg in args[1:])
+    # op, now ("": Redis TIME), window_ms, slices, ratio, reserve, ttl_ms
+    constants = (b"", b"10000.0", b"10", b"0.5", b"2.0", b"71000")
+    assert [args[2:] for args in sent] == [
+        (b"1", b"svc:{api}:budget", op, *constants) for op in (b"a", b"s", b"v")
+    ]
+    assert all(args[3] is sent[0][3] and args[6] is sent[0][6] for args in sent)
 
 
 def test_outage_allows_retries_with_one_event(

@@ -196,14 +196,14 @@ class CircuitBreaker(Policy):
     async def open_async(self) -> None:
         """``open`` for coroutines (a breaker shared through ``redis.asyncio`` needs it)."""
         if self._shared is not None:
-            await self._shared.force_async("o")
+            await self._shared.force_async(b"o")
         else:
             self.open()
 
     async def close_async(self) -> None:
         """``close`` for coroutines (a breaker shared through ``redis.asyncio`` needs it)."""
         if self._shared is not None:
-            await self._shared.force_async("c")
+            await self._shared.force_async(b"c")
         else:
             self.close()
 
@@ -322,7 +322,7 @@ class CircuitBreaker(Policy):
 
     def _force(self, state: CircuitState) -> None:
         if self._shared is not None:
-            self._shared.step("o" if state is CircuitState.OPEN else "c")
+            self._shared.step(b"o" if state is CircuitState.OPEN else b"c")
             return
         with self._lock:
             self._machine.force(state, self._clock.now())

@@ -40,7 +40,8 @@ _KIND = "circuit breaker"
 _SLICES = 10  # as TimeWindow's default
 
 # (generation, trial slot or 0, owner token); None: admitted while Redis was unavailable.
-Permit = tuple[int, int, str] | None
+Permit = tuple[int, int, bytes] | None
+_NO_PERMIT = (0, 0, b"-")
 
 
 class Step(NamedTuple):
@@ -98,10 +99,14 @@ class SharedCircuit:
         slow_call_rate = settings["slow_call_rate"]
         if settings["slow_call_duration"] is None:
             slow_call_rate = None  # slow calls count only when a duration is configured
+        # Keys and configuration encoded once: redis-py passes bytes through (see _scripts).
         self._keys = [
-            store.key(name, "breaker"),
-            store.key(name, "window"),
-            *(store.key(name, f"trial:{n}") for n in range(1, settings["half_open_calls"] + 1)),
+            store.key(name, "breaker").encode(),
+            store.key(name, "window").encode(),
+            *(
+                store.key(name, f"trial:{n}").encode()
+                for n in range(1, settings["half_open_calls"] + 1)
+            ),
         ]
         ttl = 2.0 * max(window, open_for, trial_lease) + 60.0
         self._config = " ".join(
@@ -116,28 +121,29 @@ class SharedCircuit:
                 str(max(1, math.ceil(trial_lease * 1000.0))),
                 str(math.ceil(ttl * 1000.0)),
             ]
-        )
+        ).encode()
         self._script = store.script("breaker")
         # An owner token per permit: this instance's random id and a counter (unique, cheap).
-        self._tokens = map(f"{os.urandom(8).hex()}:{{}}".format, itertools.count())
+        owner = os.urandom(8).hex().encode()
+        self._tokens = map((owner + b":%d").__mod__, itertools.count())
         self.last = CircuitState.CLOSED
 
     def _args(
-        self, op: str, permit: Permit, failed: bool, slow: bool, now_ms: float | None
-    ) -> list[str]:
-        gen, slot, token = permit if permit is not None else (0, 0, "-")
+        self, op: bytes, permit: Permit, failed: bool, slow: bool, now_ms: float | None
+    ) -> list[bytes]:
+        gen, slot, token = permit if permit is not None else _NO_PERMIT
         return [
             op,
-            "" if now_ms is None else repr(now_ms),
+            b"" if now_ms is None else repr(now_ms).encode(),
             self._config,
-            f"{gen} {slot} {token} {failed:d} {slow:d}",
+            b"%d %d %s %d %d" % (gen, slot, token, failed, slow),
         ]
 
     # -- steps: op is a (admit), r (record), x (release), p (poll), o / c (force) --------------
 
     def step(
         self,
-        op: str,
+        op: bytes,
         permit: Permit = None,
         failed: bool = False,
         slow: bool = False,
@@ -155,7 +161,7 @@ class SharedCircuit:
         return self._seen(reply)
 
     async def step_async(
-        self, op: str, permit: Permit = None, failed: bool = False, slow: bool = False
+        self, op: bytes, permit: Permit = None, failed: bool = False, slow: bool = False
     ) -> Step | None:
         """``step`` for ``redis.asyncio`` clients."""
         args = self._args(op, permit, failed, slow, None)
@@ -167,7 +173,7 @@ class SharedCircuit:
     def poll(self) -> tuple[CircuitState, int, int, int]:
         """State and window counts, one round trip; with a ``redis.asyncio`` client (or while
         Redis is unavailable) the state seen last and an unknown (empty) window, without I/O."""
-        step = None if self.store.is_async else self.step("p")
+        step = None if self.store.is_async else self.step(b"p")
         if step is None:
             return self.last, 0, 0, 0
         return step.state, step.calls, step.failures, step.slow
@@ -175,11 +181,11 @@ class SharedCircuit:
     async def poll_async(self) -> CircuitState:
         """The fleet's state, one round trip on any client (the state seen last while Redis
         is unavailable)."""
-        step = await self.step_async("p") if self.store.is_async else self.step("p")
+        step = await self.step_async(b"p") if self.store.is_async else self.step(b"p")
         return self.last if step is None else step.state
 
-    async def force_async(self, op: str) -> None:
-        """Open ("o") or close ("c") the fleet's breaker from a coroutine."""
+    async def force_async(self, op: bytes) -> None:
+        """Open (b"o") or close (b"c") the fleet's breaker from a coroutine."""
         if self.store.is_async:
             await self.step_async(op)
         else:
@@ -199,13 +205,13 @@ class SharedCircuit:
     def admit(self) -> Permit:
         """A permit (one round trip), or raise ``CircuitOpenError``."""
         token = next(self._tokens)
-        return self._permit(self.step("a", (0, 0, token)), token)
+        return self._permit(self.step(b"a", (0, 0, token)), token)
 
     async def admit_async(self) -> Permit:
         token = next(self._tokens)
-        return self._permit(await self.step_async("a", (0, 0, token)), token)
+        return self._permit(await self.step_async(b"a", (0, 0, token)), token)
 
-    def _permit(self, step: Step | None, token: str) -> Permit:
+    def _permit(self, step: Step | None, token: bytes) -> Permit:
         if step is not None and step.verdict != "R":
             return (step.generation, step.slot, token)
         if step is None and self.store.on_error == "allow":
@@ -229,12 +235,12 @@ class SharedCircuit:
         """Record an outcome (one round trip; none for a call admitted during an outage)."""
         slow = self._slow(failed, started)
         if permit is not None:
-            self.step("r", permit, failed, slow)
+            self.step(b"r", permit, failed, slow)
 
     async def record_async(self, permit: Permit, failed: bool, started: float) -> None:
         slow = self._slow(failed, started)
         if permit is not None:
-            await self.step_async("r", permit, failed, slow)
+            await self.step_async(b"r", permit, failed, slow)
 
     def _interrupted(self, permit: Permit) -> bool:
         breaker = self._breaker
@@ -245,11 +251,11 @@ class SharedCircuit:
     def release(self, permit: Permit) -> None:
         """Free a trial's lease without an outcome (a closed permit holds nothing)."""
         if self._interrupted(permit):
-            self.step("x", permit)
+            self.step(b"x", permit)
 
     async def release_async(self, permit: Permit) -> None:
         if self._interrupted(permit):
-            await self.step_async("x", permit)
+            await self.step_async(b"x", permit)
 
     # -- shells --------------------------------------------------------------------------------
 

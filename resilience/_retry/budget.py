@@ -91,10 +91,12 @@ class RetryBudget:
             raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
         self.is_async = store.is_async
         self._script = store.script("budget")
-        self._keys = [store.key(self.name, "budget")]
+        # Key and arguments encoded once: redis-py passes bytes through (see stores/_scripts).
+        self._keys = [store.key(self.name, "budget").encode()]
         ttl = math.ceil(self.window * 1100.0) + 60_000  # the window, its last slice, a margin
         window, ratio, reserve = self.window * 1000.0, self.ratio, self._reserve
-        self._args = [repr(window), "10", repr(ratio), repr(reserve), str(ttl)]
+        parts = (repr(window), "10", repr(ratio), repr(reserve), str(ttl))
+        self._args = [part.encode() for part in parts]
 
     @property
     def clock(self) -> Clock:
@@ -121,7 +123,7 @@ class RetryBudget:
             store=self._store,
         )
 
-    def _run(self, op: str) -> tuple[bool, int] | None:
+    def _run(self, op: bytes) -> tuple[bool, int] | None:
         """One script step on Redis: (spent, allowance), or None while Redis is unavailable."""
         if self.is_async:
             raise TypeError(
@@ -129,20 +131,20 @@ class RetryBudget:
                 "from coroutines (record_attempt_async, try_spend_async, available_async)"
             )
         reply = self._store.run(
-            self._script, self._keys, [op, "", *self._args], "retry budget", self.name
+            self._script, self._keys, [op, b"", *self._args], "retry budget", self.name
         )
         return _step(reply)
 
-    async def _run_async(self, op: str) -> tuple[bool, int] | None:
+    async def _run_async(self, op: bytes) -> tuple[bool, int] | None:
         reply = await self._store.run_async(
-            self._script, self._keys, [op, "", *self._args], "retry budget", self.name
+            self._script, self._keys, [op, b"", *self._args], "retry budget", self.name
         )
         return _step(reply)
 
     def record_attempt(self, now: float | None = None) -> None:
         """Count a first attempt, which earns ``ratio`` retries for the next ``window``."""
         if self._script is not None:
-            self._run("a")
+            self._run(b"a")
             return
         if now is None:
             now = self._clock.now()
@@ -152,7 +154,7 @@ class RetryBudget:
     def try_spend(self, now: float | None = None) -> bool:
         """Take one retry from the budget; ``False`` (and nothing taken) when it is spent."""
         if self._script is not None:
-            step = self._run("s")
+            step = self._run(b"s")
             return self._store.on_error == "allow" if step is None else step[0]
         if now is None:
             now = self._clock.now()
@@ -168,21 +170,21 @@ class RetryBudget:
     async def record_attempt_async(self) -> None:
         """``record_attempt`` for coroutines (a budget on ``redis.asyncio`` needs it)."""
         if self._script is not None and self.is_async:
-            await self._run_async("a")
+            await self._run_async(b"a")
         else:
             self.record_attempt()
 
     async def try_spend_async(self) -> bool:
         """``try_spend`` for coroutines (a budget on ``redis.asyncio`` needs it)."""
         if self._script is not None and self.is_async:
-            step = await self._run_async("s")
+            step = await self._run_async(b"s")
             return self._store.on_error == "allow" if step is None else step[0]
         return self.try_spend()
 
     async def available_async(self) -> int:
         """``available`` for coroutines (a budget on ``redis.asyncio`` needs it)."""
         if self._script is not None and self.is_async:
-            return self._available(await self._run_async("v"))
+            return self._available(await self._run_async(b"v"))
         return self.available()
 
     def _available(self, step: tuple[bool, int] | None) -> int:
@@ -194,7 +196,7 @@ class RetryBudget:
         """How many retries the budget would allow right now (while Redis is unavailable: the
         floor ``min_retries_per_second * window`` with "allow", 0 with "deny")."""
         if self._script is not None:
-            return self._available(self._run("v"))
+            return self._available(self._run(b"v"))
         if now is None:
             now = self._clock.now()
         with self._lock:

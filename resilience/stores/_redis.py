@@ -24,6 +24,7 @@ import inspect
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from resilience import _events
@@ -97,7 +98,9 @@ class RedisStore:
             script = self._scripts[name] = self._script_type(self._client, source.read_text())
         return script
 
-    def run(self, script: Any, keys: list[str], args: list[str], kind: str, name: str) -> Any:
+    def run(
+        self, script: Any, keys: Sequence[str | bytes], args: Sequence[Any], kind: str, name: str
+    ) -> Any:
         """Run ``script`` once (sync clients); ``None`` when Redis is unavailable.
 
         ``kind`` and ``name`` say which policy met an outage ("circuit breaker", "db"), in its
@@ -113,7 +116,7 @@ class RedisStore:
         return reply
 
     async def run_async(
-        self, script: Any, keys: list[str], args: list[str], kind: str, name: str
+        self, script: Any, keys: Sequence[str | bytes], args: Sequence[Any], kind: str, name: str
     ) -> Any:
         """``run`` for ``redis.asyncio`` clients."""
         try:
