@@ -33,10 +33,10 @@ class Driver:
     def __init__(self, colour: str) -> None:
         self.colour = colour
 
-    def transport(self, **options: Any) -> Any:
+    def transport(self, inner: Any = None, **options: Any) -> Any:
         if self.colour == "sync":
-            return ResilientTransport(**options)
-        return AsyncResilientTransport(**options)
+            return ResilientTransport(inner, **options)
+        return AsyncResilientTransport(inner, **options)
 
     def send(self, transport: Any, method: str, url: str, **kwargs: Any) -> httpx.Response:
         if self.colour == "sync":
@@ -281,6 +281,14 @@ def test_a_callers_own_time_left_header_is_replaced_then_put_back(
         )
     assert len(http_server.received("/gone")) == 1
     assert raised.value.request.headers.get_list(DEADLINE_HEADER) == ["7"]
+
+    # One transport inside another: each puts back what it replaced.
+    nested = driver.transport(
+        driver.transport(retry=None, deadline=2.0, clock=clock), retry=None, deadline=5.0
+    )
+    response = driver.send(nested, "GET", f"{http_server.url}/n", headers={DEADLINE_HEADER: "9"})
+    assert http_server.received("/n")[0].headers[DEADLINE_HEADER.lower()] == "2000"
+    assert response.request.headers.get_list(DEADLINE_HEADER) == ["9"]
 
 
 def test_dead_host_opens_its_breaker_while_a_healthy_host_answers(
