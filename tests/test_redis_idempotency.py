@@ -4,6 +4,7 @@ one Redis across "replicas", leases on Redis time, and outages."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Any
 
@@ -16,7 +17,7 @@ from resilience.asgi import IdempotencyMiddleware as AsgiIdempotency
 from resilience.stores import RedisStore
 from resilience.testing import EventRecorder, serve_asgi, serve_wsgi
 from resilience.wsgi import IdempotencyMiddleware as WsgiIdempotency
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, record_commands
 
 KEY = '"0f8fad5b-d9cb-469f-a165-70867728950e"'
 
@@ -35,6 +36,37 @@ def test_claim_complete_replay_on_redis(redis_server: RedisServer) -> None:
     assert store.idempotency_claim("k", "other", 30.0) == Claim("mismatch")
     (name,) = redis_server.client().keys("resilience:*")  # type: ignore[attr-defined]
     assert name.endswith(b"}:idem") and 0 < redis_server.client().pttl(name) <= 60_000  # type: ignore[attr-defined]
+
+
+def test_steps_send_bytes_encoded_once(redis_server: RedisServer) -> None:
+    """What a step sends, exactly: the prefixed, hash-tagged key (the SHA-256 of the
+    idempotency key), the op, the fingerprint, the lease or TTL in ms and the token, all as
+    bytes (redis-py would type-check and encode every str again); the response as given."""
+    client: Any = redis_server.client()
+    sent = record_commands(client)
+    store = RedisStore(client, prefix="svc:")
+    store.idempotency_release("other", "t")  # the script is loaded
+    sent.clear()
+    first = store.idempotency_claim("k", "fp", lease=30.0)
+    assert first.token is not None
+    response = bytes(range(256))
+    assert store.idempotency_complete("k", first.token, response, 60.5)
+    assert store.idempotency_claim("k", "fp", 30.0) == Claim("replay", response=response)
+    store.idempotency_release("k", first.token)  # too late: nothing happens
+    assert [args[0] for args in sent] == ["EVALSHA"] * 4
+    assert all(type(arg) is bytes for args in sent for arg in args[1:])
+    key = b"svc:{%s}:idem" % hashlib.sha256(b"k").hexdigest()[:32].encode()
+    assert all(args[2:4] == (b"1", key) for args in sent)
+    token, other = first.token.encode(), sent[2][7]
+    assert [args[4:] for args in sent] == [
+        (b"claim", b"fp", b"30000", token),
+        (b"complete", token, response, b"60500"),
+        (b"claim", b"fp", b"30000", other),
+        (b"release", token),
+    ]
+    assert other != token  # a token per claim
+    assert sent[1][6] is response  # stored as given, not copied
+    assert sent[0][4] is sent[2][4]  # the ops are constants
 
 
 def test_a_dead_owners_claim_expires_on_redis_time(redis_server: RedisServer) -> None:

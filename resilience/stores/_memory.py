@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import threading
-import uuid
 
 from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._gcra import GcraParams, RateLimitDecision, gcra_admit, gcra_step
@@ -85,7 +85,7 @@ class MemoryStore:
             if record is None:
                 if len(self._records) > 1024:
                     self._records = {k: r for k, r in self._records.items() if r.expires > now}
-                token = uuid.uuid4().hex
+                token = os.urandom(16).hex()  # opaque: 128 random bits, no UUID formatting
                 self._records[key] = _Record(fingerprint, token, now + lease)
                 return Claim("claimed", token)
             if record.fingerprint != fingerprint:

@@ -4,12 +4,14 @@ script (``idempotency.lua``), one round trip each, on Redis's clock (TTLs).
 Functions of a ``RedisStore`` (its methods delegate here), so the store keeps one place for its
 connection, its scripts and its outage bookkeeping. Record keys are the SHA-256 of the scoped
 idempotency key, hash-tagged (``prefix{<sha>}:idem``): fixed length, whatever the client sent.
+Keys and arguments go as bytes, each encoded once per call (the ops are constants): redis-py
+passes bytes through, and type-checks and encodes every ``str`` or ``int`` (see ``_scripts``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import uuid
+import os
 from typing import Any
 
 from resilience._idempotency import Claim
@@ -19,13 +21,14 @@ __all__ = ["claim", "claim_async", "complete", "complete_async", "release", "rel
 _KIND = "idempotency middleware"
 
 
-def _key(store: Any, key: str) -> list[str]:
-    return [store.key(hashlib.sha256(key.encode()).hexdigest()[:32], "idem")]
+def _key(store: Any, key: str) -> list[bytes]:
+    return [store.key(hashlib.sha256(key.encode()).hexdigest()[:32], "idem").encode()]
 
 
-def _claim_args(fingerprint: str, lease: float) -> tuple[list[str], str]:
-    token = uuid.uuid4().hex
-    return ["claim", fingerprint, str(max(1, int(lease * 1000))), token], token
+def _claim_args(fingerprint: str, lease: float) -> tuple[list[bytes], str]:
+    token = os.urandom(16).hex()  # opaque: 128 random bits, no UUID formatting
+    lease_ms = b"%d" % max(1, int(lease * 1000))
+    return [b"claim", fingerprint.encode(), lease_ms, token.encode()], token
 
 
 def _claim_of(store: Any, reply: Any, token: str) -> Claim:
@@ -52,8 +55,8 @@ async def claim_async(store: Any, key: str, fingerprint: str, lease: float) -> C
     return _claim_of(store, reply, token)
 
 
-def _complete_args(token: str, response: bytes, ttl: float) -> list[Any]:
-    return ["complete", token, response, str(max(1, int(ttl * 1000)))]
+def _complete_args(token: str, response: bytes, ttl: float) -> list[bytes]:
+    return [b"complete", token.encode(), response, b"%d" % max(1, int(ttl * 1000))]
 
 
 def complete(store: Any, key: str, token: str, response: bytes, ttl: float) -> bool:
@@ -68,9 +71,10 @@ async def complete_async(store: Any, key: str, token: str, response: bytes, ttl:
 
 
 def release(store: Any, key: str, token: str) -> None:
-    store.run(store.script("idempotency"), _key(store, key), ["release", token], _KIND, key)
+    args = [b"release", token.encode()]
+    store.run(store.script("idempotency"), _key(store, key), args, _KIND, key)
 
 
 async def release_async(store: Any, key: str, token: str) -> None:
     script = store.script("idempotency")
-    await store.run_async(script, _key(store, key), ["release", token], _KIND, key)
+    await store.run_async(script, _key(store, key), [b"release", token.encode()], _KIND, key)
