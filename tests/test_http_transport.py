@@ -284,7 +284,7 @@ def test_a_callers_own_time_left_header_is_replaced_then_put_back(
 
     # One transport inside another: each puts back what it replaced.
     nested = driver.transport(
-        driver.transport(retry=None, deadline=2.0, clock=clock), retry=None, deadline=5.0
+        driver.transport(retry=None, deadline=2.0, clock=FakeClock()), retry=None, deadline=5.0
     )
     response = driver.send(nested, "GET", f"{http_server.url}/n", headers={DEADLINE_HEADER: "9"})
     assert http_server.received("/n")[0].headers[DEADLINE_HEADER.lower()] == "2000"
@@ -505,7 +505,8 @@ def test_an_enclosing_deadline_that_ends_sooner_bounds_the_call(
     transport = driver.transport(deadline=5.0, clock=clock)
     token, _ = enter_deadline(1.0, clock)
     try:
-        driver.send(transport, "GET", f"{http_server.url}/r")
+        response = driver.send(transport, "GET", f"{http_server.url}/r")
+        assert DEADLINE_HEADER not in response.request.headers  # sent, then taken back
         clock.advance(1.0)
         with pytest.raises(DeadlineExceededError):
             driver.send(transport, "GET", f"{http_server.url}/r")

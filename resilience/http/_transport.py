@@ -233,6 +233,8 @@ class _Rules:
         sending it did. A value the caller set themselves is put back."""
         if token is not None:
             exit_deadline(token)
+        elif current_deadline() is None:
+            return  # no deadline was in force: no attempt sent the header
         if self.deadline_header:
             _withdraw_time_left(request, self._deadline_key, self._set_aside)
 
