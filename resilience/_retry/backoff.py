@@ -82,8 +82,14 @@ class Backoff:
         """The upper bound of the delay before retry ``retry`` (1-based), before jitter."""
         try:
             grown = self.initial * self.multiplier ** (retry - 1)
-        except OverflowError:  # the growth factor alone is past any float: 0 stays 0
-            return self.maximum if self.initial > 0.0 else 0.0
+        except OverflowError:  # the growth factor alone is past any float: work in logs
+            if self.initial <= 0.0:
+                return 0.0  # 0 stays 0
+            # A tiny initial can bring the product back under the maximum (1e-308 * 2**1008).
+            logged = math.log(self.initial) + (retry - 1) * math.log(self.multiplier)
+            if logged >= math.log(self.maximum):
+                return self.maximum
+            grown = math.exp(logged)
         return grown if grown < self.maximum else self.maximum
 
     def delay(self, retry: int, previous: float | None = None) -> float:
