@@ -33,7 +33,6 @@ from resilience._context import (
     current_deadline,
     current_key_scope,
     enter_deadline,
-    exit_deadline,
 )
 from resilience._errors import DeadlineExceededError, add_note
 from resilience._hedge import Hedge
@@ -44,6 +43,7 @@ from resilience._retry.retry import Retry
 from resilience._timeout import exceeded
 from resilience._validate import check_duration
 from resilience.http._classify import (
+    BREAKER_FAILURE_STATUS,
     KEYED_METHODS,
     KEYED_RETRY_STATUSES,
     has_key,
@@ -125,6 +125,7 @@ class _Rules:
         self.deadline = deadline
         self.hedge = hedge
         self.idempotency_keys = idempotency_keys
+        self._keyed_methods = KEYED_METHODS if idempotency_keys else frozenset()
         self.key_style: KeyStyle = key_style
         if not isinstance(derive_keys, bool):
             raise TypeError(f"derive_keys must be True or False, got {derive_keys!r}")
@@ -143,6 +144,31 @@ class _Rules:
         self.observer = _events.observer(tracer_provider, meter_provider) if tracing else None
 
     # -- per call ------------------------------------------------------------------------------
+    # One request runs: begin_call, then per attempt prepare_attempt and answered (or failed),
+    # then end_call. They run on every request, so each does its steps inline.
+
+    def begin_call(
+        self, request: httpx.Request, wrap: Callable[[Policy | None], Any]
+    ) -> tuple[Callable[[httpx.Request], Any], Token[DeadlineScope | None] | None]:
+        """Key the request, pick its origin's send function (hedged for idempotent requests
+        when hedging is on) and publish the call's deadline (an enclosing one that ends sooner
+        stays in force). Return the send function and the token for ``end_call``."""
+        method = request.method
+        if method in self._keyed_methods:
+            self.add_idempotency_key(request)
+        url = request.url
+        origin = self._origins.get((url.raw_scheme, url.raw_host, url.port))
+        if origin is None:
+            origin = self.origin(request, wrap)
+        send = (
+            origin.hedged if self.hedge is not None and may_resend(method, False) else origin.plain
+        )
+        if self.deadline is None:
+            return send, None
+        token, scope = enter_deadline(self.deadline, self.clock)
+        if token is None and scope.remaining() <= 0.0:  # ours, just made, has time left
+            raise self._exceeded()
+        return send, token
 
     def add_idempotency_key(self, request: httpx.Request) -> None:
         """Give an unsafe request its key, once per call; never replace the caller's. Inside a
@@ -157,6 +183,7 @@ class _Rules:
             _set_header(request.headers, _IDEMPOTENCY_KEY, key)
 
     def origin(self, request: httpx.Request, wrap: Callable[[Policy | None], Any]) -> _Origin:
+        """The policies of ``request``'s origin, built on its first request."""
         key = _origin_key(request.url)
         found = self._origins.get(key)
         if found is None:
@@ -216,35 +243,25 @@ class _Rules:
             hedged = wrap(Pipeline(*outer, hedge, *inner, tracing=False))
         return _Origin(plain, hedged, breaker, bulkhead, budget)
 
-    def start_call(self) -> Token[DeadlineScope | None] | None:
-        """Publish this call's deadline (``enter_deadline``: an enclosing one that ends sooner
-        stays in force); ``None`` when nothing was published."""
-        if self.deadline is None:
-            return None
-        token, scope = enter_deadline(self.deadline, self.clock)
-        if token is None and scope.remaining() <= 0.0:  # ours, just made, has time left
-            raise self._exceeded()
-        return token
-
     def end_call(self, request: httpx.Request, token: Token[DeadlineScope | None] | None) -> None:
         """Withdraw this call's deadline, and the time-left header from ``request``: the value
         was true for one attempt only, and httpx copies every header of ``response.request``
         once more after the call (its cookie jar reads them), so a stale one costs as much as
         sending it did. A value the caller set themselves is put back."""
         if token is not None:
-            exit_deadline(token)
+            token.var.reset(token)  # exit_deadline(token), without the extra call
         elif current_deadline() is None:
             return  # no deadline was in force: no attempt sent the header
         if self.deadline_header:
-            _withdraw_time_left(request, self._deadline_key, self._set_aside)
-
-    def _send_time_left(self, request: httpx.Request, value: bytes) -> None:
-        """Put the time left in the request's header for this attempt (replacing an earlier
-        attempt's value; a caller's own value is kept aside for ``end_call`` to restore)."""
-        key = self._deadline_key
-        replaced = _set_header(request.headers, key, value)
-        if replaced is not None and replaced[0] is not key:  # ours carry our key object
-            request.extensions[self._set_aside] = replaced
+            raw = getattr(request.headers, "_list", None)
+            if (
+                raw
+                and raw[-1][0] is self._deadline_key
+                and self._set_aside not in request.extensions
+            ):
+                del raw[-1]  # the common case: ours, appended last, nothing to put back
+            else:
+                _withdraw_time_left(request, self._deadline_key, self._set_aside)
 
     def _exceeded(self) -> DeadlineExceededError:
         return exceeded("deadline", "Deadline", self.deadline or 0.0)
@@ -255,13 +272,20 @@ class _Rules:
         limit = self.timeout
         scope = current_deadline()
         if scope is not None:
-            left = scope.remaining()
+            left = scope.at - scope.clock.now()  # scope.remaining(), without the call
             if left <= 0.0:
                 raise self._exceeded()
             if limit is None or left < limit:
                 limit = left
             if self.deadline_header:
-                self._send_time_left(request, b"%d" % max(1, int(left * 1000)))
+                # The time left, for this attempt; an earlier attempt's value is replaced, and
+                # one set by the caller (or an outer transport: ours carry our key object) is
+                # kept aside for end_call to put back.
+                key = self._deadline_key
+                value = b"%d" % max(1, int(left * 1000))
+                replaced = _set_header(request.headers, key, value)
+                if replaced is not None and replaced[0] is not key:
+                    request.extensions[self._set_aside] = replaced
         if limit is not None:
             extensions = request.extensions
             current = extensions.get("timeout")
@@ -286,13 +310,18 @@ class _Rules:
             self.observer.end_attempt(token, None, exc)  # type: ignore[union-attr]
 
     def answered(self, token: object, response: httpx.Response, request: httpx.Request) -> bool:
-        """An attempt got a response: end its span; may the call retry (or hedge) past it?"""
+        """An attempt got a response: end its span; may the call retry (or hedge) past it?
+        Judged once per attempt; the verdict rides on the response for the policies."""
         if token is not None:
             self.observer.end_attempt(token, response, None)  # type: ignore[union-attr]
-        return self.judge_response(response, request)
-
-    def wants_hedge(self, request: httpx.Request) -> bool:
-        return self.hedge is not None and may_resend(request.method, False)
+        status = response.status_code
+        if status not in KEYED_RETRY_STATUSES:
+            return False  # the common case: no header lookups at all
+        verdict = retryable_status(status, request.method, has_key(request)) and _replayable(
+            request
+        )
+        response._resilience_retryable = verdict  # type: ignore[attr-defined]
+        return verdict
 
     # -- classification (predicates handed to the policies) ------------------------------------
 
@@ -315,18 +344,8 @@ class _Rules:
 
     def _retryable_response(self, response: object) -> bool:
         """Whether this response calls for another attempt (judged once per attempt, in
-        ``judge_response``; the verdict rides on the response)."""
+        ``answered``; the verdict rides on the response)."""
         return getattr(response, "_resilience_retryable", False) is True
-
-    def judge_response(self, response: httpx.Response, request: httpx.Request) -> bool:
-        """Classify a fresh response once: may the call retry (or hedge) past it?"""
-        if response.status_code not in KEYED_RETRY_STATUSES:
-            return False  # the common case: no header lookups at all
-        verdict = retryable_status(
-            response.status_code, request.method, has_key(request)
-        ) and _replayable(request)
-        response._resilience_retryable = verdict  # type: ignore[attr-defined]
-        return verdict
 
     def _retry_after(self, outcome: object) -> float | None:
         if not isinstance(outcome, httpx.Response):
@@ -389,7 +408,7 @@ def _withdraw_time_left(request: httpx.Request, key: bytes, set_aside: str) -> N
 
 
 def _is_server_error(response: httpx.Response) -> bool:
-    return is_breaker_failure(response.status_code)  # a 5xx counts; 4xx do not
+    return response.status_code >= BREAKER_FAILURE_STATUS  # a 5xx counts; 4xx do not
 
 
 def _close_quietly(response: object) -> None:
@@ -519,10 +538,7 @@ class ResilientTransport(_Resilient, httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         rules = self._rules
-        rules.add_idempotency_key(request)
-        origin = rules.origin(request, self._wrap)
-        send = origin.hedged if rules.wants_hedge(request) else origin.plain
-        token = rules.start_call()
+        send, token = rules.begin_call(request, self._wrap)
         try:
             return send(request)  # type: ignore[no-any-return]
         finally:
@@ -583,10 +599,7 @@ class AsyncResilientTransport(_Resilient, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         rules = self._rules
-        rules.add_idempotency_key(request)
-        origin = rules.origin(request, self._wrap)
-        send = origin.hedged if rules.wants_hedge(request) else origin.plain
-        token = rules.start_call()
+        send, token = rules.begin_call(request, self._wrap)
         try:
             return await send(request)  # type: ignore[no-any-return]
         finally:
