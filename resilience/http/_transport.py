@@ -8,7 +8,8 @@ attempt: httpx timeouts capped by the time left, the time left sent downstream i
 timeouts and the retry decisions, in both transports alike; no timer cancels an attempt (that
 would cost a timer per request, and the sync transport could not do it anyway). Outcomes are
 classified by ``resilience.http._classify``; a response that will not be returned (a retryable
-status, a hedge loser) is read and closed so its connection goes back to the pool.
+status, a hedge loser) is read and closed so its connection goes back to the pool. When the
+call ends the time-left header leaves the request again (a value the caller set is put back).
 
 Both transports share ``_Rules`` (classification, per-origin registry, per-attempt steps); they
 differ only in calling the inner transport, reading bodies and sleeping — sync or async.
@@ -388,8 +389,8 @@ def _set_header(
 
 
 def _withdraw_time_left(request: httpx.Request, key: bytes, set_aside: str) -> None:
-    """Take the header ``_Rules._send_time_left`` wrote out of ``request`` again, and put back
-    the one it replaced (kept in ``request.extensions[set_aside]``)."""
+    """Take the time-left header ``_Rules.prepare_attempt`` wrote out of ``request`` again, and
+    put back the one it replaced (kept in ``request.extensions[set_aside]``)."""
     raw = getattr(request.headers, "_list", None)
     if not isinstance(raw, list):
         return  # written through the public API, which cannot tell ours from the caller's
