@@ -133,6 +133,24 @@ def test_half_open_calls_leases_that_many_slots(redis_server: RedisServer) -> No
     assert b.state is CircuitState.HALF_OPEN  # reopened; open_for=0 reads half-open at once
 
 
+def test_many_half_open_slots_are_leased(redis_server: RedisServer) -> None:
+    """half_open_calls=20 (22 keys per script call): the breaker runs, opens and lets 20
+    concurrent trials through while half-open."""
+    a, b = (breaker(redis_server, open_for=0.0, half_open_calls=20) for _ in range(2))
+    assert calls(a(succeed), 1) == ["ok"]
+    a.open()
+    admitted = 0
+
+    def trial(depth: int) -> None:
+        nonlocal admitted
+        admitted += 1
+        if depth < 21:
+            calls(b(trial), 1, depth + 1)  # the 21st concurrent trial is rejected
+
+    a(trial)(1)
+    assert admitted == 20
+
+
 def test_open_for_runs_on_redis_time(redis_server: RedisServer) -> None:
     """open_for=0.2 s: rejected with retry_after ~0.2 s, admitted once Redis's clock says so."""
     one = breaker(redis_server, open_for=0.2)

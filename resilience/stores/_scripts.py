@@ -16,7 +16,17 @@ from typing import Any
 
 __all__ = ["AsyncScript", "SyncScript"]
 
-_COUNTS = tuple(str(n).encode("ascii") for n in range(16))  # numkeys (our scripts take 1-3)
+
+class _Counts(dict[int, bytes]):
+    """``numkeys`` as bytes, made once per count (a shared breaker sends 2 + half_open_calls
+    keys, so there is no fixed bound)."""
+
+    def __missing__(self, count: int) -> bytes:
+        encoded = self[count] = b"%d" % count
+        return encoded
+
+
+_COUNTS = _Counts()
 
 
 class _Script:
