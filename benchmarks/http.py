@@ -98,49 +98,22 @@ def sync_cases(url: str) -> list[Case]:
         stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_exponential_jitter()
     )(bare.get)
     group = "sync httpx.Client, GET, keep-alive"
+
+    def case(name: str, send: Any) -> Case:
+        """Time ``send(url)`` (a client's ``get`` or ``post``), checking the status."""
+        return Case(name, lambda i: send(url).status_code, expect=ok, group=group)
+
     return [
-        Case("bare httpx.Client", lambda i: bare.get(url).status_code, expect=ok, group=group),
-        Case("ResilientTransport", lambda i: ours.get(url).status_code, expect=ok, group=group),
-        Case(
-            "bare httpx.Client, a second one (noise)",
-            lambda i: twin.get(url).status_code,
-            expect=ok,
-            group=group,
-        ),
-        Case(
-            HEADER_ONLY,
-            lambda i: bare_header.get(url).status_code,
-            expect=ok,
-            group=group,
-        ),
-        Case(
-            HEADLESS,
-            lambda i: ours_headless.get(url).status_code,
-            expect=ok,
-            group=group,
-        ),
-        Case(FLOOR, lambda i: floor.get(url).status_code, expect=ok, group=group),
-        Case(
-            "ResilientTransport, POST + key",
-            lambda i: ours.post(url).status_code,
-            expect=ok,
-            group=group,
-        ),
-        Case(
-            "bare httpx.Client, POST", lambda i: bare.post(url).status_code, expect=ok, group=group
-        ),
-        Case(
-            "httpx-retries RetryTransport",
-            lambda i: peer.get(url).status_code,
-            expect=ok,
-            group=group,
-        ),
-        Case(
-            "tenacity-wrapped client.get",
-            lambda i: tenacity_get(url).status_code,
-            expect=ok,
-            group=group,
-        ),
+        case("bare httpx.Client", bare.get),
+        case("ResilientTransport", ours.get),
+        case("bare httpx.Client, a second one (noise)", twin.get),
+        case(HEADER_ONLY, bare_header.get),
+        case(HEADLESS, ours_headless.get),
+        case(FLOOR, floor.get),
+        case("ResilientTransport, POST + key", ours.post),
+        case("bare httpx.Client, POST", bare.post),
+        case("httpx-retries RetryTransport", peer.get),
+        case("tenacity-wrapped client.get", tenacity_get),
     ]
 
 
