@@ -28,7 +28,7 @@ import httpx
 
 from benchmarks._floor import FloorTransport
 from benchmarks._harness import header
-from benchmarks.http import FLOOR, loopback_server, ours_options
+from benchmarks.http import FLOOR, HEADER_ONLY, HEADLESS, loopback_server, ours_options
 from resilience.http import DEADLINE_HEADER, AsyncResilientTransport, ResilientTransport
 
 PEERS = ["resilience", "httpx", "httpcore", "h11", "httpx-retries"]
@@ -43,11 +43,9 @@ def _peer() -> httpx.Client:
 
 SYNC: dict[str, Callable[[], httpx.Client]] = {
     "bare httpx.Client": httpx.Client,
-    f"bare httpx.Client + {DEADLINE_HEADER} header": lambda: httpx.Client(
-        headers={DEADLINE_HEADER: "5000"}
-    ),
+    HEADER_ONLY: lambda: httpx.Client(headers={DEADLINE_HEADER: "5000"}),
     "ResilientTransport": lambda: httpx.Client(transport=ResilientTransport(**ours_options())),
-    "ResilientTransport, deadline_header=None": lambda: httpx.Client(
+    HEADLESS: lambda: httpx.Client(
         transport=ResilientTransport(**ours_options(), deadline_header=None)
     ),
     "httpx-retries RetryTransport": _peer,
