@@ -172,10 +172,11 @@ class _Rules:
         return send, token
 
     def add_idempotency_key(self, request: httpx.Request) -> None:
-        """Give an unsafe request its key, once per call; never replace the caller's. Inside a
-        request served under an Idempotency-Key (``resilience.asgi`` / ``wsgi``), derive it
-        from that key, so a re-run of the handler sends the same keys downstream."""
-        if self.idempotency_keys and request.method in KEYED_METHODS and not has_key(request):
+        """Give an unsafe request (``begin_call`` checked the method) its key, once per call;
+        never replace the caller's. Inside a request served under an Idempotency-Key
+        (``resilience.asgi`` / ``wsgi``), derive it from that key, so a re-run of the handler
+        sends the same keys downstream."""
+        if not has_key(request):
             serving = current_key_scope() if self.derive_keys else None
             if serving is None:
                 key = new_idempotency_key(self.key_style)
@@ -394,13 +395,11 @@ def _withdraw_time_left(request: httpx.Request, key: bytes, set_aside: str) -> N
     raw = getattr(request.headers, "_list", None)
     if not isinstance(raw, list):
         return  # written through the public API, which cannot tell ours from the caller's
-    if raw and raw[-1][0] is key:  # the common case: ours, appended last
-        index = len(raw) - 1
+    for index in range(len(raw) - 1, -1, -1):  # ours is usually the last
+        if raw[index][0] is key:
+            break
     else:
-        found = [index for index, item in enumerate(raw) if item[0] is key]
-        if not found:
-            return
-        index = found[0]
+        return
     replaced = request.extensions.pop(set_aside, None)
     if replaced is None:
         del raw[index]
