@@ -1,0 +1,15 @@
+"""ASGI middleware: exactly-once effects for keyed requests, deadlines from the wire, and rate
+limits with their header fields.
+
+Thin shells: the decisions are ``resilience._idempotency``'s (and the rate limiter's), the state
+is the store's. One private module per middleware; ``_shared`` holds the ASGI types and the
+helpers they share.
+
+    app = IdempotencyMiddleware(DeadlineMiddleware(app), store=RedisStore(redis.asyncio...))
+"""
+
+from resilience.asgi._deadline import DeadlineMiddleware
+from resilience.asgi._idempotency import IdempotencyMiddleware
+from resilience.asgi._ratelimit import RateLimitMiddleware
+
+__all__ = ["DeadlineMiddleware", "IdempotencyMiddleware", "RateLimitMiddleware"]

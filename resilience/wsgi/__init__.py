@@ -1,0 +1,14 @@
+"""WSGI middleware: exactly-once effects for keyed requests, deadlines from the wire, and rate
+limits with their header fields.
+
+The twins of ``resilience.asgi`` for Flask, Django and other WSGI applications; the decisions
+are ``resilience._idempotency``'s, the state is the store's (``MemoryStore``, or
+``RedisStore`` over a synchronous ``redis.Redis``). One private module per middleware;
+``_shared`` holds the WSGI types and the helpers they share.
+"""
+
+from resilience.wsgi._deadline import DeadlineMiddleware
+from resilience.wsgi._idempotency import IdempotencyMiddleware
+from resilience.wsgi._ratelimit import RateLimitMiddleware
+
+__all__ = ["DeadlineMiddleware", "IdempotencyMiddleware", "RateLimitMiddleware"]
