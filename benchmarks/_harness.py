@@ -246,12 +246,17 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# Import names whose distribution on the package index is named otherwise.
+_DISTRIBUTIONS = {"resilience": "resilience-patterns"}
+
+
 def header(packages: Sequence[str]) -> str:
     """Date, machine, load, Python and the versions of ``packages`` (importlib.metadata)."""
     versions = []
     for name in packages:
         try:
-            versions.append(f"{name} {importlib.metadata.version(name)}")
+            distribution = _DISTRIBUTIONS.get(name, name)
+            versions.append(f"{name} {importlib.metadata.version(distribution)}")
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{name} (not installed)")
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

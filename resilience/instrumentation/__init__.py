@@ -27,7 +27,9 @@ def instrument(tracer_provider: Any = None, meter_provider: Any = None) -> Calla
     Return a function that undoes what this call subscribed. Needs ``opentelemetry-api``.
     """
     if _events.observer() is None:  # the default adds events to the current span
-        raise ImportError("instrument() needs opentelemetry-api: pip install resilience[otel]")
+        raise ImportError(
+            "instrument() needs opentelemetry-api: pip install 'resilience-patterns[otel]'"
+        )
     if tracer_provider is None and meter_provider is None:
         return _nothing
     from resilience.instrumentation._otel import OpenTelemetry
