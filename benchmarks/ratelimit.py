@@ -101,7 +101,7 @@ def redis_cases(url: str) -> tuple[list[Case], Any]:
     from pyrate_limiter import Duration, Limiter, Rate, RedisBucket
 
     client = redis.Redis.from_url(url)
-    ours = RateLimiter(HIGH, burst=1000, key="bench", store=RedisStore(client))
+    ours = RateLimiter(HIGH, burst=1000, name="bench", store=RedisStore(client))
     guarded = ours(lambda i: i)
     storage = RedisStorage(url)
     item = limits.parse(f"{HIGH}/second")
@@ -135,7 +135,7 @@ def round_trips(client: Any, url: str) -> float:
     Commands a script runs inside (TIME, GET, SET) are counted by Redis too; they are
     subtracted once per script call, so a separate GET or SET sent by our code would show.
     """
-    limiter = RateLimiter(HIGH, burst=1000, key="count", store=RedisStore(client))
+    limiter = RateLimiter(HIGH, burst=1000, name="count", store=RedisStore(client))
     limiter.try_acquire()  # loads the script
     client.config_resetstat()
     for _ in range(100):

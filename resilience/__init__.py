@@ -40,6 +40,7 @@ from resilience._gcra import RateLimitDecision
 from resilience._hedge import Hedge
 from resilience._pipeline import Pipeline
 from resilience._policy import Policy
+from resilience._public import publish as _publish
 from resilience._ratelimit import RateLimiter, RateLimiterCounts
 from resilience._retry.backoff import Backoff
 from resilience._retry.budget import RetryBudget
@@ -92,3 +93,5 @@ __all__ = [
     "remaining",
     "subscribe",
 ]
+
+_publish(__name__, globals(), __all__)

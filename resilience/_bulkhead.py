@@ -89,15 +89,15 @@ class Bulkhead(Policy):
             f"max_wait={self.max_wait!r})"
         )
 
-    def _copy(self, **changes: Any) -> Bulkhead:
-        """A fresh bulkhead with the same settings, bar ``changes`` (e.g. a per-origin name)."""
+    def replace(self, **changes: Any) -> Bulkhead:
+        """A new bulkhead with these settings bar ``changes`` (any constructor keyword)."""
         settings: dict[str, Any] = {
+            "max_concurrent": self.max_concurrent,
             "max_waiting": self.max_waiting,
             "max_wait": self.max_wait,
             "name": self.name,
         }
-        settings.update(changes)
-        return Bulkhead(self.max_concurrent, **settings)
+        return Bulkhead(**{**settings, **changes})
 
     @property
     def active(self) -> int:

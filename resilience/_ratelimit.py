@@ -10,7 +10,7 @@ import itertools
 import math
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 from resilience import _events
 from resilience._clock import SYSTEM_CLOCK, Clock
@@ -18,7 +18,7 @@ from resilience._context import remaining
 from resilience._errors import RateLimitedError
 from resilience._gcra import GcraParams, RateLimitDecision
 from resilience._policy import Policy
-from resilience._validate import check_duration
+from resilience._validate import check_duration, check_name, refuse_unknown
 from resilience.stores._memory import MemoryStore
 
 __all__ = ["RateLimiter", "RateLimiterCounts", "limiters"]
@@ -50,8 +50,9 @@ class RateLimiter(Policy):
     current deadline), otherwise raises ``RateLimitedError`` with ``retry_after``.
     ``acquire(cost)`` (which may wait) and ``try_acquire(cost)`` (which never does) return a
     ``RateLimitDecision``. ``store`` keeps the
-    state: in memory by default, shared by all replicas with ``RedisStore``. ``key`` names the
-    limit in the store. Thread-safe and asyncio-safe.
+    state: in memory by default, shared by all replicas with ``RedisStore``. ``name`` names the
+    limit in the store (required with a ``RedisStore``; default "rate_limiter"). Thread-safe
+    and asyncio-safe.
     """
 
     __slots__ = (
@@ -63,8 +64,8 @@ class RateLimiter(Policy):
         "_store",
         "_waited",
         "burst",
-        "key",
         "max_wait",
+        "name",
         "per",
         "rate",
     )
@@ -76,10 +77,15 @@ class RateLimiter(Policy):
         *,
         burst: int | None = None,
         max_wait: float = 0.0,
-        key: str = "default",
+        name: str | None = None,
         store: Any = None,
         clock: Clock | None = None,
+        **renamed: NoReturn,
     ) -> None:
+        refuse_unknown("RateLimiter", renamed, {"key": "name"})
+        name = check_name(
+            name, "rate_limiter", shared=store is not None and not isinstance(store, MemoryStore)
+        )
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
             raise ValueError(f"rate must be a number > 0, got {rate!r}")
         if math.isinf(rate):
@@ -90,13 +96,11 @@ class RateLimiter(Policy):
         if burst is not None and burst < 0:
             raise ValueError(f"burst must be >= 0, got {burst!r}")
         check_duration(max_wait, "max_wait")
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"key must be a non-empty string, got {key!r}")
         self.rate = float(rate)
         self.per = float(per)
         self.burst = burst if burst is not None else 0
         self.max_wait = float(max_wait)
-        self.key = key
+        self.name = name
         self._clock = clock or SYSTEM_CLOCK
         emission = self.per / self.rate
         self._params = GcraParams(emission, emission * (self.burst + 1), self.burst + 1)
@@ -109,7 +113,8 @@ class RateLimiter(Policy):
 
     def __repr__(self) -> str:
         return (
-            f"RateLimiter({self.rate!r}, per={self.per!r}, burst={self.burst!r}, key={self.key!r})"
+            f"RateLimiter({self.rate!r}, per={self.per!r}, burst={self.burst!r}, "
+            f"name={self.name!r})"
         )
 
     @property
@@ -132,7 +137,7 @@ class RateLimiter(Policy):
         """Take ``cost`` units now if the limit allows; never waits.
 
         ``partition`` splits the limit: each partition (a client id, an API key) gets its own
-        ``rate`` and ``burst`` under ``key:partition`` — what a server limiting per caller uses.
+        ``rate`` and ``burst`` under ``name:partition`` — what a server limiting per caller uses.
         """
         self._check_cost(cost)
         return self._decide(self._key_of(partition), cost, 0.0)
@@ -164,10 +169,10 @@ class RateLimiter(Policy):
 
     def _key_of(self, partition: str | None) -> str:
         if partition is None:
-            return self.key
+            return self.name
         if not isinstance(partition, str) or not partition:
             raise ValueError(f"partition must be a non-empty string or None, got {partition!r}")
-        return f"{self.key}:{partition}"
+        return f"{self.name}:{partition}"
 
     def _wait_budget(self) -> float:
         left = remaining()
@@ -191,16 +196,16 @@ class RateLimiter(Policy):
             return
         next(self._rejected)
         if _events.listeners:
-            _events.emit(_events.RateLimited(self.key, decision.retry_after))
+            _events.emit(_events.RateLimited(self.name, decision.retry_after))
 
     def _refused(self, retry_after: float) -> RateLimitedError:
         next(self._rejected)
         if _events.listeners:
-            _events.emit(_events.RateLimited(self.key, retry_after))
-        return RateLimitedError(self.key, retry_after)
+            _events.emit(_events.RateLimited(self.name, retry_after))
+        return RateLimitedError(self.name, retry_after)
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        admit, key, params = self._store.gcra_admit, self.key, self._params
+        admit, key, params = self._store.gcra_admit, self.name, self._params
         budget, refused, sleep = self._wait_budget, self._refused, self._clock.sleep
         allowed, waited = self._allowed.__next__, self._waited.__next__
         may_wait = self.max_wait > 0.0  # without waiting, the deadline cannot matter
@@ -219,7 +224,7 @@ class RateLimiter(Policy):
         return limited
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        admit, key, params = self._store.gcra_admit_async, self.key, self._params
+        admit, key, params = self._store.gcra_admit_async, self.name, self._params
         budget, refused, sleep = self._wait_budget, self._refused, self._clock.sleep_async
         allowed, waited = self._allowed.__next__, self._waited.__next__
         may_wait = self.max_wait > 0.0

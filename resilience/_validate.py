@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 __all__ = [
     "ExceptionFilter",
     "check_duration",
+    "check_name",
     "check_positive_int",
     "check_ratio",
     "exception_predicate",
+    "refuse_unknown",
 ]
 
-# What ``on=`` / ``failure_on=`` accept: an exception class, a tuple of them, or a predicate.
+# What ``on=`` accepts: an exception class, a tuple of them, or a predicate.
 ExceptionFilter = (
     type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 )
@@ -75,3 +77,38 @@ def check_ratio(value: float, name: str, *, allow_zero: bool = False) -> None:
     if not (low_ok and value <= 1):
         interval = "[0, 1]" if allow_zero else "(0, 1]"
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
+
+
+def check_name(name: str | None, default: str, *, shared: bool = False) -> str:
+    """The policy's name: ``name``, or its kind (``default``, e.g. "circuit_breaker") when it
+    is ``None`` and the state is private.
+
+    A policy whose state is shared through a store (replicas meet under its name) must be
+    named: two unnamed policies of unrelated services would otherwise share one state.
+    """
+    if name is None:
+        kind = default.replace("_", " ")
+        if shared:
+            raise ValueError(
+                f"name is required for a {kind} whose state is shared through a store: every "
+                f"replica with the same name shares one {kind}, so unnamed ones of unrelated "
+                f"services would share one state and trip each other; pass e.g. "
+                f"name='payments-api'"
+            )
+        return default
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    return name
+
+
+def refuse_unknown(kind: str, given: Mapping[str, object], renamed: Mapping[str, str]) -> None:
+    """Raise ``TypeError`` for keywords ``kind`` does not take; a renamed one names its successor.
+
+    Called with a constructor's ``**given`` (typed ``NoReturn``, so type checkers flag the same
+    calls): the public surface is 0.x and renames keywords without aliases.
+    """
+    for old in given:
+        new = renamed.get(old)
+        if new is not None:
+            raise TypeError(f"{kind}() takes {new}= where it took {old}= (renamed): pass {new}=")
+        raise TypeError(f"{kind}() got an unexpected keyword argument {old!r}")

@@ -332,13 +332,13 @@ class Stop(BaseException):
 @pytest.mark.parametrize("ending", ["success", "exception", "keyboard_interrupt", "cancel"])
 def test_half_open_slot_is_released_on_every_path(clock: FakeClock, ending: str) -> None:
     """A trial's slot is freed after success, exception, BaseException and cancellation."""
-    breaker = CircuitBreaker(minimum_calls=1, open_for=1.0, failure_on=ConnectionError, clock=clock)
+    breaker = CircuitBreaker(minimum_calls=1, open_for=1.0, on=ConnectionError, clock=clock)
     fail(breaker)
     clock.advance(1.0)
 
     def trial() -> str:
         if ending == "exception":
-            raise ValueError("not a failure")  # failure_on=ConnectionError: a success
+            raise ValueError("not a failure")  # on=ConnectionError: a success
         if ending == "keyboard_interrupt":
             raise KeyboardInterrupt
         return "ok"
@@ -518,12 +518,12 @@ def test_open_on_an_open_breaker_restarts_its_open_period(clock: FakeClock) -> N
     assert caught.value.retry_after == 2.0
 
 
-def test_failure_on_and_failure_on_result_classify_outcomes(clock: FakeClock) -> None:
+def test_on_and_on_result_classify_outcomes(clock: FakeClock) -> None:
     """Only matching exceptions are failures; results can be failures too."""
     breaker = CircuitBreaker(
         minimum_calls=2,
-        failure_on=ConnectionError,
-        failure_on_result=lambda value: value == "error page",
+        on=ConnectionError,
+        on_result=lambda value: value == "error page",
         clock=clock,
     )
     for _ in range(3):
@@ -537,12 +537,12 @@ def test_failure_on_and_failure_on_result_classify_outcomes(clock: FakeClock) ->
 
 
 def test_a_broken_predicate_counts_a_failure_and_frees_the_slot(clock: FakeClock) -> None:
-    """A failure_on that raises counts the call as failed instead of leaking its trial slot."""
+    """An ``on`` predicate that raises counts a failure instead of leaking the trial slot."""
 
     def broken(exc: BaseException) -> bool:
         raise RuntimeError("bug in predicate")
 
-    breaker = CircuitBreaker(minimum_calls=1, open_for=1.0, failure_on=broken, clock=clock)
+    breaker = CircuitBreaker(minimum_calls=1, open_for=1.0, on=broken, clock=clock)
     fail(breaker)
     assert breaker.state is OPEN
     clock.advance(1.0)
@@ -586,11 +586,11 @@ def test_metrics_state_agrees_with_state_after_open_for(clock: FakeClock) -> Non
     assert breaker.state is HALF_OPEN
 
 
-def test_copy_keeps_the_settings_but_not_the_state(clock: FakeClock) -> None:
-    """_copy (used per origin by the transports) gives a fresh breaker with the same settings."""
+def test_replace_keeps_the_settings_but_not_the_state(clock: FakeClock) -> None:
+    """replace (used per origin by the transports) gives a fresh breaker with the same settings."""
     breaker = CircuitBreaker("api", minimum_calls=1, open_for=7.0, clock=clock)
     fail(breaker)
-    copy = breaker._copy(name="api[x]")
+    copy = breaker.replace(name="api[x]")
     assert (copy.name, copy.state, repr(copy)) == (
         "api[x]",
         CLOSED,
@@ -632,9 +632,9 @@ def test_bad_configuration_names_the_parameter(kwargs: dict[str, object], name: 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
-        ({"failure_on": "x"}, "failure_on"),
-        ({"failure_on": (ConnectionError, "x")}, "failure_on"),
-        ({"failure_on_result": "x"}, "failure_on_result"),
+        ({"on": "x"}, "on"),
+        ({"on": (ConnectionError, "x")}, "on"),
+        ({"on_result": "x"}, "on_result"),
         ({"minimum_calls": 2.5}, "minimum_calls"),
         ({"failure_rate": "half"}, "failure_rate"),
     ],
@@ -642,6 +642,6 @@ def test_bad_configuration_names_the_parameter(kwargs: dict[str, object], name: 
 def test_wrong_types_are_type_errors_naming_the_parameter(
     kwargs: dict[str, object], name: str
 ) -> None:
-    """A failure_on that is neither exception classes nor a predicate (etc.) is a TypeError."""
+    """An ``on`` that is neither exception classes nor a predicate (etc.) is a TypeError."""
     with pytest.raises(TypeError, match=f"^{name} "):
         CircuitBreaker(**kwargs)  # type: ignore[arg-type]

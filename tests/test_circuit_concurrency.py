@@ -80,9 +80,7 @@ def test_counts_add_up_exactly_under_contention() -> None:
     clock = FakeClock()
     # Every thread starts with a success, so the window never holds only failures: the
     # threshold is checked on every outcome but never reached.
-    breaker = CircuitBreaker(
-        failure_rate=1.0, minimum_calls=1, failure_on=ConnectionError, clock=clock
-    )
+    breaker = CircuitBreaker(failure_rate=1.0, minimum_calls=1, on=ConnectionError, clock=clock)
     start = threading.Barrier(PARTIES, timeout=10)
 
     @breaker

@@ -284,7 +284,7 @@ def test_breaker_opening_is_one_event_and_moves_the_gauge(
 def test_rate_limiter_decisions_are_counted_by_result(otel: Telemetry, clock: FakeClock) -> None:
     """Admitted and refused calls land in one counter, split by ``resilience.result``."""
     undo = instrument(**otel.providers)
-    limiter = RateLimiter(1, per=10.0, key="decisions-test", clock=clock)
+    limiter = RateLimiter(1, per=10.0, name="decisions-test", clock=clock)
     try:
         assert limiter.try_acquire().allowed
         assert not limiter.try_acquire().allowed

@@ -2,30 +2,109 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
+import pickle
+import pkgutil
+import random
 import re
 import runpy
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 import resilience
-import resilience.testing
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("module", [resilience, resilience.testing])
-def test_all_is_sorted_and_complete(module: object) -> None:
-    """``__all__`` lists every public name the module defines, sorted, and nothing missing."""
-    exported = list(module.__all__)  # type: ignore[attr-defined]
-    assert exported == sorted(exported)
-    public = {
-        name
-        for name in vars(module)
-        if not name.startswith("_") and not isinstance(getattr(module, name), type(sys))
-    }
-    assert public - {"annotations"} == set(exported) - {"__version__"}
+def _public_modules() -> list[str]:
+    """Every module users may import: no part of its dotted path starts with "_"."""
+    found = ["resilience"]
+    for info in pkgutil.walk_packages(resilience.__path__, "resilience."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            found.append(info.name)
+    return sorted(found)
+
+
+PUBLIC_MODULES = _public_modules()
+
+
+def _exported(module: ModuleType) -> set[str]:
+    """The public names a module offers: in a package's ``__init__`` every public name it
+    binds but tools from outside the package (re-exporting is its job); in a plain module the
+    public names it defines itself (``def``, ``class``, assignment), read from its source."""
+    if hasattr(module, "__path__"):
+        return {
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and not isinstance(value, ModuleType)
+            and getattr(value, "__module__", "resilience").startswith("resilience")
+            and name not in {"annotations", "TYPE_CHECKING"}
+        }
+    tree = ast.parse(Path(module.__file__ or "").read_text())
+    defined: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined.update(t.id for t in targets if isinstance(t, ast.Name))
+    return {name for name in defined if not name.startswith("_")}
+
+
+def _isort_style(name: str) -> tuple[int, str]:
+    """Sort key of ruff's RUF022: CONSTANTS, then Classes, then functions."""
+    return (0 if name.isupper() else 1 if name[:1].isupper() else 2, name)
+
+
+def test_public_modules_are_found() -> None:
+    """The walk finds the public modules (so the tests below cover something)."""
+    assert {"resilience", "resilience.http", "resilience.stores", "resilience.testing"} <= set(
+        PUBLIC_MODULES
+    )
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_all_is_sorted_and_exactly_what_the_module_exports(name: str) -> None:
+    """Each public module's ``__all__`` is sorted, every name in it resolves, and it lists
+    every public name the module exports, nothing more and nothing less."""
+    module = importlib.import_module(name)
+    listed = list(module.__all__)
+    assert listed in (sorted(listed), sorted(listed, key=_isort_style)), "__all__ is not sorted"
+    for exported in listed:
+        assert getattr(module, exported) is not None, exported  # lazy names resolve too
+    assert _exported(module) - {"__version__"} == set(listed) - {"__version__"} - (
+        set(listed) - set(vars(module))  # lazily loaded: not bound until first use
+    )
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_public_classes_and_functions_report_their_public_module(name: str) -> None:
+    """``__module__`` of an exported class or function is a public module, the one users
+    import it from (reprs, tracebacks and docs say ``resilience.Retry``)."""
+    module = importlib.import_module(name)
+    for exported in module.__all__:
+        value = getattr(module, exported)
+        if isinstance(value, type) or inspect.isfunction(value):
+            assert value.__module__ in PUBLIC_MODULES, (exported, value.__module__)
+    assert repr(resilience.Retry) == "<class 'resilience.Retry'>"
+    from resilience.stores import RedisStore
+
+    assert RedisStore.__module__ == "resilience.stores"
+
+
+def test_public_objects_pickle_through_their_public_module() -> None:
+    """A class reporting a public module still pickles: the module has the name."""
+    backoff = pickle.loads(pickle.dumps(resilience.Backoff(0.5, 2.0)))
+    assert repr(backoff) == repr(resilience.Backoff(0.5, 2.0))
+    event = resilience.RetryScheduled("r", 1, 0.5, "ValueError")
+    assert pickle.loads(pickle.dumps(event)) == event
 
 
 def test_every_public_name_resolves() -> None:
@@ -110,3 +189,113 @@ def test_telemetry_example_prints_attempt_spans_and_metrics() -> None:
     assert out.count("'http.request.resend_count': 1") == 4
     assert out.count("events=['resilience.retry.scheduled']") == 4
     assert "http.client.request.duration" in out and "resilience.retry.attempts" in out
+
+
+# -- one vocabulary ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "old", "new"),
+    [
+        (lambda: resilience.CircuitBreaker(failure_on=ValueError), "failure_on", "on"),
+        (
+            lambda: resilience.CircuitBreaker(failure_on_result=bool),
+            "failure_on_result",
+            "on_result",
+        ),
+        (lambda: resilience.RateLimiter(5, key="api"), "key", "name"),
+        (lambda: resilience.CircuitBreaker().replace(failure_on=ValueError), "failure_on", "on"),
+    ],
+)
+def test_a_renamed_keyword_is_refused_naming_its_successor(
+    build: Callable[[], object], old: str, new: str
+) -> None:
+    """An old keyword raises TypeError saying which keyword replaced it."""
+    with pytest.raises(TypeError, match=f"takes {new}= where it took {old}= "):
+        build()
+
+
+def test_an_unknown_keyword_is_still_a_plain_type_error() -> None:
+    """A keyword that never existed is refused as Python would refuse it."""
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        resilience.CircuitBreaker(colour="red")  # type: ignore[arg-type]
+
+
+def test_names_default_to_the_kind() -> None:
+    """An unnamed policy is named after its kind (in events, metrics and errors)."""
+    assert resilience.CircuitBreaker().name == "circuit_breaker"
+    assert resilience.RetryBudget().name == "retry_budget"
+    assert resilience.RateLimiter(5).name == "rate_limiter"
+    assert resilience.Retry().name == "retry"
+    assert resilience.Bulkhead(1).name == "bulkhead"
+    assert resilience.Timeout(1.0).name == "timeout"
+    assert resilience.Deadline(1.0).name == "deadline"
+    assert resilience.Fallback(None).name == "fallback"
+    assert resilience.Hedge(0.1).name == "hedge"
+
+
+def _redis_store() -> Any:
+    """A RedisStore over a real redis-py client that is never used: construction does no I/O,
+    and the policies below are refused before any."""
+    redis = pytest.importorskip("redis")
+    from resilience.stores import RedisStore
+
+    return RedisStore(redis.Redis(host="127.0.0.1", port=1))
+
+
+@pytest.mark.parametrize(
+    ("build", "kind"),
+    [
+        (lambda store: resilience.CircuitBreaker(store=store), "circuit breaker"),
+        (lambda store: resilience.RetryBudget(store=store), "retry budget"),
+        (lambda store: resilience.RateLimiter(5, store=store), "rate limiter"),
+    ],
+)
+def test_a_policy_shared_through_redis_must_be_named(
+    build: Callable[[Any], object], kind: str
+) -> None:
+    """Shared state meets under the policy's name: an unnamed breaker, budget or limiter on a
+    RedisStore is refused at construction, saying why (unrelated services would share it)."""
+    with pytest.raises(ValueError, match=f"^name is required for a {kind} whose state is shared"):
+        build(_redis_store())
+    with pytest.raises(ValueError, match="trip each other"):
+        build(_redis_store())
+
+
+def test_a_named_policy_on_redis_is_accepted() -> None:
+    """With a name, the same constructions succeed (still without I/O)."""
+    store = _redis_store()
+    assert resilience.CircuitBreaker(name="payments", store=store).name == "payments"
+    assert resilience.RetryBudget(name="payments", store=store).name == "payments"
+    assert resilience.RateLimiter(5, name="payments", store=store).name == "payments"
+
+
+def test_replace_changes_what_it_is_given_and_keeps_the_rest() -> None:
+    """``replace(**changes)`` builds a new object from the old one's settings."""
+    rng = random.Random(7)
+    backoff = resilience.Backoff(0.5, 8.0, 3.0, "equal", rng=rng)
+    changed = backoff.replace(maximum=20.0)
+    assert (changed.initial, changed.maximum, changed.multiplier, changed.jitter) == (
+        0.5,
+        20.0,
+        3.0,
+        "equal",
+    )
+    assert backoff.maximum == 8.0
+    retry = resilience.Retry(5, on=ValueError, backoff=backoff, name="charge")
+    more = retry.replace(attempts=7)
+    assert (more.attempts, more.name, more.backoff) == (7, "charge", backoff)
+    breaker = resilience.CircuitBreaker(name="api", failure_rate=0.25, minimum_calls=4)
+    assert repr(breaker.replace(name="api2")) == "CircuitBreaker('api2', state='closed')"
+    bulkhead = resilience.Bulkhead(3, name="db").replace(max_concurrent=5)
+    assert (bulkhead.max_concurrent, bulkhead.name) == (5, "db")
+    budget = resilience.RetryBudget(ratio=0.5, name="b").replace(window=3.0)
+    assert (budget.ratio, budget.window, budget.name) == (0.5, 3.0, "b")
+
+
+def test_replace_validates_like_the_constructor() -> None:
+    """A bad value or an unknown keyword given to ``replace`` fails as it would at construction."""
+    with pytest.raises(ValueError, match=r"^maximum must be >= initial"):
+        resilience.Backoff(1.0, 2.0).replace(maximum=0.5)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'tries'"):
+        resilience.Retry().replace(tries=2)

@@ -110,7 +110,7 @@ def test_waits_within_max_wait_then_goes(colour: Colour, clock: FakeClock) -> No
 
 def test_rejects_when_the_wait_would_be_too_long(colour: Colour, clock: FakeClock) -> None:
     """Over the limit beyond max_wait: RateLimitedError with retry_after, function not called."""
-    limiter = RateLimiter(1, burst=0, max_wait=0.25, key="payments", clock=clock)
+    limiter = RateLimiter(1, burst=0, max_wait=0.25, name="payments", clock=clock)
     script = Script(["ok"])
     call = colour.wrap(limiter, script)
     call()
@@ -143,7 +143,7 @@ def test_never_waits_past_the_deadline(clock: FakeClock) -> None:
         ({"rate": 1, "per": 0.0}, "per"),
         ({"rate": 1, "burst": -1}, "burst"),
         ({"rate": 1, "max_wait": -0.5}, "max_wait"),
-        ({"rate": 1, "key": ""}, "key"),
+        ({"rate": 1, "name": ""}, "name"),
     ],
 )
 def test_bad_configuration_names_the_parameter(kwargs: dict[str, object], name: str) -> None:

@@ -30,7 +30,7 @@ def hello_wsgi(environ: Any, start_response: Any) -> list[bytes]:
 @pytest.fixture(params=["asgi", "wsgi"])
 def served(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[str]:
     """2 requests per minute per caller (burst 1: two at once), callers told by X-Client."""
-    limiter = RateLimiter(2, per=60.0, burst=1, key="api", clock=clock)
+    limiter = RateLimiter(2, per=60.0, burst=1, name="api", clock=clock)
     if request.param == "asgi":
 
         def caller(scope: Any) -> str | None:

@@ -21,7 +21,7 @@ def cluster(redis_cluster: RedisServer) -> Any:
 
 
 def test_rate_limiter_on_a_cluster_client(cluster: Any) -> None:
-    limiter = RateLimiter(5, burst=1, key="payments", store=RedisStore(cluster))
+    limiter = RateLimiter(5, burst=1, name="payments", store=RedisStore(cluster))
     assert [limiter.try_acquire().allowed for _ in range(3)] == [True, True, False]
 
 

@@ -19,7 +19,7 @@ def replica(url: str, ready: Any, start: Any, results: Any) -> None:
     from resilience.stores import RedisStore
 
     client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-    limiter = RateLimiter(RATE, burst=BURST, key="fleet", store=RedisStore(client))
+    limiter = RateLimiter(RATE, burst=BURST, name="fleet", store=RedisStore(client))
     client.ping()  # connected and warm before the clock starts
     ready.wait(30)  # every replica is up...
     start_at = start.get(timeout=30)  # ...and the parent has picked the common start

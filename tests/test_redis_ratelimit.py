@@ -21,7 +21,7 @@ from tests.test_ratelimit import LeakyBucket
 def test_matches_redis_cell_on_redis_time(redis_server: RedisServer) -> None:
     """CL.THROTTLE user123 15 30 60 on Redis: limit 16, remaining 15; the 17th waits ~2 s."""
     limiter = RateLimiter(
-        30, per=60.0, burst=15, key="user123", store=RedisStore(redis_server.client())
+        30, per=60.0, burst=15, name="user123", store=RedisStore(redis_server.client())
     )
     first = limiter.try_acquire()
     assert (first.allowed, first.limit, first.remaining) == (True, 16, 15)
@@ -35,8 +35,12 @@ def test_matches_redis_cell_on_redis_time(redis_server: RedisServer) -> None:
 
 def test_replicas_share_one_limit(redis_server: RedisServer) -> None:
     """Two stores on two connections (two replicas) draw from the same limit."""
-    one = RateLimiter(1, per=60.0, burst=4, key="payments", store=RedisStore(redis_server.client()))
-    two = RateLimiter(1, per=60.0, burst=4, key="payments", store=RedisStore(redis_server.client()))
+    one = RateLimiter(
+        1, per=60.0, burst=4, name="payments", store=RedisStore(redis_server.client())
+    )
+    two = RateLimiter(
+        1, per=60.0, burst=4, name="payments", store=RedisStore(redis_server.client())
+    )
     decisions = [limiter.try_acquire().allowed for limiter in (one, two) * 3]
     assert decisions == [True] * 5 + [False]
 
@@ -45,8 +49,8 @@ def test_different_keys_never_share_state(redis_server: RedisServer) -> None:
     """Limits with different keys are independent, and their keys carry TTLs and hash tags."""
     client: Any = redis_server.client()
     store = RedisStore(client, prefix="svc:")
-    a = RateLimiter(1, per=60.0, key="a", store=store)
-    b = RateLimiter(1, per=60.0, key="b", store=store)
+    a = RateLimiter(1, per=60.0, name="a", store=store)
+    b = RateLimiter(1, per=60.0, name="b", store=store)
     assert a.try_acquire().allowed
     assert not a.try_acquire().allowed
     assert b.try_acquire().allowed
@@ -59,7 +63,7 @@ def test_async_client(redis_server: RedisServer) -> None:
 
     async def scenario() -> list[bool]:
         client: Any = redis_server.async_client()
-        limiter = RateLimiter(1, per=60.0, burst=1, key="async", store=RedisStore(client))
+        limiter = RateLimiter(1, per=60.0, burst=1, name="async", store=RedisStore(client))
         try:
             return [(await limiter.acquire_async()).allowed for _ in range(3)]
         finally:
@@ -73,7 +77,7 @@ def test_redis_outage_allows_calls_with_one_event_then_recovers(
 ) -> None:
     """Redis killed mid-run: no RedisError, calls allowed, one event and one warning for the
     outage; restarted: shared limiting resumes by itself."""
-    limiter = RateLimiter(1, per=60.0, burst=0, key="k", store=RedisStore(redis_server.client()))
+    limiter = RateLimiter(1, per=60.0, burst=0, name="k", store=RedisStore(redis_server.client()))
     assert limiter.try_acquire().allowed
     assert not limiter.try_acquire().allowed
     redis_server.stop()
@@ -94,7 +98,7 @@ def test_redis_outage_allows_calls_with_one_event_then_recovers(
 
 def test_deny_on_error(redis_server: RedisServer) -> None:
     """With on_error="deny", an unreachable Redis refuses calls instead."""
-    limiter = RateLimiter(10, key="d", store=RedisStore(redis_server.client(), on_error="deny"))
+    limiter = RateLimiter(10, name="d", store=RedisStore(redis_server.client(), on_error="deny"))
     redis_server.stop()
     decision = limiter.try_acquire()
     assert not decision.allowed
@@ -130,7 +134,7 @@ def test_redis_gcra_agrees_with_a_leaky_bucket_on_redis_time(
     with an emission interval of at least 100 ms no decision can flip within that drift: the
     model evaluates them all at one instant."""
     limiter = RateLimiter(
-        rate, burst=burst, key=f"model-{next(_keys)}", store=RedisStore(redis_server.client())
+        rate, burst=burst, name=f"model-{next(_keys)}", store=RedisStore(redis_server.client())
     )
     model = LeakyBucket(1.0 / rate, burst)
     for cost in costs:
@@ -142,7 +146,7 @@ def test_scripts_survive_a_script_flush(redis_server: RedisServer) -> None:
     """Scripts run by SHA; after SCRIPT FLUSH (a restart, a failover) the next call loads the
     script again instead of failing."""
     client: Any = redis_server.client()
-    limiter = RateLimiter(1, per=60.0, burst=1, key="flushed", store=RedisStore(client))
+    limiter = RateLimiter(1, per=60.0, burst=1, name="flushed", store=RedisStore(client))
     guarded = limiter(lambda: "ok")
     assert guarded() == "ok"
     client.script_flush()
@@ -182,7 +186,9 @@ def test_async_decorator_on_a_redis_asyncio_client(redis_server: RedisServer) ->
 
     async def scenario() -> tuple[list[str], float]:
         client: Any = redis_server.async_client()
-        limiter = RateLimiter(1, per=60.0, burst=1, key="async-decorated", store=RedisStore(client))
+        limiter = RateLimiter(
+            1, per=60.0, burst=1, name="async-decorated", store=RedisStore(client)
+        )
 
         @limiter
         async def charge() -> str:

@@ -192,11 +192,11 @@ def test_concurrent_spending_never_overdraws(clock: FakeClock) -> None:
     assert sum(granted) == 50
 
 
-def test_copy_keeps_the_settings_but_not_the_state(clock: FakeClock) -> None:
-    """``_copy`` (one per origin in the transports) starts full, with the same settings."""
+def test_replace_keeps_the_settings_but_not_the_state(clock: FakeClock) -> None:
+    """``replace()`` (one per origin in the transports) starts full, with the same settings."""
     budget = RetryBudget(ratio=0.5, min_retries_per_second=0.1, window=20.0, clock=clock)
     assert budget.try_spend() and budget.try_spend()
-    fresh = budget._copy()
+    fresh = budget.replace()
     assert repr(fresh) == repr(budget)
     assert fresh.clock is clock
     assert (budget.available(), fresh.available()) == (0, 2)

@@ -462,10 +462,10 @@ def test_bad_store_and_lease_fail_at_construction() -> None:
         CircuitBreaker("x", trial_lease=0.0)
 
 
-def test_copy_keeps_the_store(redis_server: RedisServer) -> None:
+def test_replace_keeps_the_store(redis_server: RedisServer) -> None:
     """A per-origin copy with its own name is shared under that name."""
     template = breaker(redis_server, minimum_calls=1)
-    copy = template._copy(name="db[https://a]")
+    copy = template.replace(name="db[https://a]")
     calls(copy(fail), 1)
     assert copy.state is CircuitState.OPEN
     assert template.state is CircuitState.CLOSED

@@ -78,12 +78,12 @@ def test_different_names_never_share_and_keys_expire(redis_server: RedisServer) 
     assert 0 < client.pttl("svc:{a}:budget") <= 11_000 + 60_000
 
 
-def test_copy_shares_under_the_same_name(redis_server: RedisServer) -> None:
-    """_copy keeps the store: the copy spends the original's budget (or its own, renamed)."""
+def test_replace_shares_under_the_same_name(redis_server: RedisServer) -> None:
+    """replace keeps the store: the copy spends the original's budget (or its own, renamed)."""
     original = budget(redis_server, ratio=0.0, min_retries_per_second=0.1, window=10.0)
-    assert original._copy().try_spend()
+    assert original.replace().try_spend()
     assert not original.try_spend()
-    assert original._copy(name="other").try_spend()
+    assert original.replace(name="other").try_spend()
 
 
 def test_steps_send_bytes_encoded_once(redis_server: RedisServer) -> None:
@@ -140,9 +140,9 @@ def test_bad_store_and_name_fail_at_construction(redis_server: RedisServer) -> N
     """A store that is no store or an empty name fails naming the parameter; a budget on an
     async client refuses sync use, and a sync function, at once."""
     with pytest.raises(TypeError, match="store must be a MemoryStore, a RedisStore or None"):
-        RetryBudget(store=object())
+        RetryBudget(name="b", store=object())
     client: Any = redis_server.async_client()
-    on_async = RetryBudget(store=RedisStore(client))
+    on_async = RetryBudget(name="b", store=RedisStore(client))
     with pytest.raises(TypeError, match=r"redis\.asyncio"):
         on_async.try_spend()
     with pytest.raises(TypeError, match="coroutine functions only"):

@@ -6,7 +6,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from resilience import _events
 from resilience._circuit.metrics import CircuitMetrics
@@ -18,9 +18,11 @@ from resilience._policy import Policy
 from resilience._validate import (
     ExceptionFilter,
     check_duration,
+    check_name,
     check_positive_int,
     check_ratio,
     exception_predicate,
+    refuse_unknown,
 )
 from resilience.stores._memory import MemoryStore
 
@@ -31,6 +33,8 @@ __all__ = ["CircuitBreaker", "CircuitMetrics", "StateListener"]
 
 T = TypeVar("T")
 _log = logging.getLogger("resilience")
+
+_RENAMED = {"failure_on": "on", "failure_on_result": "on_result"}
 
 StateListener = Callable[[_events.CircuitStateChanged], object]
 
@@ -48,15 +52,16 @@ class CircuitBreaker(Policy):
     - Open, it raises ``CircuitOpenError`` (with ``retry_after``) without running the call, for
       ``open_for`` seconds; then it is half-open and admits exactly ``half_open_calls``
       concurrent trials. One failing (or slow) trial reopens it; all of them passing closes it.
-    - ``failure_on`` says which exceptions are failures (others count as successes: the
-      dependency answered); ``failure_on_result`` marks return values as failures.
+    - ``on`` says which exceptions are failures (others count as successes: the dependency
+      answered); ``on_result`` marks return values as failures.
       Cancellation and other ``BaseException`` are neither, but release their trial slot.
+    - ``name`` (default "circuit_breaker") labels events, metrics and errors.
 
     - ``store``: ``None`` or a ``MemoryStore`` keeps it in this process; a ``RedisStore``
-      shares it with every replica of the same ``name`` (one round trip per admit and per
-      record; see ``resilience._circuit.shared``). ``trial_lease`` (seconds; ``None``:
-      ``max(open_for, 10.0)``): how long a shared half-open trial may go unreported (its
-      owner may have died) before another replica may take its slot.
+      shares it with every replica of the same ``name``, which is then required (one round
+      trip per admit and per record; see ``resilience._circuit.shared``). ``trial_lease``
+      (seconds; ``None``: ``max(open_for, 10.0)``): how long a shared half-open trial may go
+      unreported (its owner may have died) before another replica may take its slot.
 
     No lock is held while the guarded call runs: the lock covers O(1) bookkeeping only, and
     listeners run after it is released. Thread-safe and asyncio-safe; one instance may guard
@@ -80,7 +85,7 @@ class CircuitBreaker(Policy):
 
     def __init__(
         self,
-        name: str = "default",
+        name: str | None = None,
         *,
         failure_rate: float = 0.5,
         minimum_calls: int = 10,
@@ -90,14 +95,16 @@ class CircuitBreaker(Policy):
         half_open_calls: int = 1,
         slow_call_duration: float | None = None,
         slow_call_rate: float = 1.0,
-        failure_on: ExceptionFilter = Exception,
-        failure_on_result: Callable[[Any], bool] | None = None,
+        on: ExceptionFilter = Exception,
+        on_result: Callable[[Any], bool] | None = None,
         clock: Clock | None = None,
         store: Any = None,
         trial_lease: float | None = None,
+        **renamed: NoReturn,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        refuse_unknown("CircuitBreaker", renamed, _RENAMED)
+        shared = store is not None and not isinstance(store, MemoryStore)
+        name = check_name(name, "circuit_breaker", shared=shared)
         check_ratio(failure_rate, "failure_rate")
         check_positive_int(minimum_calls, "minimum_calls")
         check_duration(window, "window", allow_zero=False)
@@ -110,13 +117,12 @@ class CircuitBreaker(Policy):
         check_positive_int(half_open_calls, "half_open_calls")
         check_duration(slow_call_duration, "slow_call_duration", allow_zero=False)
         check_ratio(slow_call_rate, "slow_call_rate")
-        if failure_on_result is not None and not callable(failure_on_result):
-            raise TypeError(
-                f"failure_on_result must be a predicate or None, got {failure_on_result!r}"
-            )
+        if on_result is not None and not callable(on_result):
+            raise TypeError(f"on_result must be a predicate or None, got {on_result!r}")
         check_duration(trial_lease, "trial_lease", allow_zero=False)
         self.name = name
         self._settings: dict[str, Any] = {
+            "name": name,
             "failure_rate": failure_rate,
             "minimum_calls": minimum_calls,
             "window": window,
@@ -125,14 +131,14 @@ class CircuitBreaker(Policy):
             "half_open_calls": half_open_calls,
             "slow_call_duration": slow_call_duration,
             "slow_call_rate": slow_call_rate,
-            "failure_on": failure_on,
-            "failure_on_result": failure_on_result,
+            "on": on,
+            "on_result": on_result,
             "clock": clock,
             "store": store,
             "trial_lease": trial_lease,
         }
-        self._failure_on = exception_predicate(failure_on, "failure_on")
-        self._failure_on_result = failure_on_result
+        self._failure_on = exception_predicate(on, "on")
+        self._failure_on_result = on_result
         self._slow_call_duration = slow_call_duration
         self._clock = clock or SYSTEM_CLOCK
         outcomes: OutcomeWindow = (
@@ -151,7 +157,7 @@ class CircuitBreaker(Policy):
         # successes, failures, rejections, interrupted
         self._totals = [0, 0, 0, 0]
         self._shared: SharedCircuit | None = None
-        if store is not None and not isinstance(store, MemoryStore):
+        if shared:
             from resilience._circuit.shared import SharedCircuit
 
             self._shared = SharedCircuit(self, store, self._settings)
@@ -162,11 +168,10 @@ class CircuitBreaker(Policy):
         state = self._machine.state if shared is None else shared.last
         return f"CircuitBreaker({self.name!r}, state={state.value!r})"
 
-    def _copy(self, **changes: Any) -> CircuitBreaker:
-        """A fresh breaker with the same settings, bar ``changes`` (the transports keep one per
-        origin, with their own name and failure classification)."""
-        settings = {**self._settings, **changes}
-        return CircuitBreaker(settings.pop("name", self.name), **settings)
+    def replace(self, **changes: Any) -> CircuitBreaker:
+        """A new breaker with this one's settings bar ``changes`` (any constructor keyword),
+        and a fresh state of its own (the transports keep one per origin)."""
+        return CircuitBreaker(**{**self._settings, **changes})
 
     # -- observation and control -------------------------------------------------------------
 
@@ -300,12 +305,12 @@ class CircuitBreaker(Policy):
             self._announce(changes)
 
     def _failed(self, permit: int, exc: Exception, started: float) -> None:
-        self._record(permit, self._judge(self._failure_on, exc, "failure_on"), started)
+        self._record(permit, self._judge(self._failure_on, exc, "on"), started)
 
     def _result_failed(self, result: object) -> bool:
         judge = self._failure_on_result
-        assert judge is not None, "only called when failure_on_result is set"
-        return self._judge(judge, result, "failure_on_result")
+        assert judge is not None, "only called when on_result is set"
+        return self._judge(judge, result, "on_result")
 
     def _judge(self, predicate: Callable[[Any], bool], outcome: object, what: str) -> bool:
         """Apply a user predicate; one that raises counts a failure (never leaks the permit)."""

@@ -276,7 +276,7 @@ class SharedCircuit:
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
-                record(permit, breaker._judge(failure_on, exc, "failure_on"), started)
+                record(permit, breaker._judge(failure_on, exc, "on"), started)
                 raise
             except BaseException:
                 release(permit)
@@ -304,7 +304,7 @@ class SharedCircuit:
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
-                await record(permit, breaker._judge(failure_on, exc, "failure_on"), started)
+                await record(permit, breaker._judge(failure_on, exc, "on"), started)
                 raise
             except BaseException:
                 await release(permit)

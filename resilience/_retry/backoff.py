@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 from resilience._validate import check_duration
 
@@ -77,6 +77,17 @@ class Backoff:
         # The default protocol restores slots with setattr, which an immutable Backoff refuses:
         # rebuild through the constructor so copy, deepcopy and pickle work.
         return _restore, (self.initial, self.maximum, self.multiplier, self.jitter, self._rng)
+
+    def replace(self, **changes: Any) -> Backoff:
+        """A new ``Backoff`` with these settings bar ``changes`` (any constructor keyword)."""
+        settings: dict[str, Any] = {
+            "initial": self.initial,
+            "maximum": self.maximum,
+            "multiplier": self.multiplier,
+            "jitter": self.jitter,
+            "rng": self._rng,
+        }
+        return Backoff(**{**settings, **changes})
 
     def ceiling(self, retry: int) -> float:
         """The upper bound of the delay before retry ``retry`` (1-based), before jitter."""

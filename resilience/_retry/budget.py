@@ -8,7 +8,7 @@ from typing import Any
 
 from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._sliding import SlidingCounters
-from resilience._validate import check_duration, check_ratio
+from resilience._validate import check_duration, check_name, check_ratio
 from resilience.stores._memory import MemoryStore
 
 __all__ = ["RetryBudget"]
@@ -31,11 +31,12 @@ class RetryBudget:
     ``window`` and ``1.1 * window`` seconds after it was counted.
 
     ``store``: ``None`` or a ``MemoryStore`` keeps the counters in this process. A
-    ``RedisStore`` shares them with every replica using the same ``name``, one round trip per
-    first attempt and per retry, on Redis's clock (``now`` arguments are then ignored). Over a
-    ``redis.asyncio`` client (``is_async``) it serves coroutines only, through the ``*_async``
-    methods (``Retry`` on a coroutine function uses them). While Redis is unavailable,
-    the store's ``on_error="allow"`` lets every retry through and "deny" refuses them.
+    ``RedisStore`` shares them with every replica using the same ``name`` (then required;
+    unshared, it defaults to "retry_budget"), one round trip per first attempt and per retry,
+    on Redis's clock (``now`` arguments are then ignored). Over a ``redis.asyncio`` client
+    (``is_async``) it serves coroutines only, through the ``*_async`` methods (``Retry`` on a
+    coroutine function uses them). While Redis is unavailable, the store's
+    ``on_error="allow"`` lets every retry through and "deny" refuses them.
     """
 
     __slots__ = (
@@ -61,11 +62,11 @@ class RetryBudget:
         window: float = 10.0,
         *,
         clock: Clock | None = None,
-        name: str = "default",
+        name: str | None = None,
         store: Any = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        shared = store is not None and not isinstance(store, MemoryStore)
+        name = check_name(name, "retry_budget", shared=shared)
         check_ratio(ratio, "ratio", allow_zero=True)
         check_duration(min_retries_per_second, "min_retries_per_second")
         check_duration(window, "window", allow_zero=False)
@@ -80,7 +81,7 @@ class RetryBudget:
         self._store = store
         self._script: Any = None
         self.is_async = False  # True on a redis.asyncio store: use the *_async methods
-        if store is not None and not isinstance(store, MemoryStore):
+        if shared:
             self._share(store)
 
     def _share(self, store: Any) -> None:
@@ -109,19 +110,21 @@ class RetryBudget:
             f"name={self.name!r})"
         )
 
-    def _copy(self, name: str | None = None) -> RetryBudget:
-        """A fresh budget with the same settings (the HTTP transports keep one per origin).
+    def replace(self, **changes: Any) -> RetryBudget:
+        """A new budget with this one's settings bar ``changes`` (any constructor keyword) and
+        counters of its own (the HTTP transports keep one per origin).
 
         On a ``RedisStore`` a copy under the same ``name`` shares the original's counters.
         """
-        return RetryBudget(
-            self.ratio,
-            self.min_retries_per_second,
-            self.window,
-            clock=self._clock,
-            name=self.name if name is None else name,
-            store=self._store,
-        )
+        settings: dict[str, Any] = {
+            "ratio": self.ratio,
+            "min_retries_per_second": self.min_retries_per_second,
+            "window": self.window,
+            "clock": self._clock,
+            "name": self.name,
+            "store": self._store,
+        }
+        return RetryBudget(**{**settings, **changes})
 
     def _run(self, op: bytes) -> tuple[bool, int] | None:
         """One script step on Redis: (spent, allowance), or None while Redis is unavailable."""

@@ -10,7 +10,12 @@ from resilience._policy import Policy
 from resilience._retry.backoff import Backoff
 from resilience._retry.budget import RetryBudget
 from resilience._retry.core import Attempts, RetryCore
-from resilience._validate import ExceptionFilter, check_positive_int, exception_predicate
+from resilience._validate import (
+    ExceptionFilter,
+    check_name,
+    check_positive_int,
+    exception_predicate,
+)
 
 __all__ = ["Retry"]
 
@@ -40,7 +45,7 @@ class Retry(Policy):
     note ("gave up after attempt 3 of 3 (attempts exhausted)"); nothing is wrapped.
     """
 
-    __slots__ = ("_clock", "_core")
+    __slots__ = ("_clock", "_core", "_options")
 
     def __init__(
         self,
@@ -52,8 +57,9 @@ class Retry(Policy):
         budget: RetryBudget | None = None,
         clock: Clock | None = None,
         delay_hint: Callable[[Any], float | None] | None = None,
-        name: str = "retry",
+        name: str | None = None,
     ) -> None:
+        name = check_name(name, "retry")
         check_positive_int(attempts, "attempts")
         retries_on = exception_predicate(on, "on")
         if on_result is not None and not callable(on_result):
@@ -64,6 +70,16 @@ class Retry(Policy):
             raise TypeError(f"delay_hint must be callable or None, got {delay_hint!r}")
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
+        self._options: dict[str, Any] = {
+            "attempts": attempts,
+            "on": on,
+            "on_result": on_result,
+            "backoff": backoff,
+            "budget": budget,
+            "clock": clock,
+            "delay_hint": delay_hint,
+            "name": name,
+        }
         self._clock = clock or SYSTEM_CLOCK
         self._core = RetryCore(
             name=name,
@@ -94,6 +110,10 @@ class Retry(Policy):
     @property
     def budget(self) -> RetryBudget | None:
         return self._core.budget
+
+    def replace(self, **changes: Any) -> Retry:
+        """A new ``Retry`` with this one's settings bar ``changes`` (any constructor keyword)."""
+        return Retry(**{**self._options, **changes})
 
     def __repr__(self) -> str:
         return f"Retry({self.attempts!r}, name={self.name!r}, backoff={self.backoff!r})"

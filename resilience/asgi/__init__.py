@@ -8,8 +8,11 @@ helpers they share.
     app = IdempotencyMiddleware(DeadlineMiddleware(app), store=RedisStore(redis.asyncio...))
 """
 
+from resilience._public import publish as _publish
 from resilience.asgi._deadline import DeadlineMiddleware
 from resilience.asgi._idempotency import IdempotencyMiddleware
 from resilience.asgi._ratelimit import RateLimitMiddleware
 
 __all__ = ["DeadlineMiddleware", "IdempotencyMiddleware", "RateLimitMiddleware"]
+
+_publish(__name__, globals(), __all__)

@@ -6,6 +6,7 @@ client in one call. The classification rules are public data: ``IDEMPOTENT_METHO
 ``RETRY_STATUSES``, ``KEYED_RETRY_STATUSES``.
 """
 
+from resilience._public import publish as _publish
 from resilience.http._classify import (
     IDEMPOTENT_METHODS,
     KEYED_METHODS,
@@ -35,3 +36,5 @@ __all__ = [
     "resilient_async_client",
     "resilient_client",
 ]
+
+_publish(__name__, globals(), __all__)

@@ -206,7 +206,7 @@ class _Rules:
         if self.retry is not None:
             template = self.retry
             if template.budget is not None:
-                budget = template.budget._copy(name=f"{template.budget.name}[{label}]")
+                budget = template.budget.replace(name=f"{template.budget.name}[{label}]")
             outer.append(
                 Retry(
                     attempts=template.attempts,
@@ -221,15 +221,15 @@ class _Rules:
             )
         breaker = None
         if self.breaker is not None:
-            breaker = self.breaker._copy(
+            breaker = self.breaker.replace(
                 name=f"{self.breaker.name}[{label}]",
-                failure_on=is_breaker_failure,
-                failure_on_result=_is_server_error,
+                on=is_breaker_failure,
+                on_result=_is_server_error,
             )
             inner.append(breaker)
         bulkhead = None
         if self.bulkhead is not None:
-            bulkhead = self.bulkhead._copy(name=f"{self.bulkhead.name}[{label}]")
+            bulkhead = self.bulkhead.replace(name=f"{self.bulkhead.name}[{label}]")
             inner.append(bulkhead)
         plain = wrap(Pipeline(*outer, *inner, tracing=False)) if outer or inner else wrap(None)
         hedged = plain

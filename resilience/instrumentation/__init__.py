@@ -12,9 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from resilience import _events
+from resilience._public import publish as _publish
 from resilience.instrumentation._logging import event_name, log_event
 
 __all__ = ["event_name", "instrument", "log_event", "log_events"]
+
+_publish(__name__, globals(), __all__)
 
 
 def instrument(tracer_provider: Any = None, meter_provider: Any = None) -> Callable[[], None]:

@@ -368,7 +368,7 @@ def _observe_calls(options: CallbackOptions) -> Iterable[Observation]:
 def _observe_decisions(options: CallbackOptions) -> Iterable[Observation]:
     for limiter in list(limiters):
         for result, value in zip(("allowed", "waited", "rejected"), limiter.counts, strict=True):
-            yield Observation(value, {_POLICY: limiter.key, "resilience.result": result})
+            yield Observation(value, {_POLICY: limiter.name, "resilience.result": result})
 
 
 def install_default() -> OpenTelemetry:

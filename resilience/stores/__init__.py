@@ -8,6 +8,7 @@ only when a ``RedisStore`` is used.
 
 from typing import TYPE_CHECKING, Any
 
+from resilience._public import publish as _publish
 from resilience.stores._memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -15,10 +16,13 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryStore", "RedisStore"]
 
+_publish(__name__, globals(), __all__)
+
 
 def __getattr__(name: str) -> Any:
     if name == "RedisStore":  # lazily, so that `redis` stays an optional dependency
         from resilience.stores._redis import RedisStore
 
+        _publish(__name__, {name: RedisStore}, [name])
         return RedisStore
     raise AttributeError(f"module 'resilience.stores' has no attribute {name!r}")

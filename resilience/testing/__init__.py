@@ -4,6 +4,7 @@ transports that inject faults, and real servers on 127.0.0.1 for ASGI and WSGI a
 Public and documented: use them in your own tests. Nothing in the library imports this package.
 """
 
+from resilience._public import publish as _publish
 from resilience.testing._clock import FakeClock
 from resilience.testing._faults import AsyncFaultInjectingTransport, Fault, FaultInjectingTransport
 from resilience.testing._recorder import EventRecorder
@@ -18,3 +19,5 @@ __all__ = [
     "serve_asgi",
     "serve_wsgi",
 ]
+
+_publish(__name__, globals(), __all__)

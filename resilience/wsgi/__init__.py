@@ -7,8 +7,11 @@ are ``resilience._idempotency``'s, the state is the store's (``MemoryStore``, or
 ``_shared`` holds the WSGI types and the helpers they share.
 """
 
+from resilience._public import publish as _publish
 from resilience.wsgi._deadline import DeadlineMiddleware
 from resilience.wsgi._idempotency import IdempotencyMiddleware
 from resilience.wsgi._ratelimit import RateLimitMiddleware
 
 __all__ = ["DeadlineMiddleware", "IdempotencyMiddleware", "RateLimitMiddleware"]
+
+_publish(__name__, globals(), __all__)
