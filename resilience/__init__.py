@@ -3,23 +3,28 @@
 Every policy is a decorator for plain and coroutine functions; ``Pipeline`` composes them.
 """
 
+from resilience._adaptive.limits import AimdLimit, Gradient2Limit
 from resilience._bulkhead import Bulkhead
 from resilience._circuit.breaker import CircuitBreaker
 from resilience._circuit.metrics import CircuitMetrics
 from resilience._circuit.state import CircuitState
 from resilience._clock import Clock, SystemClock
+from resilience._concurrency import AdaptiveConcurrency
 from resilience._context import remaining
 from resilience._errors import (
     BulkheadFullError,
     CircuitOpenError,
+    ConcurrencyLimitedError,
     DeadlineExceededError,
     RateLimitedError,
     ResilienceError,
+    ThrottledError,
 )
 from resilience._events import (
     BulkheadRejected,
     CallRejected,
     CircuitStateChanged,
+    ConcurrencyLimited,
     DeadlineExceeded,
     Event,
     FallbackUsed,
@@ -33,6 +38,7 @@ from resilience._events import (
     RetryScheduled,
     StoreRecovered,
     StoreUnavailable,
+    Throttled,
     subscribe,
 )
 from resilience._fallback import Fallback
@@ -45,11 +51,15 @@ from resilience._ratelimit import RateLimiter, RateLimiterCounts
 from resilience._retry.backoff import Backoff
 from resilience._retry.budget import RetryBudget
 from resilience._retry.retry import Retry
+from resilience._throttle import AdaptiveThrottle
 from resilience._timeout import Deadline, Timeout
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AdaptiveConcurrency",
+    "AdaptiveThrottle",
+    "AimdLimit",
     "Backoff",
     "Bulkhead",
     "BulkheadFullError",
@@ -61,12 +71,15 @@ __all__ = [
     "CircuitState",
     "CircuitStateChanged",
     "Clock",
+    "ConcurrencyLimited",
+    "ConcurrencyLimitedError",
     "Deadline",
     "DeadlineExceeded",
     "DeadlineExceededError",
     "Event",
     "Fallback",
     "FallbackUsed",
+    "Gradient2Limit",
     "Hedge",
     "HedgeSent",
     "IdempotencyConflict",
@@ -88,6 +101,8 @@ __all__ = [
     "StoreRecovered",
     "StoreUnavailable",
     "SystemClock",
+    "Throttled",
+    "ThrottledError",
     "Timeout",
     "__version__",
     "remaining",

@@ -8,6 +8,8 @@ User failures are never wrapped: when a policy gives up, the caller gets the ori
         ├── CircuitOpenError             a breaker rejected the call without running it
         ├── BulkheadFullError            no concurrency permit, and no room (or time) to wait
         ├── RateLimitedError             over the rate, and waiting would take too long
+        ├── ConcurrencyLimitedError      over the adaptive concurrency limit, no room to wait
+        ├── ThrottledError               refused locally: the backend accepts too little
         └── DeadlineExceededError        a Timeout or Deadline ran out (also a TimeoutError)
 
 Rejections carry data: the policy's name and, where it is known, ``retry_after`` — the seconds
@@ -22,9 +24,11 @@ __all__ = [
     "BulkheadFullError",
     "add_note",
     "CircuitOpenError",
+    "ConcurrencyLimitedError",
     "DeadlineExceededError",
     "RateLimitedError",
     "ResilienceError",
+    "ThrottledError",
 ]
 
 
@@ -70,6 +74,47 @@ class RateLimitedError(ResilienceError):
 
     def __reduce__(self) -> tuple[type[RateLimitedError], tuple[str, float], dict[str, Any]]:
         return (type(self), (self.name, self.retry_after), self.__dict__)
+
+
+class ConcurrencyLimitedError(ResilienceError):
+    """``name`` had ``in_flight`` calls at its adaptive ``limit`` and no room (or time) to queue.
+
+    ``retry_after`` is a hint in seconds (about one call's duration); a server answers 503 with
+    it as ``Retry-After``.
+    """
+
+    def __init__(self, name: str, limit: int, in_flight: int, retry_after: float) -> None:
+        self.name = name
+        self.limit = limit
+        self.in_flight = in_flight
+        self.retry_after = retry_after
+        super().__init__(
+            f"adaptive concurrency limit {name!r} reached ({in_flight} in flight, "
+            f"limit {limit}); retry after {retry_after:.3f}s"
+        )
+
+    def __reduce__(
+        self,
+    ) -> tuple[type[ConcurrencyLimitedError], tuple[str, int, int, float], dict[str, Any]]:
+        data = (self.name, self.limit, self.in_flight, self.retry_after)
+        return (type(self), data, self.__dict__)
+
+
+class ThrottledError(ResilienceError):
+    """The client-side throttle ``name`` refused the call locally, with ``probability``.
+
+    The backend accepted too few of the recent calls (``AdaptiveThrottle``); nothing was sent.
+    """
+
+    def __init__(self, name: str, probability: float) -> None:
+        self.name = name
+        self.probability = probability
+        super().__init__(
+            f"throttle {name!r} refused the call locally (refusing {probability:.0%} of calls)"
+        )
+
+    def __reduce__(self) -> tuple[type[ThrottledError], tuple[str, float], dict[str, Any]]:
+        return (type(self), (self.name, self.probability), self.__dict__)
 
 
 class DeadlineExceededError(ResilienceError, TimeoutError):

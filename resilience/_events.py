@@ -24,6 +24,7 @@ __all__ = [
     "BulkheadRejected",
     "CallRejected",
     "CircuitStateChanged",
+    "ConcurrencyLimited",
     "DeadlineExceeded",
     "Event",
     "FallbackUsed",
@@ -39,6 +40,7 @@ __all__ = [
     "RetryScheduled",
     "StoreRecovered",
     "StoreUnavailable",
+    "Throttled",
     "emit",
     "listeners",
     "observer",
@@ -100,6 +102,21 @@ class BulkheadRejected(Event):
     """The bulkhead had no permit and could not queue the call (or its wait ran out)."""
 
     max_concurrent: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyLimited(Event):
+    """The adaptive concurrency limit (``limit``, ``in_flight`` calls) refused a call."""
+
+    limit: int
+    in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Throttled(Event):
+    """The client-side throttle refused a call locally; it refuses with ``probability``."""
+
+    probability: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ _NAMES: Final[dict[type[_events.Event], str]] = {
     _events.CallRejected: "circuit_breaker.rejected",
     _events.BulkheadRejected: "bulkhead.rejected",
     _events.RateLimited: "rate_limiter.limited",
+    _events.ConcurrencyLimited: "concurrency.limited",
+    _events.Throttled: "throttle.refused",
     _events.StoreUnavailable: "store.unavailable",
     _events.StoreRecovered: "store.recovered",
     _events.DeadlineExceeded: "deadline.exceeded",

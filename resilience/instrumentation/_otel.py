@@ -25,7 +25,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from resilience import __version__, _events
 from resilience._circuit.breaker import breakers
 from resilience._circuit.state import CircuitState
+from resilience._concurrency import concurrency_limiters
 from resilience._ratelimit import limiters
+from resilience._throttle import throttles
 from resilience.instrumentation._logging import event_name, log_event
 
 __all__ = ["DURATION_BUCKETS", "OpenTelemetry", "error_type", "install_default", "redact_url"]
@@ -172,6 +174,13 @@ class OpenTelemetry:
                 unit="{decision}",
                 description="Rate limiter decisions, by result (allowed, waited, rejected).",
             )
+            for name, callback, unit, description in _ADAPTIVE_INSTRUMENTS:
+                create = (
+                    meter.create_observable_counter
+                    if name.endswith(("rejections", "refusals"))
+                    else meter.create_observable_gauge
+                )
+                create(name, callbacks=[callback], unit=unit, description=description)
 
     # -- Observer: HTTP attempts -------------------------------------------------------------
 
@@ -369,6 +378,66 @@ def _observe_decisions(options: CallbackOptions) -> Iterable[Observation]:
     for limiter in list(limiters):
         for result, value in zip(("allowed", "waited", "rejected"), limiter.counts, strict=True):
             yield Observation(value, {_POLICY: limiter.name, "resilience.result": result})
+
+
+def _observe_limits(options: CallbackOptions) -> Iterable[Observation]:
+    for limiter in list(concurrency_limiters):
+        yield Observation(limiter.limit, {_POLICY: limiter.name})
+
+
+def _observe_in_flight(options: CallbackOptions) -> Iterable[Observation]:
+    for limiter in list(concurrency_limiters):
+        yield Observation(limiter.in_flight, {_POLICY: limiter.name})
+
+
+def _observe_rejections(options: CallbackOptions) -> Iterable[Observation]:
+    for limiter in list(concurrency_limiters):
+        yield Observation(limiter.rejections, {_POLICY: limiter.name})
+
+
+def _observe_probabilities(options: CallbackOptions) -> Iterable[Observation]:
+    for throttle in list(throttles):
+        yield Observation(throttle.probability, {_POLICY: throttle.name})
+
+
+def _observe_refusals(options: CallbackOptions) -> Iterable[Observation]:
+    for throttle in list(throttles):
+        yield Observation(throttle.refusals, {_POLICY: throttle.name})
+
+
+# Live adaptive limiters and throttles, read when metrics are collected (no per-call cost).
+_ADAPTIVE_INSTRUMENTS: Final = (
+    (
+        "resilience.concurrency.limit",
+        _observe_limits,
+        "{call}",
+        "The adaptive concurrency limit.",
+    ),
+    (
+        "resilience.concurrency.in_flight",
+        _observe_in_flight,
+        "{call}",
+        "Calls holding an adaptive concurrency slot.",
+    ),
+    (
+        "resilience.concurrency.rejections",
+        _observe_rejections,
+        "{call}",
+        "Calls the adaptive concurrency limit refused.",
+    ),
+    (
+        "resilience.throttle.probability",
+        _observe_probabilities,
+        "1",
+        "The share of calls the client-side throttle refuses now.",
+    ),
+    (
+        "resilience.throttle.refusals",
+        _observe_refusals,
+        "{call}",
+        "Calls the client-side throttle refused locally.",
+    ),
+)
 
 
 def install_default() -> OpenTelemetry:

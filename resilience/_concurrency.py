@@ -1,0 +1,308 @@
+"""AdaptiveConcurrency: a concurrency limit that follows the dependency's measured latency.
+
+The rules are in ``resilience._adaptive.limits`` (how a sample moves the limit) and
+``resilience._adaptive.admission`` (who gets a slot, who waits); this module holds the lock,
+times the calls, classifies their outcomes and waits. Queue waits run on the real clock, call
+durations on the injected one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from resilience import _events
+from resilience._adaptive.admission import Admission, Waiter
+from resilience._adaptive.limits import Gradient2Limit, LimitAlgorithm
+from resilience._clock import SYSTEM_CLOCK, Clock
+from resilience._context import remaining
+from resilience._errors import ConcurrencyLimitedError
+from resilience._policy import Policy
+from resilience._validate import (
+    ExceptionFilter,
+    check_duration,
+    check_positive_int,
+    exception_predicate,
+)
+
+__all__ = ["AdaptiveConcurrency", "concurrency_limiters"]
+
+T = TypeVar("T")
+_log = logging.getLogger("resilience")
+
+# Every live limiter, so telemetry can read limits, in-flight calls and rejections.
+concurrency_limiters: weakref.WeakSet[AdaptiveConcurrency] = weakref.WeakSet()
+
+
+class AdaptiveConcurrency(Policy):
+    """Allow as many concurrent calls as the dependency absorbs without queueing; shed the rest.
+
+    ``algorithm`` (default ``Gradient2Limit()``; an ``AimdLimit`` reacts to drops only) moves the
+    limit after each call: it grows while latency holds and shrinks when latency climbs or calls
+    are dropped. The policy owns the instance: do not share one between policies.
+
+    Over the limit, a call waits in a FIFO queue when fewer than ``max_waiting`` wait, for at
+    most ``max_wait`` seconds (``None``: no limit of its own) and never past the current
+    deadline; otherwise — or when the wait runs out — it raises ``ConcurrencyLimitedError`` at
+    once. With the defaults (``max_waiting=0``) excess calls are refused at once.
+
+    What a call says about load: one that raised a ``drop_on`` exception (default
+    ``TimeoutError``, which ``DeadlineExceededError`` is) or returned a value matching
+    ``drop_on_result`` was *dropped*; one that returned otherwise is a plain sample; any other
+    exception, cancellation and ``BaseException`` are no sample at all. The slot is released on
+    every path. Thread-safe and asyncio-safe; the lock guards O(1) bookkeeping only.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_admission",
+        "_clock",
+        "_drop_on",
+        "_drop_on_result",
+        "_lock",
+        "_rejections",
+        "_settings",
+        "max_wait",
+        "max_waiting",
+        "name",
+    )
+
+    def __init__(
+        self,
+        algorithm: LimitAlgorithm | None = None,
+        *,
+        max_waiting: int = 0,
+        max_wait: float | None = 0.0,
+        drop_on: ExceptionFilter = TimeoutError,
+        drop_on_result: Callable[[Any], bool] | None = None,
+        name: str = "adaptive",
+        clock: Clock | None = None,
+    ) -> None:
+        if algorithm is None:
+            algorithm = Gradient2Limit()
+        elif not callable(getattr(algorithm, "update", None)) or not hasattr(algorithm, "limit"):
+            raise TypeError(
+                f"algorithm must be a limit algorithm such as Gradient2Limit() or AimdLimit(), "
+                f"got {algorithm!r}"
+            )
+        check_positive_int(max_waiting, "max_waiting", minimum=0)
+        check_duration(max_wait, "max_wait")
+        if max_waiting and max_wait == 0.0:
+            raise ValueError(
+                "max_wait must be > 0 (or None for no limit) when max_waiting > 0, got 0.0"
+            )
+        if not max_waiting and max_wait:
+            raise ValueError(f"max_wait has no effect without max_waiting > 0, got {max_wait!r}")
+        if drop_on_result is not None and not callable(drop_on_result):
+            raise TypeError(f"drop_on_result must be a predicate or None, got {drop_on_result!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        self._settings: dict[str, Any] = {
+            "max_waiting": max_waiting,
+            "max_wait": max_wait,
+            "drop_on": drop_on,
+            "drop_on_result": drop_on_result,
+            "name": name,
+            "clock": clock,
+        }
+        self._drop_on = exception_predicate(drop_on, "drop_on")
+        self._drop_on_result = drop_on_result
+        self.max_waiting = max_waiting
+        self.max_wait = max_wait
+        self.name = name
+        self._clock = clock or SYSTEM_CLOCK
+        self._admission = Admission(algorithm, max_waiting)
+        self._lock = threading.Lock()
+        self._rejections = 0
+        concurrency_limiters.add(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"AdaptiveConcurrency({self._admission.algorithm!r}, max_waiting={self.max_waiting!r}, "
+            f"max_wait={self.max_wait!r}, name={self.name!r})"
+        )
+
+    def _copy(self, **changes: Any) -> AdaptiveConcurrency:
+        """A fresh limiter with the same settings and a fresh algorithm (one per origin)."""
+        algorithm = self._admission.algorithm
+        fresh = algorithm._copy() if hasattr(algorithm, "_copy") else algorithm
+        return AdaptiveConcurrency(fresh, **{**self._settings, **changes})
+
+    # -- observation ---------------------------------------------------------------------------
+
+    @property
+    def limit(self) -> int:
+        """The current limit on concurrent calls."""
+        return self._admission.limit
+
+    @property
+    def in_flight(self) -> int:
+        """Calls holding a slot right now."""
+        return self._admission.in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Calls queued for a slot right now."""
+        return len(self._admission.waiters)
+
+    @property
+    def rejections(self) -> int:
+        """Calls refused since construction (queue full, or the wait ran out)."""
+        return self._rejections
+
+    # -- steps the shells call -----------------------------------------------------------------
+
+    def _try_acquire(self) -> int:
+        with self._lock:
+            return self._admission.try_acquire()
+
+    def _rejected(self) -> ConcurrencyLimitedError:
+        admission = self._admission
+        with self._lock:
+            self._rejections += 1
+            limit, in_flight, rtt = admission.limit, admission.in_flight, admission.rtt
+        if _events.listeners:
+            _events.emit(_events.ConcurrencyLimited(self.name, limit, in_flight))
+        return ConcurrencyLimitedError(self.name, limit, in_flight, rtt)
+
+    def _enqueue(self, waiter: Waiter) -> bool:
+        with self._lock:
+            return self._admission.enqueue(waiter)
+
+    def _claim(self, waiter: Waiter) -> int:
+        """The waiter stopped waiting: its permit, or 0 (it left the queue)."""
+        with self._lock:
+            return self._admission.abandon(waiter)
+
+    def _give_up(self, waiter: Waiter) -> None:
+        """A waiter was interrupted: leave the queue, passing on a slot handed to it."""
+        with self._lock:
+            woken = self._admission.release() if self._admission.abandon(waiter) else ()
+        _wake(woken)
+
+    def _release(self) -> None:
+        with self._lock:
+            woken = self._admission.release()
+        _wake(woken)
+
+    def _sample(self, permit: int, started: float, dropped: bool) -> None:
+        now = self._clock.now()
+        with self._lock:
+            woken = self._admission.record(permit, now - started, dropped, now)
+        _wake(woken)
+
+    def _finished(self, permit: int, started: float, result: object) -> None:
+        judge = self._drop_on_result
+        self._sample(permit, started, judge is not None and self._judge(judge, result))
+
+    def _failed(self, permit: int, started: float, exc: Exception) -> None:
+        if self._judge(self._drop_on, exc):
+            self._sample(permit, started, True)
+        else:
+            self._release()
+
+    def _judge(self, predicate: Callable[[Any], bool], outcome: object) -> bool:
+        """Apply a user predicate; one that raises counts a drop (never leaks the slot)."""
+        try:
+            return bool(predicate(outcome))
+        except Exception:
+            _log.exception("adaptive concurrency %r: a drop predicate raised", self.name)
+            return True
+
+    def _wait_limit(self) -> float | None:
+        left = remaining()
+        if self.max_wait is None:
+            return left
+        return self.max_wait if left is None else min(self.max_wait, left)
+
+    # -- shells --------------------------------------------------------------------------------
+
+    def _wait_sync(self) -> int:
+        """The slow path: queue and wait for a slot, or raise ``ConcurrencyLimitedError``."""
+        event = threading.Event()
+        waiter = Waiter(event.set)
+        if not self._enqueue(waiter):
+            raise self._rejected()
+        if not waiter.granted:
+            try:
+                event.wait(self._wait_limit())
+            except BaseException:
+                self._give_up(waiter)
+                raise
+        permit = self._claim(waiter)
+        if not permit:
+            raise self._rejected()
+        return permit
+
+    async def _wait_async(self) -> int:
+        """The slow path for coroutines; a cancelled waiter passes on a slot it was handed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        waiter = Waiter(lambda: loop.call_soon_threadsafe(_resolve, future))
+        if not self._enqueue(waiter):
+            raise self._rejected()
+        if not waiter.granted:
+            try:
+                # asyncio.wait neither cancels the future nor swallows our own cancellation.
+                await asyncio.wait((future,), timeout=self._wait_limit())
+            except BaseException:
+                self._give_up(waiter)
+                raise
+        permit = self._claim(waiter)
+        if not permit:
+            raise self._rejected()
+        return permit
+
+    def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
+        try_acquire, wait, now = self._try_acquire, self._wait_sync, self._clock.now
+        finished, failed, release = self._finished, self._failed, self._release
+
+        def limited(*args: Any, **kwargs: Any) -> T:
+            permit = try_acquire() or wait()
+            started = now()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                failed(permit, started, exc)
+                raise
+            except BaseException:
+                release()
+                raise
+            finished(permit, started, result)
+            return result
+
+        return limited
+
+    def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        try_acquire, wait, now = self._try_acquire, self._wait_async, self._clock.now
+        finished, failed, release = self._finished, self._failed, self._release
+
+        async def limited(*args: Any, **kwargs: Any) -> T:
+            permit = try_acquire() or await wait()
+            started = now()
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                failed(permit, started, exc)
+                raise
+            except BaseException:
+                release()
+                raise
+            finished(permit, started, result)
+            return result
+
+        return limited
+
+
+def _wake(waiters: Any) -> None:
+    for waiter in waiters:
+        waiter.wake()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,197 @@
+"""AdaptiveThrottle: back off locally before the backend has to refuse (SRE client throttling).
+
+The rule is in ``resilience._adaptive.throttle``; this module holds the lock and the RNG,
+classifies outcomes and raises ``ThrottledError``.
+
+How it combines with ``Retry`` and its ``RetryBudget``: put the throttle *inside* the retry
+(``Pipeline(Retry(budget=..., on=...), AdaptiveThrottle())``), so every attempt is counted and
+judged, and do not retry ``ThrottledError`` (it is a ``ResilienceError``; ``Retry(on=...)``
+should name the failures worth another attempt). The two caps then compose: the budget keeps
+retries under ``ratio`` x first attempts, the throttle keeps what is sent under ``k`` x what the
+backend accepts. In an outage the budget stops the retries at once and the throttle thins the
+first attempts down to a trickle; when the backend recovers, the trickle's accepts lower the
+refusal probability within one ``window``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from resilience import _events
+from resilience._adaptive.throttle import ThrottleCore, check_k
+from resilience._clock import SYSTEM_CLOCK, Clock
+from resilience._errors import ThrottledError
+from resilience._policy import Policy
+from resilience._validate import ExceptionFilter, check_duration, exception_predicate
+
+__all__ = ["AdaptiveThrottle", "throttles"]
+
+T = TypeVar("T")
+_log = logging.getLogger("resilience")
+
+# Every live throttle, so telemetry can read refusal probabilities and counts.
+throttles: weakref.WeakSet[AdaptiveThrottle] = weakref.WeakSet()
+
+
+class AdaptiveThrottle(Policy):
+    """Refuse a share of calls locally while the backend accepts fewer than 1 in ``k``.
+
+    Over the last ``window`` seconds (default 30; the SRE book uses 120), a call is refused with
+    ``ThrottledError`` — without running it — with probability
+    ``max(0, (requests - k * accepts) / (requests + 1))``, where ``requests`` counts every
+    call (refused ones too) and ``accepts`` the calls the backend accepted. ``k`` >= 1
+    (default 2): how many calls per accepted one may be sent.
+
+    A call was *not* accepted when it raised a ``rejected_on`` exception (default: any
+    ``Exception``; name the backend's refusals and timeouts to count application errors as
+    accepted) or returned a value matching ``rejected_on_result`` (e.g. a 429 or 503 response).
+    Cancellation and other ``BaseException`` count as neither. ``rng`` (a ``random.Random``)
+    makes refusals repeatable. Thread-safe and asyncio-safe.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_clock",
+        "_core",
+        "_lock",
+        "_refusals",
+        "_rejected_on",
+        "_rejected_on_result",
+        "_rng",
+        "_settings",
+        "k",
+        "name",
+        "window",
+    )
+
+    def __init__(
+        self,
+        *,
+        k: float = 2.0,
+        window: float = 30.0,
+        rejected_on: ExceptionFilter = Exception,
+        rejected_on_result: Callable[[Any], bool] | None = None,
+        name: str = "throttle",
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        check_k(k)
+        check_duration(window, "window", allow_zero=False)
+        if rejected_on_result is not None and not callable(rejected_on_result):
+            raise TypeError(
+                f"rejected_on_result must be a predicate or None, got {rejected_on_result!r}"
+            )
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if rng is not None and not isinstance(rng, random.Random):
+            raise TypeError(f"rng must be a random.Random or None, got {rng!r}")
+        self._settings: dict[str, Any] = {
+            "k": k,
+            "window": window,
+            "rejected_on": rejected_on,
+            "rejected_on_result": rejected_on_result,
+            "name": name,
+            "clock": clock,
+        }
+        self.k = float(k)
+        self.window = float(window)
+        self.name = name
+        self._rejected_on = exception_predicate(rejected_on, "rejected_on")
+        self._rejected_on_result = rejected_on_result
+        self._clock = clock or SYSTEM_CLOCK
+        self._rng = rng if rng is not None else random.Random()
+        self._core = ThrottleCore(self.k, self.window)
+        self._lock = threading.Lock()
+        self._refusals = 0
+        throttles.add(self)
+
+    def __repr__(self) -> str:
+        return f"AdaptiveThrottle(k={self.k!r}, window={self.window!r}, name={self.name!r})"
+
+    def _copy(self, **changes: Any) -> AdaptiveThrottle:
+        """A fresh throttle with the same settings, bar ``changes`` (one per origin)."""
+        return AdaptiveThrottle(**{**self._settings, **changes})
+
+    @property
+    def probability(self) -> float:
+        """The probability that a call starting now is refused."""
+        now = self._clock.now()
+        with self._lock:
+            return self._core.probability(now)
+
+    @property
+    def refusals(self) -> int:
+        """Calls refused locally since construction."""
+        return self._refusals
+
+    # -- steps the shells call -----------------------------------------------------------------
+
+    def _admit(self) -> None:
+        now = self._clock.now()
+        with self._lock:
+            refused = self._core.admit(now, self._rng.random())
+            if refused:
+                self._refusals += 1
+        if refused:
+            if _events.listeners:
+                _events.emit(_events.Throttled(self.name, refused))
+            raise ThrottledError(self.name, refused)
+
+    def _accepted(self) -> None:
+        now = self._clock.now()
+        with self._lock:
+            self._core.accepted(now)
+
+    def _finished(self, result: object) -> None:
+        judge = self._rejected_on_result
+        if judge is None or not self._judge(judge, result):
+            self._accepted()
+
+    def _failed(self, exc: Exception) -> None:
+        if not self._judge(self._rejected_on, exc):
+            self._accepted()
+
+    def _judge(self, predicate: Callable[[Any], bool], outcome: object) -> bool:
+        """Apply a user predicate; one that raises counts a refusal by the backend."""
+        try:
+            return bool(predicate(outcome))
+        except Exception:
+            _log.exception("throttle %r: a rejection predicate raised", self.name)
+            return True
+
+    # -- shells --------------------------------------------------------------------------------
+
+    def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
+        admit, finished, failed = self._admit, self._finished, self._failed
+
+        def throttled(*args: Any, **kwargs: Any) -> T:
+            admit()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                failed(exc)
+                raise
+            finished(result)
+            return result
+
+        return throttled
+
+    def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        admit, finished, failed = self._admit, self._finished, self._failed
+
+        async def throttled(*args: Any, **kwargs: Any) -> T:
+            admit()
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                failed(exc)
+                raise
+            finished(result)
+            return result
+
+        return throttled
