@@ -4,14 +4,15 @@ Permits are tokens in a list: taking one is a single atomic ``list.pop()`` and r
 single ``list.append()``, so the uncontended path takes no lock. The FIFO of waiters lives under
 a lock; while anyone waits, newcomers queue behind them instead of taking freed tokens, and a
 returned token is dispatched to the oldest waiter.
-Sync callers wait on a ``threading.Event``; async callers on a future of their own loop; both
-kinds can share one bulkhead. A waiter that gives up (time out, cancellation) after it was
-handed a permit passes the permit on, so none is ever lost.
+Sync callers wait on a ``threading.Event``; async callers on a future of their own asyncio loop
+or a ``trio.Event``; all kinds can share one bulkhead. A waiter that gives up (time out,
+cancellation) after it was handed a permit passes the permit on, so none is ever lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import threading
 from collections import deque
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from resilience import _events
+from resilience._clock import async_library
 from resilience._context import remaining
 from resilience._errors import BulkheadFullError
 from resilience._policy import Policy
@@ -44,8 +46,8 @@ class Bulkhead(Policy):
     most ``max_wait`` seconds (``None``: no limit of its own) and never past the current
     deadline; otherwise — or when the wait runs out — it raises ``BulkheadFullError``. With the
     defaults (``max_waiting=0``) a full bulkhead rejects at once. Permits are released on every
-    path: return, exception, ``BaseException`` and asyncio cancellation. Queue waits run on the
-    real clock.
+    path: return, exception, ``BaseException`` and cancellation (asyncio or trio). Queue waits
+    run on the real clock.
     """
 
     __slots__ = (
@@ -186,26 +188,68 @@ class Bulkhead(Policy):
 
     # -- shells --------------------------------------------------------------------------------
 
+    def _must_wait(self, waiter: _Waiter) -> bool:
+        """Queue ``waiter``: ``False`` when it was granted a permit at once, ``True`` when it
+        must wait; ``BulkheadFullError`` when the queue is full."""
+        queued = self._enqueue(waiter)
+        if queued is None:
+            return True
+        if queued:
+            return False
+        raise self._rejected()
+
+    def _waited(self, waiter: _Waiter, interrupted: bool) -> None:
+        """The wait ended (woken, timed out, or ``interrupted``): keep a permit it was handed,
+        or pass it on when interrupted; not granted and not interrupted: rejected."""
+        granted = self._abandon(waiter)
+        if interrupted:
+            if granted:
+                self._release()  # granted while we were interrupted: pass it on
+        elif not granted:
+            raise self._rejected()
+
     def _wait_sync(self) -> None:
         """The slow path: queue and wait for a permit, or raise ``BulkheadFullError``."""
         event = threading.Event()
         waiter = _Waiter(event.set)
-        queued = self._enqueue(waiter)
-        if queued is not None:
-            if queued:
-                return
-            raise self._rejected()
+        if not self._must_wait(waiter):
+            return
         try:
             event.wait(self._wait_limit())
         except BaseException:
-            if self._abandon(waiter):
-                self._release()  # granted while we were interrupted: pass it on
+            self._waited(waiter, interrupted=True)
             raise
-        if not self._abandon(waiter):
-            raise self._rejected()
+        self._waited(waiter, interrupted=False)
+
+    async def _wait_trio(self) -> None:
+        """The slow path under trio: a ``trio.Event``, set from whichever thread releases."""
+        import trio
+
+        event = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def wake() -> None:
+            try:
+                token.run_sync_soon(event.set)
+            except trio.RunFinishedError:
+                pass  # the run is over: the waiter has passed its permit on already
+
+        waiter = _Waiter(wake)
+        if not self._must_wait(waiter):
+            return
+        limit = self._wait_limit()
+        try:
+            with trio.move_on_after(math.inf if limit is None else max(0.0, limit)):
+                await event.wait()
+        except BaseException:  # cancelled from outside: trio.Cancelled
+            self._waited(waiter, interrupted=True)
+            raise
+        self._waited(waiter, interrupted=False)
 
     async def _wait_async(self) -> None:
         """The slow path for coroutines; a cancelled waiter passes on a permit it was handed."""
+        if async_library() != "asyncio":
+            return await self._wait_trio()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
@@ -213,11 +257,8 @@ class Bulkhead(Policy):
             loop.call_soon_threadsafe(_resolve, future)
 
         waiter = _Waiter(wake)
-        queued = self._enqueue(waiter)
-        if queued is not None:
-            if queued:
-                return
-            raise self._rejected()
+        if not self._must_wait(waiter):
+            return
         # Not asyncio.wait_for: before 3.12 it swallows a cancellation that races the wake-up.
         timed_out = False
 

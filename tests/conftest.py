@@ -1,14 +1,15 @@
-"""Shared fixtures: every shell test runs in both colours (sync and async) through ``colour``."""
+"""Shared fixtures: every shell test runs in each colour (sync, asyncio, trio): ``colour``."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import trio
 
 from resilience import Policy
 from resilience import _events as _events_module
@@ -37,13 +38,27 @@ class Script:
 
 @dataclass(frozen=True)
 class Colour:
-    """Runs a policy around a plain behaviour as a sync function or as a coroutine function."""
+    """Runs a policy around a plain behaviour as a sync function, or as a coroutine function
+    under asyncio or trio."""
 
-    name: str
+    name: str  # "sync", "asyncio" or "trio"
 
     @property
     def is_async(self) -> bool:
-        return self.name == "async"
+        return self.name != "sync"
+
+    def run(self, coroutine_function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run ``coroutine_function(*args)`` to completion under this colour's library."""
+        if self.name == "trio":
+            return trio.run(coroutine_function, *args)
+        return asyncio.run(coroutine_function(*args))
+
+    async def checkpoint(self) -> None:
+        """Yield to this colour's event loop once."""
+        if self.name == "trio":
+            await trio.lowlevel.checkpoint()
+        else:
+            await asyncio.sleep(0)
 
     def wrap(self, policy: Policy, behaviour: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate ``behaviour`` with ``policy`` in this colour; return a plain callable."""
@@ -51,21 +66,31 @@ class Colour:
             return policy(behaviour)
 
         async def coroutine_function(*args: Any, **kwargs: Any) -> Any:
-            await asyncio.sleep(0)
+            await self.checkpoint()
             return behaviour(*args, **kwargs)
 
         decorated = policy(coroutine_function)
 
         @functools.wraps(behaviour)
         def run(*args: Any, **kwargs: Any) -> Any:
-            return asyncio.run(decorated(*args, **kwargs))
+            return self.run(functools.partial(decorated, *args, **kwargs))
 
         return run
 
 
-@pytest.fixture(params=["sync", "async"])
+COLOURS = ["sync", "asyncio", "trio"]
+
+
+@pytest.fixture(params=COLOURS)
 def colour(request: pytest.FixtureRequest) -> Colour:
-    """Both colours of every shell: the same test runs against sync and async code."""
+    """Every colour of every shell: the same test runs against sync code, and against async code
+    under asyncio and under trio."""
+    return Colour(request.param)
+
+
+@pytest.fixture(params=COLOURS[1:])
+def async_colour(request: pytest.FixtureRequest) -> Colour:
+    """The async colours only, for tests of what only coroutines do (cancellation)."""
     return Colour(request.param)
 
 

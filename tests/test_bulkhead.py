@@ -8,7 +8,10 @@ import threading
 import types
 from collections.abc import Callable
 
+import anyio
+import anyio.lowlevel
 import pytest
+import trio
 
 import resilience._bulkhead as bulkhead_module
 from resilience import Bulkhead, BulkheadFullError, BulkheadRejected, Deadline, Pipeline
@@ -102,11 +105,11 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 
 
 async def async_wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Yield to the loop (bounded) until ``condition()`` holds."""
+    """Yield to the loop, asyncio's or trio's, (bounded) until ``condition()`` holds."""
     for _ in range(10_000):
         if condition():
             return
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -150,16 +153,17 @@ def test_threads_never_exceed_max_concurrent() -> None:
     assert (bulkhead.active, bulkhead.waiting) == (0, 0)
 
 
-def test_tasks_never_exceed_max_concurrent() -> None:
+def test_tasks_never_exceed_max_concurrent(async_colour: Colour) -> None:
     """Coroutines blocked inside hold the permits; the rest queue and run as permits free up."""
     bulkhead = Bulkhead(2, max_waiting=4, max_wait=WAIT)
+    done: list[int] = []
 
     async def scenario() -> None:
-        gate = asyncio.Event()
+        gate = anyio.Event()
         running = peak = 0
 
         @bulkhead
-        async def work(n: int) -> int:
+        async def work(n: int) -> None:
             nonlocal running, peak
             running += 1
             peak = max(peak, running)
@@ -167,16 +171,19 @@ def test_tasks_never_exceed_max_concurrent() -> None:
                 await gate.wait()
             finally:
                 running -= 1
-            return n
+            done.append(n)
 
-        tasks = [asyncio.create_task(work(n)) for n in range(6)]
-        await async_wait_until(lambda: bulkhead.waiting == 4, "four queued tasks")
-        assert (bulkhead.active, running) == (2, 2)
-        gate.set()
-        assert await asyncio.wait_for(asyncio.gather(*tasks), WAIT) == list(range(6))
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as group:
+                for n in range(6):
+                    group.start_soon(work, n)
+                await async_wait_until(lambda: bulkhead.waiting == 4, "four queued tasks")
+                assert (bulkhead.active, running) == (2, 2)
+                gate.set()
         assert peak == 2
 
-    asyncio.run(scenario())
+    async_colour.run(scenario)
+    assert sorted(done) == list(range(6))
     assert (bulkhead.active, bulkhead.waiting) == (0, 0)
 
 
@@ -239,7 +246,7 @@ def test_queued_threads_are_served_first_in_first_out() -> None:
     assert (bulkhead.active, bulkhead.waiting) == (0, 0)
 
 
-def test_queued_tasks_are_served_first_in_first_out() -> None:
+def test_queued_tasks_are_served_first_in_first_out(async_colour: Colour) -> None:
     """Each released permit goes to the oldest waiting coroutine."""
     bulkhead = Bulkhead(1, max_waiting=3, max_wait=WAIT)
     order: list[int] = []
@@ -250,14 +257,14 @@ def test_queued_tasks_are_served_first_in_first_out() -> None:
             order.append(n)
 
         assert bulkhead._try_acquire()  # the test holds the only permit
-        tasks = []
-        for n in (2, 0, 1):
-            tasks.append(asyncio.create_task(work(n)))
-            await async_wait_until(lambda: bulkhead.waiting == len(tasks), "queued")
-        bulkhead._release()
-        await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as group:
+                for queued, n in enumerate((2, 0, 1), start=1):
+                    group.start_soon(work, n)
+                    await async_wait_until(lambda q=queued: bulkhead.waiting == q, "queued")
+                bulkhead._release()
 
-    asyncio.run(scenario())
+    async_colour.run(scenario)
     assert order == [2, 0, 1]
     assert (bulkhead.active, bulkhead.waiting) == (0, 0)
 
@@ -337,40 +344,47 @@ def test_permit_released_after_return_exception_and_base_exception(
     assert seen == [1, 1, 1]  # the permit was held during each call
 
 
-def test_permits_survive_cancellation_of_running_and_queued_tasks() -> None:
+def test_permits_survive_cancellation_of_running_and_queued_tasks(async_colour: Colour) -> None:
     """Cancelling a running call or a queued one leaks nothing; the next waiter moves up."""
     bulkhead = Bulkhead(2, max_waiting=2, max_wait=WAIT)
+    ended: dict[int, str] = {}
 
     async def scenario() -> None:
-        gate = asyncio.Event()
+        gate = anyio.Event()
+        scopes = [anyio.CancelScope() for _ in range(4)]
 
         @bulkhead
         async def work() -> None:
             await gate.wait()
 
-        tasks = [asyncio.create_task(work()) for _ in range(4)]
-        await async_wait_until(lambda: bulkhead.waiting == 2, "two queued tasks")
-        assert bulkhead.active == 2
-        tasks[0].cancel()  # a running call
-        tasks[3].cancel()  # a queued call
-        await async_wait_until(lambda: bulkhead.waiting == 0, "the queue to empty")
-        await asyncio.sleep(0)
-        assert bulkhead.active == 2  # task 2 took task 0's permit; task 3 took none
-        gate.set()
-        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), WAIT)
-        assert [type(r).__name__ for r in results] == [
-            "CancelledError",
-            "NoneType",
-            "NoneType",
-            "CancelledError",
-        ]
+        async def call(n: int) -> None:
+            ended[n] = "cancelled"
+            with scopes[n]:
+                await work()
+                ended[n] = "returned"
 
-    asyncio.run(scenario())
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as group:
+                for n in range(4):
+                    group.start_soon(call, n)
+                    await async_wait_until(lambda n=n: n in ended, f"call {n} to start")
+                await async_wait_until(lambda: bulkhead.waiting == 2, "two queued tasks")
+                assert bulkhead.active == 2
+                scopes[0].cancel()  # a running call
+                scopes[3].cancel()  # a queued call
+                await async_wait_until(lambda: bulkhead.waiting == 0, "the queue to empty")
+                await anyio.lowlevel.checkpoint()
+                assert bulkhead.active == 2  # call 2 took call 0's permit; call 3 took none
+                gate.set()
+
+    async_colour.run(scenario)
+    assert ended == {0: "cancelled", 1: "returned", 2: "returned", 3: "cancelled"}
     assert (bulkhead.active, bulkhead.waiting) == (0, 0)
 
 
 def test_a_waiter_cancelled_just_after_being_granted_passes_the_permit_on() -> None:
-    """If a permit is handed to a waiter that is being cancelled, the next waiter gets it."""
+    """asyncio: if a permit is handed to a waiter that is being cancelled, the next waiter gets
+    it."""
     bulkhead = Bulkhead(1, max_waiting=2, max_wait=WAIT)
 
     async def scenario() -> None:
@@ -391,6 +405,38 @@ def test_a_waiter_cancelled_just_after_being_granted_passes_the_permit_on() -> N
 
     asyncio.run(scenario())
     assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+def test_a_trio_waiter_cancelled_just_after_being_granted_passes_the_permit_on() -> None:
+    """trio: a waiter cancelled after it was handed a permit, before its wake-up ran, passes
+    the permit to the next waiter."""
+    bulkhead = Bulkhead(1, max_waiting=2, max_wait=WAIT)
+    results: list[str] = []
+
+    async def scenario() -> None:
+        @bulkhead
+        async def work() -> str:
+            return "done"
+
+        async def call(scope: trio.CancelScope) -> None:
+            with scope:
+                results.append(await work())
+                return
+            results.append("cancelled")
+
+        assert bulkhead._try_acquire()  # the test holds the only permit
+        second, third = trio.CancelScope(), trio.CancelScope()
+        with trio.fail_after(WAIT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(call, second)
+                nursery.start_soon(call, third)
+                await async_wait_until(lambda: bulkhead.waiting == 2, "two queued tasks")
+                bulkhead._release()  # hands the permit to `second`, its wake-up scheduled...
+                second.cancel()  # ...but `second` is cancelled before it can run
+        assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+    trio.run(scenario)
+    assert results == ["cancelled", "done"]
 
 
 @needs_cancellation_counts
@@ -450,49 +496,53 @@ def test_an_interrupted_thread_waiter_leaks_nothing(
 # -- sync and async together -------------------------------------------------------------------
 
 
-def test_a_thread_releasing_wakes_a_waiting_coroutine() -> None:
+def test_a_thread_releasing_wakes_a_waiting_coroutine(async_colour: Colour) -> None:
     """A coroutine queued behind a thread gets the permit when the thread's call ends."""
     bulkhead = Bulkhead(1, max_waiting=1, max_wait=WAIT)
     held = Held(bulkhead)
     held.enter(0)
+    results: list[str] = []
 
     @bulkhead
-    async def other() -> str:
-        return "ran"
+    async def other() -> None:
+        results.append("ran")
 
-    async def scenario() -> str:
-        task = asyncio.create_task(other())
-        await async_wait_until(lambda: bulkhead.waiting == 1, "the coroutine to queue")
-        held.let_go(0)
-        return await asyncio.wait_for(task, WAIT)
+    async def scenario() -> None:
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as group:
+                group.start_soon(other)
+                await async_wait_until(lambda: bulkhead.waiting == 1, "the coroutine to queue")
+                held.let_go(0)
 
     try:
-        assert asyncio.run(scenario()) == "ran"
+        async_colour.run(scenario)
     finally:
         held.finish()
+    assert results == ["ran"]
     assert (bulkhead.active, bulkhead.waiting) == (0, 0)
 
 
-def test_a_coroutine_releasing_wakes_a_waiting_thread() -> None:
+def test_a_coroutine_releasing_wakes_a_waiting_thread(async_colour: Colour) -> None:
     """A thread queued behind a coroutine gets the permit when the coroutine's call ends."""
     bulkhead = Bulkhead(1, max_waiting=1, max_wait=WAIT)
     held = Held(bulkhead)
 
     async def scenario() -> None:
-        gate = asyncio.Event()
+        gate = anyio.Event()
 
         @bulkhead
         async def holder() -> None:
             await gate.wait()
 
-        task = asyncio.create_task(holder())
-        await async_wait_until(lambda: bulkhead.active == 1, "the coroutine to get in")
-        held.start(1)
-        await async_wait_until(lambda: bulkhead.waiting == 1, "the thread to queue")
-        gate.set()
-        await asyncio.wait_for(task, WAIT)
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as group:
+                group.start_soon(holder)
+                await async_wait_until(lambda: bulkhead.active == 1, "the coroutine to get in")
+                held.start(1)
+                await async_wait_until(lambda: bulkhead.waiting == 1, "the thread to queue")
+                gate.set()
 
-    asyncio.run(scenario())
+    async_colour.run(scenario)
     assert held.inside.acquire(timeout=WAIT)
     held.finish()
     assert held.order == [1]

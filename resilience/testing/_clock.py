@@ -8,6 +8,8 @@ import itertools
 import threading
 from collections.abc import Callable
 
+from resilience._clock import async_library
+
 __all__ = ["FakeClock"]
 
 
@@ -26,9 +28,11 @@ class FakeClock:
     """A ``Clock`` whose time starts at ``start`` and moves only by ``advance`` and ``sleep``.
 
     ``sleep(s)`` and ``await sleep_async(s)`` advance the time by ``s`` instead of waiting (the
-    async one then yields to the event loop once, so the sleeping task can be cancelled there).
-    Timers from ``call_later`` (used by async ``Timeout``/``Deadline``) fire, in order, when the
-    time passes them. ``sleeps`` lists every sleep asked for. Thread-safe.
+    async one then yields to the event loop once, asyncio's or trio's, so the sleeping task can
+    be cancelled there).
+    Timers from ``call_later`` (used by async ``Timeout``/``Deadline`` and by ``Hedge``) fire, in
+    order, on the thread that advances the time past them. ``sleeps`` lists every sleep asked
+    for. Thread-safe.
 
     >>> clock = FakeClock()
     >>> clock.sleep(2.5); clock.now()
@@ -72,7 +76,12 @@ class FakeClock:
         """Record the sleep, advance by ``seconds``, then yield to the loop once."""
         self.sleeps.append(seconds)
         self.advance(max(0.0, seconds))
-        await asyncio.sleep(0)
+        if async_library() == "asyncio":
+            await asyncio.sleep(0)
+        else:
+            import trio
+
+            await trio.lowlevel.checkpoint()
 
     def call_later(self, seconds: float, callback: Callable[[], object]) -> _Timer:
         """Run ``callback`` when the time has advanced ``seconds`` past now."""
