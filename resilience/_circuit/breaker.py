@@ -59,13 +59,14 @@ class CircuitBreaker(Policy):
 
     - ``store``: ``None`` or a ``MemoryStore`` keeps it in this process; a ``RedisStore``
       shares it with every replica of the same ``name``, which is then required (one round
-      trip per admit and per record; see ``resilience._circuit.shared``). ``trial_lease``
+      trip per admit and per record, on Redis's clock). ``trial_lease``
       (seconds; ``None``: ``max(open_for, 10.0)``): how long a shared half-open trial may go
       unreported (its owner may have died) before another replica may take its slot.
 
     No lock is held while the guarded call runs: the lock covers O(1) bookkeeping only, and
     listeners run after it is released. Thread-safe and asyncio-safe; one instance may guard
-    sync and async functions at once. See ``resilience._circuit.state`` for the exact rules.
+    sync and async functions at once. The states and their rules: Concepts,
+    "Circuit breaker", in the documentation.
     """
 
     __slots__ = (

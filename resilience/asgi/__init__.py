@@ -1,12 +1,13 @@
 """ASGI middleware: exactly-once effects for keyed requests, deadlines from the wire, and rate
 limits with their header fields.
 
-Thin shells: the decisions are ``resilience._idempotency``'s (and the rate limiter's), the state
-is the store's. One private module per middleware; ``_shared`` holds the ASGI types and the
-helpers they share.
+Thin shells: the decisions are the same as ``resilience.wsgi``'s (and the rate limiter's), the
+state is the store's. Stack them outermost first: rate limit, idempotency, deadline.
 
     app = IdempotencyMiddleware(DeadlineMiddleware(app), store=RedisStore(redis.asyncio...))
 """
+
+# One private module per middleware; _shared holds the ASGI types and the helpers they share.
 
 from resilience._public import publish as _publish
 from resilience.asgi._deadline import DeadlineMiddleware

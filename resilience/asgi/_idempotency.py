@@ -21,8 +21,8 @@ __all__ = ["IdempotencyMiddleware"]
 class IdempotencyMiddleware:
     """Run each keyed POST/PATCH once; answer its retries with the stored response.
 
-    See ``resilience._idempotency`` for the rules (409 while running, 422 on a reused key, 400
-    on a malformed one, stored replay with ``Idempotent-Replayed: true``). The store must
+    The rules (draft-ietf-httpapi-idempotency-key-header): 409 while running, 422 on a reused
+    key, 400 on a malformed one, stored replay with ``Idempotent-Replayed: true``. The store must
     answer without blocking the event loop: ``MemoryStore``, or ``RedisStore`` over a
     ``redis.asyncio`` client. The response of a claimed request is streamed to the client as
     the application sends it, and kept in memory until it is stored.

@@ -16,9 +16,9 @@ class RateLimitMiddleware:
 
     Each request takes ``cost`` units (``partition(scope)`` → a caller id, or ``None`` for the
     shared limit); a refused one gets 429 with ``Retry-After`` and a problem document, without
-    reaching the app. Every response carries ``RateLimit-Policy`` and ``RateLimit`` (named
-    ``policy``; see ``resilience._ratelimit_http``). The limiter's store must not block the
-    event loop (``MemoryStore``, or ``RedisStore`` over ``redis.asyncio``).
+    reaching the app. Every response carries ``RateLimit-Policy: "<policy>";q=<burst + 1>;w=<s>``
+    (``q`` requests at once, refilled over ``w`` seconds) and ``RateLimit``. The limiter's
+    store must not block the event loop (``MemoryStore``, or ``RedisStore`` over ``redis.asyncio``).
     """
 
     def __init__(

@@ -4,7 +4,7 @@
 >>> from resilience.http.tenacity import retry_if_http_retryable, wait_retry_after
 >>> policy = tenacity.Retrying(
 ...     retry=retry_if_http_retryable(),
-...     wait=wait_retry_after(fallback=tenacity.wait_exponential_jitter(initial=0.1)),
+...     wait=wait_retry_after(fallback=tenacity.wait_random_exponential(multiplier=0.1)),
 ...     stop=tenacity.stop_after_attempt(4),
 ... )
 

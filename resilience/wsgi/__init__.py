@@ -1,11 +1,12 @@
 """WSGI middleware: exactly-once effects for keyed requests, deadlines from the wire, and rate
 limits with their header fields.
 
-The twins of ``resilience.asgi`` for Flask, Django and other WSGI applications; the decisions
-are ``resilience._idempotency``'s, the state is the store's (``MemoryStore``, or
-``RedisStore`` over a synchronous ``redis.Redis``). One private module per middleware;
-``_shared`` holds the WSGI types and the helpers they share.
+The twins of ``resilience.asgi`` for Flask, Django and other WSGI applications, with the same
+decisions; the state is the store's (``MemoryStore``, or ``RedisStore`` over a synchronous
+``redis.Redis``).
 """
+
+# One private module per middleware; _shared holds the WSGI types and the helpers they share.
 
 from resilience._public import publish as _publish
 from resilience.wsgi._deadline import DeadlineMiddleware
