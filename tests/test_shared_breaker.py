@@ -6,6 +6,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,7 +22,7 @@ from resilience import (
     StoreRecovered,
     StoreUnavailable,
 )
-from resilience._circuit.shared import Permit
+from resilience._circuit.shared import Permit, SharedCircuit
 from resilience._circuit.state import REJECTED, StateMachine
 from resilience._circuit.window import CountWindow, OutcomeWindow, TimeWindow
 from resilience.stores import MemoryStore, RedisStore
@@ -460,6 +461,30 @@ def test_bad_store_and_lease_fail_at_construction() -> None:
         CircuitBreaker("x", store=object())
     with pytest.raises(ValueError, match="trial_lease"):
         CircuitBreaker("x", trial_lease=0.0)
+
+
+def test_the_redis_backend_needs_no_breaker(redis_server: RedisServer) -> None:
+    """SharedCircuit runs on what it is given (totals and their lock, the clock, the slow-call
+    limit, an announce callable), without a CircuitBreaker: the dependency is one-way."""
+    totals, announced, clock = [0, 0, 0, 0], [], FakeClock()
+    settings = CircuitBreaker(minimum_calls=1, slow_call_duration=2.0)._settings
+    shared = SharedCircuit(
+        RedisStore(redis_server.client()),
+        "alone",
+        settings,
+        totals=totals,
+        lock=threading.Lock(),
+        clock=clock,
+        announce=announced.append,
+    )
+    admit, record, _release = shared.steps(coroutines=False)
+    permit = admit()
+    clock.advance(2.0)  # as slow as the limit: counts slow, and the breaker opens
+    record(permit, False, 0.0)
+    assert announced == [[(CircuitState.CLOSED, CircuitState.OPEN)]]
+    with pytest.raises(CircuitOpenError):
+        admit()
+    assert totals == [1, 0, 1, 0]
 
 
 def test_replace_keeps_the_store(redis_server: RedisServer) -> None:

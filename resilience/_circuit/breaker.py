@@ -6,10 +6,11 @@ import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from resilience import _events
 from resilience._circuit.metrics import CircuitMetrics
+from resilience._circuit.shared import SharedCircuit
 from resilience._circuit.state import REJECTED, CircuitState, StateMachine
 from resilience._circuit.window import CountWindow, OutcomeWindow, TimeWindow
 from resilience._clock import SYSTEM_CLOCK, Clock
@@ -25,9 +26,6 @@ from resilience._validate import (
     refuse_unknown,
 )
 from resilience.stores._memory import MemoryStore
-
-if TYPE_CHECKING:
-    from resilience._circuit.shared import SharedCircuit
 
 __all__ = ["CircuitBreaker", "CircuitMetrics", "StateListener"]
 
@@ -159,9 +157,15 @@ class CircuitBreaker(Policy):
         self._totals = [0, 0, 0, 0]
         self._shared: SharedCircuit | None = None
         if shared:
-            from resilience._circuit.shared import SharedCircuit
-
-            self._shared = SharedCircuit(self, store, self._settings)
+            self._shared = SharedCircuit(
+                store,
+                name,
+                self._settings,
+                totals=self._totals,
+                lock=self._lock,
+                clock=self._clock,
+                announce=self._announce,
+            )
         breakers.add(self)
 
     def __repr__(self) -> str:
@@ -305,8 +309,8 @@ class CircuitBreaker(Policy):
         if changes:
             self._announce(changes)
 
-    def _failed(self, permit: int, exc: Exception, started: float) -> None:
-        self._record(permit, self._judge(self._failure_on, exc, "on"), started)
+    def _exception_failed(self, exc: Exception) -> bool:
+        return self._judge(self._failure_on, exc, "on")
 
     def _result_failed(self, result: object) -> bool:
         judge = self._failure_on_result
@@ -354,14 +358,19 @@ class CircuitBreaker(Policy):
             if _events.listeners:
                 _events.emit(event)
 
-    # -- shells ------------------------------------------------------------------------------
+    # -- shells: one pair for both homes of the state (this process, or Redis) -----------------
+
+    def _steps(self, coroutines: bool) -> tuple[Any, ...]:
+        """What a shell calls: admit, record, release, and where to read ``closed_permit`` (set
+        while the machine in this process is closed: no admit step needed)."""
+        if self._shared is not None:
+            return (*self._shared.steps(coroutines), self._shared)
+        return self._admit, self._record, self._release, self._machine
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        if self._shared is not None:
-            return self._shared.wrap_sync(fn)
-        admit, failed, record, release = self._admit, self._failed, self._record, self._release
+        admit, record, release, machine = self._steps(coroutines=False)
+        exception_failed, now = self._exception_failed, self._clock.now
         judge = self._result_failed if self._failure_on_result is not None else None
-        now, machine = self._clock.now, self._machine
         timed = self._slow_call_duration is not None  # otherwise the start time is not needed
 
         def guarded(*args: Any, **kwargs: Any) -> T:
@@ -372,7 +381,7 @@ class CircuitBreaker(Policy):
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
-                failed(permit, exc, started)
+                record(permit, exception_failed(exc), started)
                 raise
             except BaseException:
                 release(permit)
@@ -383,27 +392,34 @@ class CircuitBreaker(Policy):
         return guarded
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        if self._shared is not None:
-            return self._shared.wrap_async(fn)
-        admit, failed, record, release = self._admit, self._failed, self._record, self._release
+        # Shared on redis.asyncio the steps are coroutines; in this process they are the sync
+        # ones (O(1) under a lock): awaited only when they must be.
+        awaits = self._shared is not None
+        admit, record, release, machine = self._steps(coroutines=awaits)
+        exception_failed, now = self._exception_failed, self._clock.now
         judge = self._result_failed if self._failure_on_result is not None else None
-        now, machine = self._clock.now, self._machine
-        timed = self._slow_call_duration is not None  # otherwise the start time is not needed
+        timed = self._slow_call_duration is not None
 
         async def guarded(*args: Any, **kwargs: Any) -> T:
             permit = machine.closed_permit
             if permit is None:
-                permit = admit()
+                permit = await admit() if awaits else admit()
             started = now() if timed else 0.0
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
-                failed(permit, exc, started)
+                done = record(permit, exception_failed(exc), started)
+                if awaits:
+                    await done
                 raise
             except BaseException:
-                release(permit)
+                done = release(permit)
+                if awaits:
+                    await done
                 raise
-            record(permit, judge is not None and judge(result), started)
+            done = record(permit, judge is not None and judge(result), started)
+            if awaits:
+                await done
             return result
 
         return guarded

@@ -22,19 +22,18 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from resilience import _events
 from resilience._circuit.state import CircuitState
+from resilience._clock import Clock
 from resilience._errors import CircuitOpenError
-
-if TYPE_CHECKING:
-    from resilience._circuit.breaker import CircuitBreaker
 
 __all__ = ["Permit", "SharedCircuit", "Step"]
 
-T = TypeVar("T")
+Changes = list[tuple[CircuitState, CircuitState]]
 _STATES = (CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN)
 _KIND = "circuit breaker"
 _SLICES = 10  # as TimeWindow's default
@@ -55,7 +54,7 @@ class Step(NamedTuple):
     calls: int
     failures: int
     slow: int
-    changes: list[tuple[CircuitState, CircuitState]]
+    changes: Changes
 
 
 def parse(reply: Any) -> Step:
@@ -79,20 +78,51 @@ def parse(reply: Any) -> Step:
 class SharedCircuit:
     """The Redis side of one ``CircuitBreaker``: builds each script call and reads its reply.
 
-    Thread-safe and asyncio-safe: it holds no lock (Redis serializes the steps); ``last`` is
-    the state seen in the latest reply, for ``repr`` and for observers that cannot wait.
+    It is given what it needs from its breaker, and knows nothing else of it: the ``name``, the
+    settings, the lifetime ``totals`` (successes, failures, rejections, interrupted) and the
+    ``lock`` guarding them, the ``clock`` timing calls against ``settings["slow_call_duration"]``,
+    and ``announce`` for the transitions a reply reports. The breaker's shells call its steps.
+    Thread-safe and asyncio-safe: Redis serializes the steps; ``last`` is the state seen in the
+    latest reply, for ``repr`` and for observers that cannot wait.
     """
 
-    __slots__ = ("_breaker", "_config", "_keys", "_script", "_tokens", "last", "store")
+    __slots__ = (
+        "_announce",
+        "_clock",
+        "_config",
+        "_keys",
+        "_lock",
+        "_script",
+        "_slow_call_duration",
+        "_tokens",
+        "_totals",
+        "last",
+        "name",
+        "store",
+    )
 
-    def __init__(self, breaker: CircuitBreaker, store: Any, settings: dict[str, Any]) -> None:
+    closed_permit = None  # a shared call always takes an admit step (the shells read this)
+
+    def __init__(
+        self,
+        store: Any,
+        name: str,
+        settings: dict[str, Any],
+        *,
+        totals: list[int],
+        lock: threading.Lock,
+        clock: Clock,
+        announce: Callable[[Changes], None],
+    ) -> None:
         from resilience.stores._redis import RedisStore  # no redis import: that is lazy too
 
         if not isinstance(store, RedisStore):
             raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
-        self._breaker = breaker
         self.store = store
-        name, open_for, window = breaker.name, settings["open_for"], settings["window"]
+        self.name = name
+        self._totals, self._lock, self._clock, self._announce = totals, lock, clock, announce
+        self._slow_call_duration: float | None = settings["slow_call_duration"]
+        open_for, window = settings["open_for"], settings["window"]
         trial_lease = settings["trial_lease"]
         if trial_lease is None:
             trial_lease = max(open_for, 10.0)
@@ -153,11 +183,11 @@ class SharedCircuit:
         the script's clock (tests only: production steps run on Redis ``TIME``)."""
         if self.store.is_async:
             raise TypeError(
-                f"circuit breaker {self._breaker.name!r}: its store wraps a redis.asyncio "
+                f"circuit breaker {self.name!r}: its store wraps a redis.asyncio "
                 "client, which cannot serve sync code; give it a redis.Redis client"
             )
         args = self._args(op, permit, failed, slow, now_ms)
-        reply = self.store.run(self._script, self._keys, args, _KIND, self._breaker.name)
+        reply = self.store.run(self._script, self._keys, args, _KIND, self.name)
         return self._seen(reply)
 
     async def step_async(
@@ -165,9 +195,7 @@ class SharedCircuit:
     ) -> Step | None:
         """``step`` for ``redis.asyncio`` clients."""
         args = self._args(op, permit, failed, slow, None)
-        reply = await self.store.run_async(
-            self._script, self._keys, args, _KIND, self._breaker.name
-        )
+        reply = await self.store.run_async(self._script, self._keys, args, _KIND, self.name)
         return self._seen(reply)
 
     def poll(self) -> tuple[CircuitState, int, int, int]:
@@ -197,7 +225,7 @@ class SharedCircuit:
         step = parse(reply)
         self.last = step.state
         if step.changes:
-            self._breaker._announce(step.changes)
+            self._announce(step.changes)
         return step
 
     # -- what the shells call ------------------------------------------------------------------
@@ -217,19 +245,17 @@ class SharedCircuit:
         if step is None and self.store.on_error == "allow":
             return None  # Redis is unavailable: run as if closed, and record nothing
         retry_after = 0.0 if step is None else step.retry_after
-        breaker = self._breaker
-        with breaker._lock:
-            breaker._totals[2] += 1
+        with self._lock:
+            self._totals[2] += 1
         if _events.listeners:
-            _events.emit(_events.CallRejected(breaker.name, retry_after))
-        raise CircuitOpenError(breaker.name, retry_after)
+            _events.emit(_events.CallRejected(self.name, retry_after))
+        raise CircuitOpenError(self.name, retry_after)
 
     def _slow(self, failed: bool, started: float) -> bool:
-        breaker = self._breaker
-        with breaker._lock:
-            breaker._totals[failed] += 1
-        limit = breaker._slow_call_duration
-        return limit is not None and breaker._clock.now() - started >= limit
+        with self._lock:
+            self._totals[failed] += 1
+        limit = self._slow_call_duration
+        return limit is not None and self._clock.now() - started >= limit
 
     def record(self, permit: Permit, failed: bool, started: float) -> None:
         """Record an outcome (one round trip; none for a call admitted during an outage)."""
@@ -243,9 +269,8 @@ class SharedCircuit:
             await self.step_async(b"r", permit, failed, slow)
 
     def _interrupted(self, permit: Permit) -> bool:
-        breaker = self._breaker
-        with breaker._lock:
-            breaker._totals[3] += 1
+        with self._lock:
+            self._totals[3] += 1
         return permit is not None and permit[1] > 0  # only a trial holds something to free
 
     def release(self, permit: Permit) -> None:
@@ -257,59 +282,21 @@ class SharedCircuit:
         if self._interrupted(permit):
             await self.step_async(b"x", permit)
 
-    # -- shells --------------------------------------------------------------------------------
+    # -- what the shells are given -----------------------------------------------------------
 
-    def wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        """The sync shell: admit, call, record (``state.py``'s rules, decided in Redis)."""
-        if self.store.is_async:
+    def steps(self, coroutines: bool) -> tuple[Callable[..., Any], ...]:
+        """``admit``, ``record`` and ``release`` for the breaker's sync shell, or their
+        coroutine twins for its async shell; refuse a shell the client cannot serve."""
+        if coroutines and not self.store.is_async:
             raise TypeError(
-                f"circuit breaker {self._breaker.name!r}: its store wraps a redis.asyncio "
-                "client, which cannot guard a sync function; give it a redis.Redis client"
+                f"circuit breaker {self.name!r}: its store wraps a sync redis client, which "
+                "would block the event loop; give it a redis.asyncio.Redis client"
             )
-        breaker, admit, record, release = self._breaker, self.admit, self.record, self.release
-        failure_on, now = breaker._failure_on, breaker._clock.now
-        judge = breaker._result_failed if breaker._failure_on_result is not None else None
-
-        def guarded(*args: Any, **kwargs: Any) -> T:
-            permit = admit()
-            started = now()
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                record(permit, breaker._judge(failure_on, exc, "on"), started)
-                raise
-            except BaseException:
-                release(permit)
-                raise
-            record(permit, judge is not None and judge(result), started)
-            return result
-
-        return guarded
-
-    def wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        """The async shell, on a ``redis.asyncio`` client."""
-        if not self.store.is_async:
+        if not coroutines and self.store.is_async:
             raise TypeError(
-                f"circuit breaker {self._breaker.name!r}: its store wraps a sync redis client, "
-                "which would block the event loop; give it a redis.asyncio.Redis client"
+                f"circuit breaker {self.name!r}: its store wraps a redis.asyncio client, which "
+                "cannot guard a sync function; give it a redis.Redis client"
             )
-        breaker, admit, record = self._breaker, self.admit_async, self.record_async
-        release = self.release_async
-        failure_on, now = breaker._failure_on, breaker._clock.now
-        judge = breaker._result_failed if breaker._failure_on_result is not None else None
-
-        async def guarded(*args: Any, **kwargs: Any) -> T:
-            permit = await admit()
-            started = now()
-            try:
-                result = await fn(*args, **kwargs)
-            except Exception as exc:
-                await record(permit, breaker._judge(failure_on, exc, "on"), started)
-                raise
-            except BaseException:
-                await release(permit)
-                raise
-            await record(permit, judge is not None and judge(result), started)
-            return result
-
-        return guarded
+        if coroutines:
+            return self.admit_async, self.record_async, self.release_async
+        return self.admit, self.record, self.release
