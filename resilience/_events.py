@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 __all__ = [
     "BulkheadRejected",
@@ -36,7 +36,9 @@ __all__ = [
     "Observer",
     "RateLimited",
     "RetryBudgetExhausted",
+    "RETRY_GAVE_UP",
     "RetryGaveUp",
+    "RetryGaveUpWhy",
     "RetryScheduled",
     "StoreRecovered",
     "StoreUnavailable",
@@ -66,13 +68,28 @@ class RetryScheduled(Event):
     reason: str
 
 
+# Why retrying stopped: stable values (metric labels, log fields), each with its English.
+RetryGaveUpWhy = Literal["attempts", "budget", "deadline"]
+RETRY_GAVE_UP: Final[dict[str, str]] = {
+    "attempts": "attempts exhausted",
+    "budget": "retry budget spent",
+    "deadline": "deadline would pass during the backoff",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class RetryGaveUp(Event):
-    """Retrying stopped after ``attempts`` attempts: ``why`` is exhausted, budget or deadline."""
+    """Retrying stopped after ``attempts`` attempts; ``why`` is "attempts" (all used),
+    "budget" (the retry budget refused) or "deadline" (the next delay would cross it)."""
 
     attempts: int
-    why: str
+    why: RetryGaveUpWhy
     reason: str
+
+    @property
+    def explanation(self) -> str:
+        """``why`` in English, for log lines and notes ("attempts exhausted")."""
+        return RETRY_GAVE_UP[self.why]
 
 
 @dataclass(frozen=True, slots=True)

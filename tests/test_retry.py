@@ -257,7 +257,7 @@ def test_retry_gives_up_rather_than_sleep_past_the_deadline(
         "resilience: Retry 'retry' gave up after attempt 3 of 10 "
         "(deadline would pass during the backoff)"
     ]
-    assert [e.why for e in recorder.of(RetryGaveUp)] == ["deadline would pass during the backoff"]
+    assert [e.why for e in recorder.of(RetryGaveUp)] == ["deadline"]
 
 
 def test_retry_does_not_sleep_at_all_when_the_first_delay_crosses(
@@ -322,7 +322,7 @@ def test_events_report_each_retry_and_the_give_up(colour: Colour, clock: FakeClo
     ]
     gave_up = recorder.of(RetryGaveUp)
     assert [(e.policy, e.attempts, e.why, e.reason) for e in gave_up] == [
-        ("payments", 3, "attempts exhausted", "ConnectionError")
+        ("payments", 3, "attempts", "ConnectionError")
     ]
 
 

@@ -120,7 +120,7 @@ def test_a_spent_budget_surfaces_the_failure_after_one_call(
         "resilience: Retry 'pay' gave up after attempt 1 of 5 (retry budget spent)"
     ]
     assert [(e.policy, e.attempt) for e in recorder.of(RetryBudgetExhausted)] == [("pay", 1)]
-    assert [e.why for e in recorder.of(RetryGaveUp)] == ["retry budget spent"]
+    assert [e.why for e in recorder.of(RetryGaveUp)] == ["budget"]
 
 
 def test_a_spent_budget_returns_the_result_after_one_call(colour: Colour, clock: FakeClock) -> None:

@@ -1,49 +1,36 @@
 """The retry decision core: after each attempt, retry after how long, or give up and why.
 
-Sans-IO: it reads no clock, sleeps nowhere and does not consult the retry budget itself (on
-Redis that is I/O): the decision is a generator that yields when it needs the budget's answer.
-The shells in ``resilience._retry.retry`` run the attempts, pass in ``now``, answer the budget
-question (sync or with ``await``) and sleep for the delays it returns.
+Sans-IO: it reads no clock, sleeps nowhere and does not consult the retry budget (on Redis that
+is I/O). The shells in ``resilience._retry.retry`` run the attempts, pass in the time left
+before the current deadline, sleep for the delays it returns, and, when a budget is set, ask
+the budget (sync or with ``await``) and hand its answer back through ``budget_answered``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from resilience import _events
-from resilience._context import current_deadline
 from resilience._errors import add_note
 from resilience._retry.backoff import Backoff
-from resilience._retry.budget import RetryBudget
 
 __all__ = ["Attempts", "RetryCore"]
 
 
+@dataclass(frozen=True, slots=True)
 class RetryCore:
-    """Frozen retry configuration plus the rule that turns an outcome into a decision."""
+    """The frozen retry configuration the decisions read (validated by ``Retry``)."""
 
-    __slots__ = ("attempts", "backoff", "budget", "delay_hint", "name", "on_result", "retries_on")
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        attempts: int,
-        retries_on: Callable[[BaseException], bool],
-        on_result: Callable[[Any], bool] | None,
-        backoff: Backoff,
-        budget: RetryBudget | None,
-        delay_hint: Callable[[object], float | None] | None = None,
-    ) -> None:
-        self.name = name
-        self.attempts = attempts
-        self.retries_on = retries_on
-        self.on_result = on_result
-        self.backoff = backoff
-        self.budget = budget
-        self.delay_hint = delay_hint
+    name: str
+    attempts: int
+    retries_on: Callable[[BaseException], bool]
+    on_result: Callable[[Any], bool] | None
+    backoff: Backoff
+    budgeted: bool  # each retry needs the budget's grant (the shells ask it)
+    delay_hint: Callable[[object], float | None] | None = None
 
 
 class Attempts:
@@ -51,111 +38,83 @@ class Attempts:
 
     Created after the first attempt failed; the shells count the first attempt against the
     budget themselves (``budget.record_attempt``) so the success path allocates nothing.
+    ``time_left`` is the seconds before the current deadline (``None``: no deadline).
     """
 
-    __slots__ = ("core", "number", "previous_delay")
+    __slots__ = ("_pending", "core", "number", "previous_delay")
 
     def __init__(self, core: RetryCore) -> None:
         self.core = core
         self.number = 1
         self.previous_delay: float | None = None
+        self._pending: tuple[object, float, str] | None = None
 
-    def after_exception(self, exc: BaseException, now: float) -> float | None:
+    def after_exception(self, exc: BaseException, time_left: float | None) -> float | None:
         """Return the delay before the next attempt, or ``None`` to re-raise ``exc``.
 
         Only ``Exception`` subclasses matching ``on`` are retried. When retrying stops for a
-        retryable failure, a PEP 678 note on ``exc`` says after which attempt and why.
+        retryable failure, a PEP 678 note on ``exc`` says after which attempt and why. With a
+        budget, a delay returned is a request: ``budget_answered`` decides it.
         """
         if not isinstance(exc, Exception) or not self.core.retries_on(exc):
             return None
-        return self._noted(exc, _run_sync(self._next(now, exc), self.core.budget))
+        return self._decide(exc, time_left)
 
-    def after_result(self, result: object, now: float) -> float | None:
+    def after_result(self, result: object, time_left: float | None) -> float | None:
         """Return the delay before the next attempt, or ``None`` to return ``result``."""
         on_result = self.core.on_result
         if on_result is None or not on_result(result):
             return None
-        return _run_sync(self._next(now, result), self.core.budget)[0]
+        return self._decide(result, time_left)
 
-    async def after_exception_async(self, exc: BaseException, now: float) -> float | None:
-        """``after_exception`` for coroutines: the budget (shared on ``redis.asyncio``) is
-        consulted with ``await``; the decision is the same steps."""
-        if not isinstance(exc, Exception) or not self.core.retries_on(exc):
+    def budget_answered(self, granted: bool) -> float | None:
+        """The budget's answer to the retry just requested: its delay, or ``None`` (give up)."""
+        assert self._pending is not None, "budget_answered follows a requested retry"
+        outcome, delay, reason = self._pending
+        self._pending = None
+        if not granted:
+            if _events.listeners:
+                _events.emit(_events.RetryBudgetExhausted(self.core.name, self.number))
+            self._give_up("budget", outcome, reason)
             return None
-        return self._noted(exc, await _run_async(self._next(now, exc), self.core.budget))
+        return self._schedule(delay, reason)
 
-    async def after_result_async(self, result: object, now: float) -> float | None:
-        on_result = self.core.on_result
-        if on_result is None or not on_result(result):
-            return None
-        return (await _run_async(self._next(now, result), self.core.budget))[0]
-
-    def _noted(self, exc: BaseException, decision: tuple[float | None, str]) -> float | None:
-        delay, why = decision
-        if delay is None:
-            note = (
-                f"resilience: Retry {self.core.name!r} gave up after attempt "
-                f"{self.number} of {self.core.attempts} ({why})"
-            )
-            add_note(exc, note)
-        return delay
-
-    def _next(self, now: float, outcome: object) -> Steps:
-        """The decision after a failed attempt, as steps: when a budget must be consulted it
-        yields once and is sent whether the budget granted the retry (the shells do that I/O,
-        sync or async); it returns (delay or None, why)."""
+    def _decide(self, outcome: object, time_left: float | None) -> float | None:
         core = self.core
-        number = self.number
         reason = _describe(outcome)
-        if number >= core.attempts:
-            return self._give_up("attempts exhausted", reason)
-        delay = core.backoff.delay(number, self.previous_delay)
+        if self.number >= core.attempts:
+            self._give_up("attempts", outcome, reason)
+            return None
+        delay = core.backoff.delay(self.number, self.previous_delay)
         if core.delay_hint is not None:
             hint = core.delay_hint(outcome)
             if hint is not None and delay < hint < math.inf:  # ignore nan, inf and shorter
                 delay = hint  # the server knows better (Retry-After): wait at least that long
-        scope = current_deadline()
-        if scope is not None and delay >= scope.remaining():
-            return self._give_up("deadline would pass during the backoff", reason)
-        if core.budget is not None:
-            granted = yield  # on the budget's own clock
-            if not granted:
-                if _events.listeners:
-                    _events.emit(_events.RetryBudgetExhausted(core.name, number))
-                return self._give_up("retry budget spent", reason)
-        if _events.listeners:
-            _events.emit(_events.RetryScheduled(core.name, number, delay, reason))
-        self.number = number + 1
-        self.previous_delay = delay
-        return delay, ""
+        if time_left is not None and delay >= time_left:
+            self._give_up("deadline", outcome, reason)
+            return None
+        if core.budgeted:
+            self._pending = (outcome, delay, reason)
+            return delay
+        return self._schedule(delay, reason)
 
-    def _give_up(self, why: str, reason: str) -> tuple[None, str]:
+    def _schedule(self, delay: float, reason: str) -> float:
+        if _events.listeners:
+            _events.emit(_events.RetryScheduled(self.core.name, self.number, delay, reason))
+        self.number += 1
+        self.previous_delay = delay
+        return delay
+
+    def _give_up(self, why: _events.RetryGaveUpWhy, outcome: object, reason: str) -> None:
+        """Tell listeners, and note on a failure that it ended the retries (and why)."""
         if _events.listeners:
             _events.emit(_events.RetryGaveUp(self.core.name, self.number, why, reason))
-        return None, why
-
-
-Steps = Generator[None, bool, tuple[float | None, str]]
-
-
-def _run_sync(steps: Steps, budget: RetryBudget | None) -> tuple[float | None, str]:
-    try:
-        next(steps)  # to the budget question, if there is one
-        assert budget is not None
-        steps.send(budget.try_spend())
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    raise AssertionError("retry steps ask the budget at most once")
-
-
-async def _run_async(steps: Steps, budget: RetryBudget | None) -> tuple[float | None, str]:
-    try:
-        next(steps)
-        assert budget is not None
-        steps.send(await budget.try_spend_async())
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    raise AssertionError("retry steps ask the budget at most once")
+        if isinstance(outcome, BaseException):
+            add_note(
+                outcome,
+                f"resilience: Retry {self.core.name!r} gave up after attempt "
+                f"{self.number} of {self.core.attempts} ({_events.RETRY_GAVE_UP[why]})",
+            )
 
 
 def _describe(outcome: object) -> str:

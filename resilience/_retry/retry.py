@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from resilience._clock import SYSTEM_CLOCK, Clock
+from resilience._context import remaining
 from resilience._policy import Policy
 from resilience._retry.backoff import Backoff
 from resilience._retry.budget import RetryBudget
@@ -45,7 +46,7 @@ class Retry(Policy):
     note ("gave up after attempt 3 of 3 (attempts exhausted)"); nothing is wrapped.
     """
 
-    __slots__ = ("_clock", "_core", "_options")
+    __slots__ = ("_budget", "_clock", "_core", "_options")
 
     def __init__(
         self,
@@ -81,13 +82,14 @@ class Retry(Policy):
             "name": name,
         }
         self._clock = clock or SYSTEM_CLOCK
+        self._budget = budget
         self._core = RetryCore(
             name=name,
             attempts=attempts,
             retries_on=retries_on,
             on_result=on_result,
             backoff=backoff,
-            budget=budget,
+            budgeted=budget is not None,
             delay_hint=delay_hint,
         )
 
@@ -109,7 +111,7 @@ class Retry(Policy):
 
     @property
     def budget(self) -> RetryBudget | None:
-        return self._core.budget
+        return self._budget
 
     def replace(self, **changes: Any) -> Retry:
         """A new ``Retry`` with this one's settings bar ``changes`` (any constructor keyword)."""
@@ -119,29 +121,32 @@ class Retry(Policy):
         return f"Retry({self.attempts!r}, name={self.name!r}, backoff={self.backoff!r})"
 
     # The shells run the first attempt inline (the success path allocates nothing), then hand
-    # any failure to the loop, which asks the core what to do after each attempt.
+    # any failure to the loop, which asks the core what to do after each attempt: the time left
+    # before the deadline goes in, a delay (or None: stop) comes out; with a budget, the shell
+    # asks it and hands the answer back.
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        core = self._core
-        budget, on_result = core.budget, core.on_result
+        core, budget, sleep = self._core, self._budget, self._clock.sleep
+        on_result = core.on_result
         if budget is not None and budget.is_async:
             raise TypeError(
                 f"budget {budget.name!r} is shared through a redis.asyncio client: it can guard "
                 f"coroutine functions only, not {getattr(fn, '__qualname__', fn)!r}"
             )
-        now, sleep = self._clock.now, self._clock.sleep
 
         def loop(error: Exception | None, result: Any, args: Any, kwargs: Any) -> T:
             attempts = Attempts(core)
             while True:
                 if error is not None:
-                    delay = attempts.after_exception(error, now())
-                    if delay is None:
-                        raise error
+                    delay = attempts.after_exception(error, remaining())
                 else:
-                    delay = attempts.after_result(result, now())
-                    if delay is None:
-                        return result  # type: ignore[no-any-return]
+                    delay = attempts.after_result(result, remaining())
+                if delay is not None and budget is not None:
+                    delay = attempts.budget_answered(budget.try_spend())
+                if delay is None:
+                    if error is not None:
+                        raise error
+                    return result  # type: ignore[no-any-return]
                 if delay > 0.0:
                     sleep(delay)
                 try:
@@ -167,29 +172,29 @@ class Retry(Policy):
         return retrying
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        core = self._core
-        budget, on_result = core.budget, core.on_result
-        now, sleep = self._clock.now, self._clock.sleep_async
+        core, budget, sleep = self._core, self._budget, self._clock.sleep_async
+        on_result = core.on_result
+        shared_async = budget is not None and budget.is_async
 
         async def loop(error: Exception | None, result: Any, args: Any, kwargs: Any) -> T:
             attempts = Attempts(core)
             while True:
                 if error is not None:
-                    delay = await attempts.after_exception_async(error, now())
-                    if delay is None:
-                        raise error
+                    delay = attempts.after_exception(error, remaining())
                 else:
-                    delay = await attempts.after_result_async(result, now())
-                    if delay is None:
-                        return result  # type: ignore[no-any-return]
+                    delay = attempts.after_result(result, remaining())
+                if delay is not None and budget is not None:
+                    delay = attempts.budget_answered(await budget.try_spend_async())
+                if delay is None:
+                    if error is not None:
+                        raise error
+                    return result  # type: ignore[no-any-return]
                 if delay > 0.0:
                     await sleep(delay)
                 try:
                     result, error = await fn(*args, **kwargs), None
                 except Exception as exc:
                     error = exc
-
-        shared_async = budget is not None and budget.is_async
 
         async def retrying(*args: Any, **kwargs: Any) -> T:
             if shared_async:

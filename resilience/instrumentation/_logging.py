@@ -59,6 +59,8 @@ def _message(event: _events.Event) -> str:
     fields = dataclasses.asdict(event)
     policy = fields.pop("policy")
     details = " ".join(f"{name}={value!r}" for name, value in fields.items())
+    if isinstance(event, _events.RetryGaveUp):
+        details += f" ({event.explanation})"  # the stable ``why`` in English
     return f"{event_name(event)} {policy!r} {details}".rstrip()
 
 
