@@ -26,10 +26,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
-
-if TYPE_CHECKING:
-    import trio
+from typing import Any, Protocol, TypeVar
 
 from resilience import _events
 from resilience._clock import SYSTEM_CLOCK, Cancellable, Clock, SystemClock
@@ -253,18 +250,29 @@ class _TrioGuard:
     was cancelled too: a cancellation from outside wins without counting.
     """
 
-    __slots__ = ("_scope", "_timer")
+    __slots__ = ("_home", "_scope", "_timer", "_token")
 
     def __init__(self, left: float, clock: Clock) -> None:
         import trio
 
-        self._scope = scope = trio.CancelScope()
+        self._scope = trio.CancelScope()
         self._timer: Cancellable | None = None
         if isinstance(clock, SystemClock):
-            scope.deadline = trio.current_time() + left
+            self._scope.deadline = trio.current_time() + left
         else:
-            self._timer = clock.call_later(left, _canceller(scope))
-        scope.__enter__()
+            self._token = trio.lowlevel.current_trio_token()
+            self._home = threading.get_ident()
+            self._timer = clock.call_later(left, self._expire)
+        self._scope.__enter__()
+
+    def _expire(self) -> None:
+        if threading.get_ident() == self._home:
+            self._scope.cancel()
+            return
+        try:
+            self._token.run_sync_soon(self._scope.cancel)
+        except RuntimeError:  # trio.RunFinishedError: the run, and so the task, is over
+            pass
 
     def close(self, error: BaseException | None) -> bool:
         if self._timer is not None:
@@ -274,24 +282,6 @@ class _TrioGuard:
             return False
         # May raise instead: a group of errors, less the cancellations this scope caught.
         return self._scope.__exit__(type(error), error, error.__traceback__)
-
-
-def _canceller(scope: trio.CancelScope) -> Callable[[], None]:
-    """``scope.cancel``, callable from any thread."""
-    import trio
-
-    token, home = trio.lowlevel.current_trio_token(), threading.get_ident()
-
-    def cancel() -> None:
-        if threading.get_ident() == home:
-            scope.cancel()
-            return
-        try:
-            token.run_sync_soon(scope.cancel)
-        except trio.RunFinishedError:
-            pass  # the run, and so the task, is over
-
-    return cancel
 
 
 if sys.version_info >= (3, 11):

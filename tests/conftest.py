@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,16 @@ def colour(request: pytest.FixtureRequest) -> Colour:
 def async_colour(request: pytest.FixtureRequest) -> Colour:
     """The async colours only, for tests of what only coroutines do (cancellation)."""
     return Colour(request.param)
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll (bounded) until ``condition()`` holds: waiting on another thread's state, not on
+    time; a bug fails the test after about ten seconds instead of hanging it."""
+    for _ in range(10_000):
+        if condition():
+            return
+        threading.Event().wait(0.001)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import trio
 import resilience._bulkhead as bulkhead_module
 from resilience import Bulkhead, BulkheadFullError, BulkheadRejected, Deadline, Pipeline
 from resilience.testing import EventRecorder, FakeClock
-from tests.conftest import Colour, Script
+from tests.conftest import Colour, Script, wait_until
 
 # Cancellation counts (Task.cancelling/uncancel) are new in Python 3.11: before, a cancellation
 # from outside that races our own cannot be told apart.
@@ -93,15 +93,6 @@ class Held:
         for thread in self.threads:
             thread.join(WAIT)
             assert not thread.is_alive(), "a caller is stuck"
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll (bounded) until ``condition()`` holds: waiting on state, not on time."""
-    for _ in range(10_000):
-        if condition():
-            return
-        threading.Event().wait(0.001)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def async_wait_until(condition: Callable[[], bool], what: str) -> None:

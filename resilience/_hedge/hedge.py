@@ -1,0 +1,322 @@
+"""Hedge: when a call is slow, send another copy; the first acceptable answer wins.
+
+"The Tail at Scale" (Dean & Barroso): a second request after a short delay cuts the slowest
+percentiles for a few percent more load. Only hedge operations that are safe to repeat.
+
+The rules — when copies start, who wins, what is discarded — are ``race.Race``'s; the shells
+here only start copies, arm timers, wait, and end what is left:
+
+- coroutines run as tasks of the running library (asyncio tasks, or a trio nursery), timed by
+  the clock's ``call_later``; losers are cancelled, and a value one returns anyway is discarded;
+- plain functions run in threads, each in a copy of the caller's context (so deadlines carry
+  over); losers are abandoned (threads cannot be killed) and their values discarded when they
+  arrive. On the system clock the wait for an answer times itself; other clocks' ``call_later``
+  (a ``FakeClock`` advanced by a test) ticks instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from resilience import _events
+from resilience._clock import SYSTEM_CLOCK, Cancellable, Clock, SystemClock, async_library
+from resilience._hedge.race import Item, Race
+from resilience._policy import Policy
+from resilience._validate import check_duration, check_positive_int
+
+__all__ = ["Hedge"]
+
+T = TypeVar("T")
+_log = logging.getLogger("resilience")
+
+
+class Hedge(Policy):
+    """Send up to ``max_hedges`` extra copies of a slow call; return the first good answer.
+
+    ``delay``: seconds without an answer before the next copy starts. ``on_result``: a predicate
+    on a returned value meaning "not good enough, keep racing" (the transports pass retryable
+    statuses). ``discard``: called once with every value that is not returned (the transports
+    close losing responses). ``clock``: times the delay. Thread-safe; one instance may guard
+    many concurrent calls.
+    """
+
+    __slots__ = ("_clock", "_discard", "_on_result", "delay", "max_hedges", "name")
+
+    def __init__(
+        self,
+        delay: float,
+        max_hedges: int = 1,
+        *,
+        on_result: Callable[[Any], bool] | None = None,
+        discard: Callable[[Any], object] | None = None,
+        clock: Clock | None = None,
+        name: str = "hedge",
+    ) -> None:
+        check_duration(delay, "delay")
+        check_positive_int(max_hedges, "max_hedges")
+        if on_result is not None and not callable(on_result):
+            raise TypeError(f"on_result must be a predicate or None, got {on_result!r}")
+        if discard is not None and not callable(discard):
+            raise TypeError(f"discard must be callable or None, got {discard!r}")
+        self.delay = float(delay)
+        self.max_hedges = max_hedges
+        self._on_result = on_result
+        self._discard = discard
+        self._clock = clock or SYSTEM_CLOCK
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Hedge({self.delay!r}, max_hedges={self.max_hedges!r})"
+
+    def replace(self, **changes: Any) -> Hedge:
+        """A new hedge with these settings bar ``changes`` (any constructor keyword)."""
+        settings: dict[str, Any] = {
+            "delay": self.delay,
+            "max_hedges": self.max_hedges,
+            "on_result": self._on_result,
+            "discard": self._discard,
+            "clock": self._clock,
+            "name": self.name,
+        }
+        return Hedge(**{**settings, **changes})
+
+    # -- what the race calls back ----------------------------------------------------------------
+
+    def _accepts(self, result: object) -> bool:
+        return self._on_result is None or not self._on_result(result)
+
+    def _drop(self, result: object) -> None:
+        if self._discard is not None:
+            try:
+                self._discard(result)
+            except Exception:  # a loser's cleanup must not break the winner
+                _log.exception("hedge %r: discarding a losing result failed", self.name)
+
+    def _race(self) -> Race:
+        """The race for one call. The seam for what may vary per call: a delay taken from a
+        latency tracker, a budget that lets a copy start or not."""
+        return Race(self.delay, self.max_hedges + 1, self._accepts, self._drop)
+
+    def _start(
+        self,
+        race: Race,
+        spawn: Callable[[], None],
+        arm: Callable[[float, int], None],
+    ) -> None:
+        """Start the next copy (``spawn``), announce it, and ``arm`` the timer for the one after
+        it with its delay and the number of the copy it follows — armed first, so that a copy
+        advancing a fake clock at once still sees its timer fire."""
+        delay = race.launch()
+        if delay is not None:
+            arm(delay, race.launched)
+        if race.launched > 1 and _events.listeners:
+            _events.emit(_events.HedgeSent(self.name, race.launched))
+        spawn()
+
+    # -- shells ----------------------------------------------------------------------------------
+
+    def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        async def hedged(*args: Any, **kwargs: Any) -> T:
+            if async_library() == "asyncio":
+                return await self._run_asyncio(fn, args, kwargs)  # type: ignore[no-any-return]
+            return await self._run_trio(fn, args, kwargs)  # type: ignore[no-any-return]
+
+        return hedged
+
+    async def _run_asyncio(
+        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        race, timer = self._race(), _Timer()
+        inbox: asyncio.Queue[Item] = asyncio.Queue()
+        running: set[asyncio.Task[Any]] = set()
+
+        def report(task: asyncio.Task[Any]) -> None:
+            running.discard(task)
+            if task.cancelled():
+                inbox.put_nowait((False, asyncio.CancelledError()))
+            elif task.exception() is not None:
+                inbox.put_nowait((False, task.exception()))
+            else:
+                inbox.put_nowait((True, task.result()))
+
+        async def copy() -> Any:
+            return await fn(*args, **kwargs)
+
+        def spawn() -> None:
+            task = loop.create_task(copy())
+            running.add(task)
+            task.add_done_callback(report)
+
+        def arm(delay: float, number: int) -> None:
+            tick = _threadsafe(loop.call_soon_threadsafe, inbox.put_nowait, number)
+            timer.set(self._clock.call_later(delay, tick))
+
+        try:
+            self._start(race, spawn, arm)
+            while not race.decided:
+                if race.step(await inbox.get()):
+                    self._start(race, spawn, arm)
+        finally:
+            race.abandon()  # no-op once decided
+            timer.set(None)
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running)  # their outcomes reach the inbox first
+            while not inbox.empty():
+                race.late(inbox.get_nowait())
+        return race.result()
+
+    async def _run_trio(
+        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        import trio
+
+        race, timer = self._race(), _Timer()
+        send, inbox = trio.open_memory_channel[Item](math.inf)
+        token = trio.lowlevel.current_trio_token()
+        failure: Exception | None = None
+
+        async def copy() -> None:
+            try:
+                outcome: Item = (True, await fn(*args, **kwargs))
+            except Exception as exc:  # trio.Cancelled passes: the nursery takes it
+                outcome = (False, exc)
+            send.send_nowait(outcome)
+
+        def arm(delay: float, number: int) -> None:
+            tick = _threadsafe(token.run_sync_soon, send.send_nowait, number)
+            timer.set(self._clock.call_later(delay, tick))
+
+        async with trio.open_nursery() as nursery:
+            spawn = _spawner(nursery.start_soon, copy)
+            try:
+                self._start(race, spawn, arm)
+                while not race.decided:
+                    if race.step(await inbox.receive()):
+                        self._start(race, spawn, arm)
+            except Exception as exc:  # raised past the nursery, not wrapped in a group by it
+                failure = exc
+            finally:
+                race.abandon()
+                timer.set(None)
+                nursery.cancel_scope.cancel()
+        while True:  # every copy has ended; what they sent after the decision is late
+            try:
+                race.late(inbox.receive_nowait())
+            except trio.WouldBlock:
+                break
+        if failure is not None:
+            raise failure
+        return race.result()
+
+    def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
+        def hedged(*args: Any, **kwargs: Any) -> T:
+            race, timer = self._race(), _Timer()
+            inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
+            lock = threading.Lock()  # orders a copy's hand-over against the end of the race
+            ended = False
+            due: tuple[float, int] | None = None  # on the system clock: the next tick
+
+            def copy(context: contextvars.Context) -> None:
+                try:
+                    outcome: Item = (True, context.run(fn, *args, **kwargs))
+                except BaseException as exc:
+                    outcome = (False, exc)
+                with lock:
+                    if not ended:
+                        inbox.put(outcome)
+                        return
+                race.late(outcome)
+
+            def spawn() -> None:
+                threading.Thread(
+                    target=copy,
+                    args=(contextvars.copy_context(),),
+                    name=f"resilience-{self.name}-{race.launched}",
+                    daemon=True,
+                ).start()
+
+            def arm(delay: float, number: int) -> None:
+                nonlocal due
+                if isinstance(self._clock, SystemClock):
+                    due = (time.monotonic() + delay, number)
+                else:
+                    timer.set(self._clock.call_later(delay, functools.partial(inbox.put, number)))
+
+            def next_item() -> Item:
+                nonlocal due
+                if due is None:
+                    return inbox.get()
+                try:
+                    return inbox.get(timeout=max(0.0, due[0] - time.monotonic()))
+                except queue.Empty:
+                    number, due = due[1], None
+                    return number
+
+            try:
+                self._start(race, spawn, arm)
+                while not race.decided:
+                    if race.step(next_item()):
+                        self._start(race, spawn, arm)
+            finally:
+                race.abandon()
+                timer.set(None)
+                with lock:
+                    ended = True
+                    leftovers = []
+                    while not inbox.empty():
+                        leftovers.append(inbox.get_nowait())
+                for item in leftovers:
+                    race.late(item)
+            return race.result()  # type: ignore[no-any-return]
+
+        return hedged
+
+
+class _Timer:
+    """The one pending timer of a race: arming another calls the previous one off."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: Cancellable | None = None
+
+    def set(self, handle: Cancellable | None) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+        self._pending = handle
+
+
+def _threadsafe(
+    hop: Callable[..., object], put: Callable[[Any], object], item: Any
+) -> Callable[[], None]:
+    """A timer callback that hands ``item`` to ``put`` through ``hop`` (a clock may fire its
+    timers on any thread; the loop's thread-safe scheduler brings the tick home)."""
+
+    def tick() -> None:
+        try:
+            hop(put, item)
+        except RuntimeError:  # the loop or run is over: so is the race
+            pass
+
+    return tick
+
+
+def _spawner(
+    start_soon: Callable[..., object], copy: Callable[[], Awaitable[None]]
+) -> Callable[[], None]:
+    def spawn() -> None:
+        start_soon(copy)
+
+    return spawn
