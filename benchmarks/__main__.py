@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 
-SCENARIOS = ["overhead", "http", "instructions", "ratelimit", "telemetry", "faults"]
+SCENARIOS = ["overhead", "http", "instructions", "ratelimit", "stores", "telemetry", "faults"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,11 +38,17 @@ class RateLimitDecision(NamedTuple):
 
 
 class GcraParams(NamedTuple):
-    """The frozen configuration of one limit: emission interval and tolerance, in seconds."""
+    """The frozen configuration of one limit: emission interval and tolerance, in seconds.
+
+    ``name`` is the limiter's configured name (its ``key``), never a partition: stores put it
+    in telemetry (an outage's warning, event and metric), where a partition (often an API key
+    or an address) must not go.
+    """
 
     emission: float
     tolerance: float
     limit: int
+    name: str = "default"
 
 
 def gcra_admit(

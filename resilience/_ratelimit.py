@@ -25,6 +25,9 @@ __all__ = ["RateLimiter", "RateLimiterCounts", "limiters"]
 
 T = TypeVar("T")
 
+# Joins a limiter's name and a partition in a store key; limiter names may not contain it.
+_SEPARATOR = "\x00"
+
 
 class RateLimiterCounts(NamedTuple):
     """Decisions since construction: admitted at once, admitted after a wait, refused."""
@@ -46,18 +49,22 @@ def _value(counter: itertools.count[int]) -> int:
 class RateLimiter(Policy):
     """Admit ``rate`` calls per ``per`` seconds, smoothly, with ``burst`` extra at once (GCRA).
 
-    Over the limit, a call waits up to ``max_wait`` seconds for its slot (and never past the
-    current deadline), otherwise raises ``RateLimitedError`` with ``retry_after``.
-    ``acquire(cost)`` (which may wait) and ``try_acquire(cost)`` (which never does) return a
-    ``RateLimitDecision``. ``store`` keeps the
-    state: in memory by default, shared by all replicas with ``RedisStore``. ``name`` names the
-    limit in the store (required with a ``RedisStore``; default "rate_limiter"). Thread-safe
-    and asyncio-safe.
+    ``burst`` defaults to one period's worth: ``RateLimiter(100)`` admits 100 calls at once
+    (what "100 per second" means), then one every 10 ms as the quota refills; ``burst=0`` is
+    the strictly smooth limiter (no two calls closer than ``per / rate``). Over the limit, a
+    call waits up to ``max_wait`` seconds for its slot (and never past the current deadline),
+    otherwise raises ``RateLimitedError`` with ``retry_after``. ``acquire(cost)`` (which may
+    wait) and ``try_acquire(cost)`` (which never does) return a ``RateLimitDecision``.
+    ``store`` keeps the state: in memory by default, shared by all replicas with
+    ``RedisStore``. ``name`` names the limit in the store and in telemetry (events, metrics,
+    logs; required with a ``RedisStore``; default "rate_limiter"); partitions never reach
+    telemetry. Thread-safe and asyncio-safe.
     """
 
     __slots__ = (
         "__weakref__",
         "_allowed",
+        "_bucket",
         "_clock",
         "_params",
         "_rejected",
@@ -96,14 +103,18 @@ class RateLimiter(Policy):
         if burst is not None and burst < 0:
             raise ValueError(f"burst must be >= 0, got {burst!r}")
         check_duration(max_wait, "max_wait")
+        if _SEPARATOR in name:
+            raise ValueError(f"name must not contain NUL, got {name!r}")
         self.rate = float(rate)
         self.per = float(per)
-        self.burst = burst if burst is not None else 0
+        # One period's worth at once: burst + 1 = rate (at least one call, never more than rate).
+        self.burst = burst if burst is not None else max(0, math.floor(self.rate + 1e-9) - 1)
         self.max_wait = float(max_wait)
         self.name = name
+        self._bucket = name  # the store key of the unpartitioned limit
         self._clock = clock or SYSTEM_CLOCK
         emission = self.per / self.rate
-        self._params = GcraParams(emission, emission * (self.burst + 1), self.burst + 1)
+        self._params = GcraParams(emission, emission * (self.burst + 1), self.burst + 1, name)
         self._store = store if store is not None else MemoryStore(clock=self._clock)
         # itertools.count: next() is atomic, so threads never lose a count (an int += could)
         self._allowed = itertools.count()
@@ -168,11 +179,15 @@ class RateLimiter(Policy):
         return decision
 
     def _key_of(self, partition: str | None) -> str:
+        """The store key of ``partition``'s bucket: ``name NUL partition``. Names hold no NUL,
+        so the first NUL splits the two and no (name, partition) pair names another's bucket
+        (``f"{name}:{partition}"`` let limiter "a" with partition "b:c" share limiter "a:b"'s
+        bucket "c")."""
         if partition is None:
-            return self.name
+            return self._bucket
         if not isinstance(partition, str) or not partition:
             raise ValueError(f"partition must be a non-empty string or None, got {partition!r}")
-        return f"{self.name}:{partition}"
+        return self._bucket + _SEPARATOR + partition
 
     def _wait_budget(self) -> float:
         left = remaining()
@@ -205,7 +220,7 @@ class RateLimiter(Policy):
         return RateLimitedError(self.name, retry_after)
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        admit, key, params = self._store.gcra_admit, self.name, self._params
+        admit, key, params = self._store.gcra_admit, self._bucket, self._params
         budget, refused, sleep = self._wait_budget, self._refused, self._clock.sleep
         allowed, waited = self._allowed.__next__, self._waited.__next__
         may_wait = self.max_wait > 0.0  # without waiting, the deadline cannot matter
@@ -224,7 +239,7 @@ class RateLimiter(Policy):
         return limited
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        admit, key, params = self._store.gcra_admit_async, self.name, self._params
+        admit, key, params = self._store.gcra_admit_async, self._bucket, self._params
         budget, refused, sleep = self._wait_budget, self._refused, self._clock.sleep_async
         allowed, waited = self._allowed.__next__, self._waited.__next__
         may_wait = self.max_wait > 0.0

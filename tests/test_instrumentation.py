@@ -31,7 +31,12 @@ from resilience import (
     _events,
 )
 from resilience.http import AsyncResilientTransport, ResilientTransport
-from resilience.instrumentation import instrument, log_events
+from resilience.instrumentation import (
+    REDACTED_QUERY_PARAMS,
+    instrument,
+    log_events,
+    set_redacted_query_params,
+)
 from resilience.instrumentation._otel import error_type, redact_url
 from resilience.testing import FakeClock
 from tests.http_server import Reply, dead_origin
@@ -162,6 +167,41 @@ def test_signed_url_secrets_are_redacted() -> None:
     redacted = redact_url(url)
     assert "abc" not in redacted and "s3cr3t" not in redacted
     assert "part=2" in redacted and redacted.count("REDACTED") == 2
+
+
+def test_presigned_s3_urls_lose_their_signature_and_credentials(
+    driver: Driver, http_server: Any, otel: Telemetry
+) -> None:
+    """A SigV4 presigned URL sent to a real server is recorded with its signature, credential
+    and session token replaced (names kept), its other parameters as they were."""
+    http_server.script("/bucket/report.csv", [Reply(200)])
+    query = (
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20260101%2Fus-east-1"
+        "&X-Amz-Security-Token=FQoGZXIvYXdzEXAMPLE&X-Amz-Signature=f00dfeed&X-Amz-Expires=60"
+    )
+    url = f"http://127.0.0.1:{http_server.port}/bucket/report.csv?{query}"
+    driver.send(driver.transport(**otel.providers), "GET", url)
+    (span,) = otel.spans(SpanKind.CLIENT)
+    full = str((span.attributes or {})["url.full"])
+    for secret in ("AKIAEXAMPLE", "FQoGZXIvYXdzEXAMPLE", "f00dfeed"):
+        assert secret not in full
+    assert "X-Amz-Signature=REDACTED" in full and "X-Amz-Credential=REDACTED" in full
+    assert "X-Amz-Security-Token=REDACTED" in full and "X-Amz-Expires=60" in full
+
+
+def test_the_redacted_parameters_are_configurable() -> None:
+    """An application adds its own secret parameter to the default list (matched in any
+    case), then restores the default; a bare string is refused, naming the parameter."""
+    url = httpx.URL("https://127.0.0.1/o?Token=abc&sig=s3cr3t&part=2")
+    set_redacted_query_params({*REDACTED_QUERY_PARAMS, "token"})
+    try:
+        redacted = redact_url(url)
+    finally:
+        set_redacted_query_params()
+    assert "abc" not in redacted and "s3cr3t" not in redacted and "part=2" in redacted
+    assert "abc" in redact_url(url)  # the default again
+    with pytest.raises(TypeError, match="names"):
+        set_redacted_query_params("token")
 
 
 def test_error_type_is_the_public_qualified_name() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from resilience import (
@@ -14,6 +14,7 @@ from resilience import (
     RateLimiterCounts,
 )
 from resilience._gcra import GcraParams, gcra_step
+from resilience.stores import MemoryStore
 from resilience.testing import EventRecorder, FakeClock
 from tests.conftest import Colour, Script
 
@@ -197,3 +198,44 @@ def test_counts_lose_nothing_across_threads(clock: FakeClock) -> None:
     for thread in threads:
         thread.join()
     assert limiter.counts.allowed == 16000
+
+
+def test_default_burst_is_one_periods_worth(clock: FakeClock) -> None:
+    """RateLimiter(100) admits 100 calls at once (what "100 per second" means), refuses the
+    101st, and admits one more 10 ms later; fractional rates round down, never below one."""
+    limiter = RateLimiter(100, clock=clock)
+    assert [limiter.try_acquire().allowed for _ in range(101)] == [True] * 100 + [False]
+    clock.advance(0.01)
+    assert limiter.try_acquire().allowed
+    assert (limiter.burst, RateLimiter(2.5).burst, RateLimiter(0.5).burst) == (99, 1, 0)
+    assert RateLimiter(30, per=60.0).try_acquire().limit == 30
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    first=st.tuples(
+        st.text("a:", min_size=1, max_size=4), st.none() | st.text("a:\0", min_size=1, max_size=4)
+    ),
+    second=st.tuples(
+        st.text("a:", min_size=1, max_size=4), st.none() | st.text("a:\0", min_size=1, max_size=4)
+    ),
+)
+def test_distinct_limiters_and_partitions_never_share_a_bucket(
+    first: tuple[str, str | None], second: tuple[str, str | None]
+) -> None:
+    """Two (key, partition) pairs that differ draw from different buckets of one store: limiter
+    "a" with partition "a:a" and limiter "a:a" with partition "a" no longer meet."""
+    assume(first != second)
+    store = MemoryStore(clock=FakeClock())
+    one = RateLimiter(1, per=60.0, name=first[0], store=store)
+    two = RateLimiter(1, per=60.0, name=second[0], store=store)
+    assert one.try_acquire(partition=first[1]).allowed
+    assert two.try_acquire(partition=second[1]).allowed
+    assert not one.try_acquire(partition=first[1]).allowed
+
+
+def test_a_name_with_nul_is_refused() -> None:
+    """NUL separates a limiter's name from its partitions in the store, so names may not hold
+    it."""
+    with pytest.raises(ValueError, match="name"):
+        RateLimiter(1, name="a\0b")

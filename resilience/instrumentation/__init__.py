@@ -3,7 +3,8 @@
 Nothing needs importing for the defaults: a transport or pipeline with ``tracing=True`` (the
 default) loads the OpenTelemetry observer on first use when ``opentelemetry-api`` is installed.
 Use this module to wire explicit providers (``instrument``), to log events without
-OpenTelemetry (``log_events``), or to name things. See docs/telemetry.md.
+OpenTelemetry (``log_events``), to choose the query parameters spans redact
+(``set_redacted_query_params``), or to name things. See docs/telemetry.md.
 """
 
 from __future__ import annotations
@@ -14,8 +15,16 @@ from typing import Any
 from resilience import _events
 from resilience._public import publish as _publish
 from resilience.instrumentation._logging import event_name, log_event
+from resilience.instrumentation._redact import REDACTED_QUERY_PARAMS, set_redacted_query_params
 
-__all__ = ["event_name", "instrument", "log_event", "log_events"]
+__all__ = [
+    "REDACTED_QUERY_PARAMS",
+    "event_name",
+    "instrument",
+    "log_event",
+    "log_events",
+    "set_redacted_query_params",
+]
 
 _publish(__name__, globals(), __all__)
 

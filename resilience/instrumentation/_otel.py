@@ -29,6 +29,7 @@ from resilience._concurrency import concurrency_limiters
 from resilience._ratelimit import limiters
 from resilience._throttle import throttles
 from resilience.instrumentation._logging import event_name, log_event
+from resilience.instrumentation._redact import redact_url
 
 __all__ = ["DURATION_BUCKETS", "OpenTelemetry", "error_type", "install_default", "redact_url"]
 
@@ -40,23 +41,8 @@ _KNOWN_METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-# Query parameters the conventions ask to redact in url.full (signed-URL secrets).
-_SECRET_QUERY_KEYS: Final = frozenset({"AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"})
 _RESEND: Final = "resilience.resend_count"
 _POLICY: Final = "resilience.policy"
-
-
-def redact_url(url: Any) -> str:
-    """``url`` as a string with credentials and signed-URL secrets replaced by REDACTED."""
-    if url.userinfo:
-        url = url.copy_with(username="REDACTED", password="REDACTED" if url.password else None)
-    if url.query and any(key in _SECRET_QUERY_KEYS for key in url.params):
-        params = [
-            (key, "REDACTED" if key in _SECRET_QUERY_KEYS else value)
-            for key, value in url.params.multi_items()
-        ]
-        url = url.copy_with(params=params)
-    return str(url)
 
 
 def error_type(error: BaseException) -> str:

@@ -1,9 +1,30 @@
-"""MemoryStore: the embedded default; state in a dict, each step atomic under one lock."""
+"""MemoryStore: the embedded default; state in dicts, each step atomic under one lock.
+
+Every step is O(1) amortised, however many keys the store holds, and the store is bounded:
+
+- GCRA TATs: a dict, and a min-heap with one ``(deadline, key)`` entry per key whose deadline
+  is at most the key's TAT. TATs only grow, so an update touches the dict alone; when an entry
+  comes due, the key is dropped if its TAT has passed (its limit fully refilled: the same as no
+  state) or the entry is pushed again at the TAT. Past ``max_limit_keys`` the key nearest to
+  refilled is forgotten, which lets that caller start afresh (rate limits fail open there).
+- Idempotency records: a dict; running claims also in a heap of lease ends (entries of claims
+  since completed or released are skipped when they come due, and the heap is rebuilt once they
+  outnumber the live ones), completed records also in an ordered dict, oldest first. Past
+  ``max_records`` records or ``max_record_bytes`` of stored responses the oldest completed
+  records are forgotten first; a claim that finds the store full of running claims is answered
+  "unavailable" (the middleware's 503): a running claim is never dropped.
+
+Each call does at most ``_SWEEP`` steps of clean-up, so no call pays for a crowd of expiries.
+"""
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import logging
 import os
 import threading
+from collections import OrderedDict
 
 from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._gcra import GcraParams, RateLimitDecision, gcra_admit, gcra_step
@@ -11,54 +32,87 @@ from resilience._idempotency import Claim
 
 __all__ = ["MemoryStore"]
 
+_log = logging.getLogger("resilience")
+_SWEEP = 8  # clean-up steps per call, at most: more than the one entry a call may add
+
+
+def _check_bound(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
 
 class _Record:
     """One idempotency key: running (``token`` holds it until ``expires``) or done."""
 
-    __slots__ = ("expires", "fingerprint", "response", "token")
+    __slots__ = ("expires", "fingerprint", "response", "seq", "token")
 
-    def __init__(self, fingerprint: str, token: str, expires: float) -> None:
+    def __init__(self, fingerprint: str, token: str, expires: float, seq: int) -> None:
         self.fingerprint = fingerprint
         self.token: str | None = token
         self.expires = expires
         self.response: bytes | None = None
+        self.seq = seq  # tells this record's heap entry from a former record's under its key
 
 
 class MemoryStore:
     """In-process state for rate limiters and idempotency records; thread-safe and
-    asyncio-safe (each step O(1) under a lock).
+    asyncio-safe (each step O(1) amortised under a lock).
 
-    Rate-limit keys are dropped once their state has fully decayed, idempotency records once
-    they expire, so the dicts hold only what is still in force.
+    ``max_limit_keys`` bounds the rate limiters' table (one entry per limiter and partition
+    not yet refilled); ``max_records`` and ``max_record_bytes`` bound the idempotency records
+    (count, and bytes of stored responses). See the module's docstring for what happens past
+    them. Expired state is dropped as it comes due.
     """
 
-    def __init__(self, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        max_limit_keys: int = 100_000,
+        max_records: int = 100_000,
+        max_record_bytes: int = 64 << 20,
+    ) -> None:
+        self.max_limit_keys = _check_bound(max_limit_keys, "max_limit_keys")
+        self.max_records = _check_bound(max_records, "max_records")
+        self.max_record_bytes = _check_bound(max_record_bytes, "max_record_bytes")
         self._clock = clock or SYSTEM_CLOCK
         self._tats: dict[str, float] = {}
+        self._tat_due: list[tuple[float, str]] = []
         self._records: dict[str, _Record] = {}
+        self._leases: list[tuple[float, int, str]] = []
+        self._running = 0
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._done_bytes = 0
+        self._seq = itertools.count()
+        self._warned: set[str] = set()
         self._lock = threading.Lock()
+
+    # -- rate limiting ---------------------------------------------------------------------
 
     def gcra(self, key: str, params: GcraParams, cost: int, max_wait: float) -> RateLimitDecision:
         """Run one GCRA step for ``key`` atomically, on this store's clock."""
         with self._lock:
             now = self._clock.now()
-            decision, new_tat = gcra_step(params, self._tats.get(key), now, cost, max_wait)
+            if self._tat_due and self._tat_due[0][0] <= now:
+                self._sweep_tats_locked(now)
+            tat = self._tats.get(key)
+            decision, new_tat = gcra_step(params, tat, now, cost, max_wait)
             if new_tat is not None:
-                self._tats[key] = new_tat
-            if len(self._tats) > 1024:  # forget limits that have fully decayed
-                self._tats = {k: t for k, t in self._tats.items() if t > now}
+                self._set_tat_locked(key, tat, new_tat)
         return decision
 
     def gcra_admit(self, key: str, params: GcraParams, cost: int, max_wait: float) -> float:
         """The decorator's fast path: the wait (>= 0) if admitted, else -retry_after."""
         with self._lock:
             now = self._clock.now()
-            new_tat, delay = gcra_admit(
-                params.emission, params.tolerance, self._tats.get(key), now, cost, max_wait
-            )
+            if self._tat_due and self._tat_due[0][0] <= now:
+                self._sweep_tats_locked(now)
+            tat = self._tats.get(key)
+            new_tat, delay = gcra_admit(params.emission, params.tolerance, tat, now, cost, max_wait)
             if new_tat is None:
                 return -delay
-            self._tats[key] = new_tat
+            self._set_tat_locked(key, tat, new_tat)
         return delay
 
     async def gcra_admit_async(
@@ -73,20 +127,63 @@ class MemoryStore:
         """``gcra`` for coroutines (memory never blocks)."""
         return self.gcra(key, params, cost, max_wait)
 
+    def _set_tat_locked(self, key: str, old: float | None, new: float) -> None:
+        if old is not None:  # the key has its heap entry; a TAT only grows
+            self._tats[key] = new
+            return
+        if len(self._tats) >= self.max_limit_keys:
+            self._evict_tat_locked()
+        self._tats[key] = new
+        heapq.heappush(self._tat_due, (new, key))
+
+    def _sweep_tats_locked(self, now: float) -> None:
+        due, tats = self._tat_due, self._tats
+        for _ in range(_SWEEP):
+            if not due or due[0][0] > now:
+                return
+            key = due[0][1]
+            tat = tats[key]
+            if tat <= now:  # fully refilled: the same as no state
+                heapq.heappop(due)
+                del tats[key]
+            else:
+                heapq.heapreplace(due, (tat, key))
+
+    def _evict_tat_locked(self) -> None:
+        due, tats = self._tat_due, self._tats
+        while True:
+            deadline, key = due[0]
+            tat = tats[key]
+            if tat == deadline:  # the key nearest to refilled
+                heapq.heappop(due)
+                del tats[key]
+                self._warn_full(
+                    "max_limit_keys", "forgetting the rate-limit state nearest to expiry"
+                )
+                return
+            heapq.heapreplace(due, (tat, key))
+
     # -- idempotency records (see resilience._idempotency) -----------------------------------
 
     def idempotency_claim(self, key: str, fingerprint: str, lease: float) -> Claim:
-        """Claim ``key`` for ``lease`` seconds, or say why not (replay, in progress, mismatch)."""
+        """Claim ``key`` for ``lease`` seconds, or say why not (replay, in progress, mismatch;
+        unavailable when the store is full of running claims)."""
         with self._lock:
             now = self._clock.now()
+            self._sweep_records_locked(now)
             record = self._records.get(key)
             if record is not None and record.expires <= now:
-                record = None  # done and expired, or its owner died: the key is free again
+                self._forget_locked(key, record)  # done and expired, or its owner died
+                record = None
             if record is None:
-                if len(self._records) > 1024:
-                    self._records = {k: r for k, r in self._records.items() if r.expires > now}
+                if len(self._records) >= self.max_records and not self._evict_done_locked():
+                    self._warn_full("max_records", "refusing new claims while all are running")
+                    return Claim("unavailable")
                 token = os.urandom(16).hex()  # opaque: 128 random bits, no UUID formatting
-                self._records[key] = _Record(fingerprint, token, now + lease)
+                seq = next(self._seq)
+                self._records[key] = _Record(fingerprint, token, now + lease, seq)
+                self._running += 1
+                heapq.heappush(self._leases, (now + lease, seq, key))
                 return Claim("claimed", token)
             if record.fingerprint != fingerprint:
                 return Claim("mismatch")
@@ -96,14 +193,24 @@ class MemoryStore:
 
     def idempotency_complete(self, key: str, token: str, response: bytes, ttl: float) -> bool:
         """Store the response of the claim ``token`` holds, for ``ttl`` seconds; ``False`` if
-        the claim was lost (its lease ran out and another request took the key)."""
+        the claim was lost: its lease ran out (as a Redis key with that TTL would have), or
+        another request took the key since."""
         with self._lock:
+            now = self._clock.now()
             record = self._records.get(key)
             if record is None or record.token != token or record.response is not None:
                 return False
+            if record.expires <= now:
+                self._forget_locked(key, record)
+                return False
             record.response = response
             record.token = None
-            record.expires = self._clock.now() + ttl
+            record.expires = now + ttl
+            self._running -= 1  # its lease entry is skipped when it comes due
+            self._done[key] = None
+            self._done_bytes += len(response)
+            while self._done_bytes > self.max_record_bytes and next(iter(self._done)) != key:
+                self._evict_done_locked()  # never the response just stored: its retry would run
             return True
 
     def idempotency_release(self, key: str, token: str) -> None:
@@ -111,7 +218,7 @@ class MemoryStore:
         with self._lock:
             record = self._records.get(key)
             if record is not None and record.token == token and record.response is None:
-                del self._records[key]
+                self._forget_locked(key, record)
 
     async def idempotency_claim_async(self, key: str, fingerprint: str, lease: float) -> Claim:
         return self.idempotency_claim(key, fingerprint, lease)
@@ -123,3 +230,58 @@ class MemoryStore:
 
     async def idempotency_release_async(self, key: str, token: str) -> None:
         self.idempotency_release(key, token)
+
+    def _forget_locked(self, key: str, record: _Record) -> None:
+        del self._records[key]
+        if record.response is None:
+            self._running -= 1  # its lease entry is skipped when it comes due
+        else:
+            del self._done[key]
+            self._done_bytes -= len(record.response)
+
+    def _evict_done_locked(self) -> bool:
+        """Forget the oldest completed record; ``False`` if there is none."""
+        if not self._done:
+            return False
+        key, _ = self._done.popitem(last=False)
+        response = self._records.pop(key).response
+        assert response is not None
+        self._done_bytes -= len(response)
+        self._warn_full("max_records/max_record_bytes", "forgetting the oldest stored responses")
+        return True
+
+    def _sweep_records_locked(self, now: float) -> None:
+        done, records = self._done, self._records
+        for _ in range(_SWEEP):  # completed records, oldest first
+            if not done:
+                break
+            key = next(iter(done))
+            finished = records[key]
+            if finished.expires > now:
+                break
+            self._forget_locked(key, finished)
+        leases = self._leases
+        for _ in range(_SWEEP):  # running claims, by lease end
+            if not leases or leases[0][0] > now:
+                break
+            _, seq, key = leases[0]
+            running = records.get(key)
+            if running is None or running.seq != seq or running.response is not None:
+                heapq.heappop(leases)  # released, completed, or a former record's entry
+            elif running.expires <= now:  # its owner died
+                heapq.heappop(leases)
+                self._forget_locked(key, running)
+            else:  # renewed: due later
+                heapq.heapreplace(leases, (running.expires, seq, key))
+        if len(leases) > 2 * self._running + 1024:  # mostly finished claims: rebuild, O(n) once
+            self._leases = [
+                (record.expires, record.seq, key)
+                for key, record in records.items()
+                if record.response is None
+            ]
+            heapq.heapify(self._leases)
+
+    def _warn_full(self, bound: str, doing: str) -> None:
+        if bound not in self._warned:  # once per store and bound: a full store is a state
+            self._warned.add(bound)
+            _log.warning("resilience: MemoryStore reached %s; %s", bound, doing)

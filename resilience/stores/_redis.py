@@ -36,6 +36,7 @@ from resilience.stores._scripts import AsyncScript, SyncScript
 __all__ = ["RedisStore"]
 
 _log = logging.getLogger("resilience")
+_MAX_CACHED_KEYS = 4096  # encoded GCRA keys kept (one per limiter and partition seen lately)
 _GCRA_LUA = importlib.resources.files("resilience.stores").joinpath("gcra.lua").read_text()
 
 
@@ -85,6 +86,8 @@ class RedisStore:
     def _keys_of(self, name: str) -> list[bytes]:
         keys = self._keys.get(name)
         if keys is None:  # encoded once: redis-py passes bytes through (see _scripts)
+            if len(self._keys) >= _MAX_CACHED_KEYS:  # partitions are unbounded; the cache not
+                self._keys.clear()
             keys = self._keys[name] = [self.key(name, "gcra").encode()]
         return keys
 
@@ -104,7 +107,9 @@ class RedisStore:
         """Run ``script`` once (sync clients); ``None`` when Redis is unavailable.
 
         ``kind`` and ``name`` say which policy met an outage ("circuit breaker", "db"), in its
-        event and its one warning.
+        event and its one warning: ``name`` is the policy's configured name, never a key a
+        request chose (a partition, an idempotency key), which would put secrets and unbounded
+        cardinality in logs and metric labels.
         """
         try:
             reply = script(keys=keys, args=args)
@@ -135,9 +140,9 @@ class RedisStore:
         try:
             reply = self._gcra(keys=self._keys_of(key), args=_gcra_args(params, cost, max_wait))
         except self._errors as exc:
-            return self._fallback(key, params, exc)
+            return self._fallback(params, exc)
         if self._down:
-            self._recovered("rate limiter", key)
+            self._recovered("rate limiter", params.name)
         return _gcra_decision(params, reply, cost)
 
     async def gcra_async(
@@ -149,9 +154,9 @@ class RedisStore:
                 keys=self._keys_of(key), args=_gcra_args(params, cost, max_wait)
             )
         except self._errors as exc:
-            return self._fallback(key, params, exc)
+            return self._fallback(params, exc)
         if self._down:
-            self._recovered("rate limiter", key)
+            self._recovered("rate limiter", params.name)
         return _gcra_decision(params, reply, cost)
 
     def gcra_admit(self, key: str, params: GcraParams, cost: int, max_wait: float) -> float:
@@ -160,10 +165,10 @@ class RedisStore:
         try:
             reply = self._gcra(keys=self._keys_of(key), args=_gcra_args(params, cost, max_wait))
         except self._errors as exc:
-            decision = self._fallback(key, params, exc)
+            decision = self._fallback(params, exc)
             return decision.wait if decision.allowed else -decision.retry_after
         if self._down:
-            self._recovered("rate limiter", key)
+            self._recovered("rate limiter", params.name)
         return _gcra_delay(params, reply)
 
     async def gcra_admit_async(
@@ -175,10 +180,10 @@ class RedisStore:
                 keys=self._keys_of(key), args=_gcra_args(params, cost, max_wait)
             )
         except self._errors as exc:
-            decision = self._fallback(key, params, exc)
+            decision = self._fallback(params, exc)
             return decision.wait if decision.allowed else -decision.retry_after
         if self._down:
-            self._recovered("rate limiter", key)
+            self._recovered("rate limiter", params.name)
         return _gcra_delay(params, reply)
 
     # -- idempotency records (resilience.asgi / resilience.wsgi) ------------------------------
@@ -208,8 +213,8 @@ class RedisStore:
 
     # -- outages --------------------------------------------------------------------------------
 
-    def _fallback(self, key: str, params: GcraParams, exc: Exception) -> RateLimitDecision:
-        self._unavailable("rate limiter", key, exc)
+    def _fallback(self, params: GcraParams, exc: Exception) -> RateLimitDecision:
+        self._unavailable("rate limiter", params.name, exc)
         if self.on_error == "allow":
             return RateLimitDecision(True, params.limit, params.limit - 1, 0.0, 0.0)
         return RateLimitDecision(False, params.limit, 0, params.emission, params.emission)

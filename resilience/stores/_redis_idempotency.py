@@ -19,6 +19,9 @@ from resilience._idempotency import Claim
 __all__ = ["claim", "claim_async", "complete", "complete_async", "release", "release_async"]
 
 _KIND = "idempotency middleware"
+# What an outage's warning, event and metric name: never the record's key, which holds the
+# caller's scope (derived from credentials) and the client's key (unbounded cardinality).
+_NAME = "idempotency"
 
 
 def _key(store: Any, key: str) -> list[bytes]:
@@ -45,13 +48,13 @@ def _claim_of(store: Any, reply: Any, token: str) -> Claim:
 
 def claim(store: Any, key: str, fingerprint: str, lease: float) -> Claim:
     args, token = _claim_args(fingerprint, lease)
-    reply = store.run(store.script("idempotency"), _key(store, key), args, _KIND, key)
+    reply = store.run(store.script("idempotency"), _key(store, key), args, _KIND, _NAME)
     return _claim_of(store, reply, token)
 
 
 async def claim_async(store: Any, key: str, fingerprint: str, lease: float) -> Claim:
     args, token = _claim_args(fingerprint, lease)
-    reply = await store.run_async(store.script("idempotency"), _key(store, key), args, _KIND, key)
+    reply = await store.run_async(store.script("idempotency"), _key(store, key), args, _KIND, _NAME)
     return _claim_of(store, reply, token)
 
 
@@ -61,20 +64,20 @@ def _complete_args(token: str, response: bytes, ttl: float) -> list[bytes]:
 
 def complete(store: Any, key: str, token: str, response: bytes, ttl: float) -> bool:
     args = _complete_args(token, response, ttl)
-    return bool(store.run(store.script("idempotency"), _key(store, key), args, _KIND, key))
+    return bool(store.run(store.script("idempotency"), _key(store, key), args, _KIND, _NAME))
 
 
 async def complete_async(store: Any, key: str, token: str, response: bytes, ttl: float) -> bool:
     args = _complete_args(token, response, ttl)
     script = store.script("idempotency")
-    return bool(await store.run_async(script, _key(store, key), args, _KIND, key))
+    return bool(await store.run_async(script, _key(store, key), args, _KIND, _NAME))
 
 
 def release(store: Any, key: str, token: str) -> None:
     args = [b"release", token.encode()]
-    store.run(store.script("idempotency"), _key(store, key), args, _KIND, key)
+    store.run(store.script("idempotency"), _key(store, key), args, _KIND, _NAME)
 
 
 async def release_async(store: Any, key: str, token: str) -> None:
     script = store.script("idempotency")
-    await store.run_async(script, _key(store, key), [b"release", token.encode()], _KIND, key)
+    await store.run_async(script, _key(store, key), [b"release", token.encode()], _KIND, _NAME)
