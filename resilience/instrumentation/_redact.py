@@ -28,6 +28,7 @@ REDACTED_QUERY_PARAMS: Final = frozenset(
         "X-Amz-Security-Token",
     }
 )
+"""The query parameters whose values spans redact by default (matched in any case)."""
 
 _redacted: frozenset[str] = frozenset(name.lower() for name in REDACTED_QUERY_PARAMS)
 
