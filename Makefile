@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: test lint typecheck pytest demo bench docs docs-serve install redis-server clean
+.PHONY: test lint typecheck pytest demo bench docs docs-serve release-check install redis-server clean
 
 test: install redis-server lint typecheck pytest
 
@@ -60,6 +60,11 @@ docs: $(DOCS_STAMP)
 
 docs-serve: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+# Build the sdist and wheel, twine-check them, install the wheel (with [otlp]) into a bare
+# virtualenv and run the README's examples against it from outside the checkout.
+release-check: $(STAMP)
+	$(BIN)/python .ci/release_check.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis site

@@ -72,3 +72,12 @@ def test_the_version_is_written_once() -> None:
     assert "version" not in PROJECT and "version" in PROJECT["dynamic"]
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'path = "resilience/__init__.py"' in text
+
+
+def test_ci_builds_the_docs_and_checks_the_release() -> None:
+    """CI runs the strict docs build and the wheel check, and still runs the test suite."""
+    commands = (ROOT / ".ci" / "run").read_text(encoding="utf-8").split()
+    assert "docs" in commands and "release-check" in commands and "test" in commands
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "mkdocs build --strict" in makefile
+    assert ".ci/release_check.py" in makefile

@@ -1,0 +1,79 @@
+"""Release hygiene: build the sdist and the wheel, check them, install the wheel into a bare
+virtualenv and run the README's examples against it, away from the checkout.
+
+    .venv/bin/python .ci/release_check.py      (or: make release-check)
+
+What it catches: a module, ``py.typed`` or Lua script left out of the wheel (or of the sdist:
+the wheel is built from the sdist), metadata PyPI would refuse (``twine check --strict``), a
+version written in two places, an extra that does not resolve, and README examples that only
+work from a checkout. Needs ``build`` and ``twine`` (the dev extra) and the package index.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNNER = Path(__file__).resolve().parent / "readme_examples.py"
+
+
+def _run(*command: object, cwd: Path | None = None) -> None:
+    started = time.monotonic()
+    printable = " ".join(str(part) for part in command)
+    print(f"$ {printable}", flush=True)
+    subprocess.run([str(part) for part in command], cwd=cwd, check=True)
+    print(f"  ({time.monotonic() - started:.1f} s)", flush=True)
+
+
+def _tracked_package_files() -> set[str]:
+    """The files of ``resilience/`` in the checkout that a wheel must carry (as git sees them:
+    no caches, nothing untracked)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "resilience"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return {name for name in listed if not name.endswith(".pyc")}
+
+
+def _check_wheel_contents(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {name for name in archive.namelist() if name.startswith("resilience/")}
+    missing = sorted(_tracked_package_files() - shipped)
+    if missing:
+        raise SystemExit(f"the wheel lacks files of the package: {missing}")
+    for needed in ("resilience/py.typed", "resilience/stores/gcra.lua"):
+        if needed not in shipped:
+            raise SystemExit(f"the wheel lacks {needed}")
+    print(f"  the wheel carries all {len(shipped)} files of resilience/", flush=True)
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="resilience-release-") as scratch:
+        tmp = Path(scratch)
+        dist = tmp / "dist"
+        # sdist first, then the wheel built from the unpacked sdist: both are checked at once
+        _run(sys.executable, "-m", "build", "--outdir", dist, ROOT)
+        (wheel,) = dist.glob("*.whl")
+        (sdist,) = dist.glob("*.tar.gz")
+        _run(sys.executable, "-m", "twine", "check", "--strict", sdist, wheel)
+        _check_wheel_contents(wheel)
+
+        venv = tmp / "venv"
+        _run(sys.executable, "-m", "venv", venv)
+        python = venv / "bin" / "python"
+        # [otlp]: the README's tracing example needs the SDK; the extra must resolve too
+        _run(python, "-m", "pip", "install", "--quiet", f"{wheel}[otlp]")
+        work = tmp / "work"  # not the checkout: `import resilience` must find the wheel
+        work.mkdir()
+        shutil.copy(RUNNER, work / RUNNER.name)
+        _run(python, "-I", work / RUNNER.name, ROOT / "README.md", cwd=work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
