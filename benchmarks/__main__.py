@@ -12,7 +12,16 @@ import sys
 import time
 import traceback
 
-SCENARIOS = ["overhead", "http", "instructions", "ratelimit", "stores", "telemetry", "faults"]
+SCENARIOS = [
+    "overhead",
+    "http",
+    "instructions",
+    "ratelimit",
+    "stores",
+    "telemetry",
+    "faults",
+    "middleware",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

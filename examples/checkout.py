@@ -73,7 +73,8 @@ class Bank:
             self.charges[order] += 1  # one event loop: no lock needed
             await _respond(send, 201, json.dumps({"charged": order}).encode())
 
-        return IdempotencyMiddleware(bank, store=MemoryStore())
+        # One trusted caller (payments): an explicit shared key namespace.
+        return IdempotencyMiddleware(bank, store=MemoryStore(), shared_keys=True)
 
 
 @dataclass
@@ -119,7 +120,10 @@ class Payments:
                 await asyncio.sleep(SLOW)
             await _respond(send, charged.status_code, charged.content)
 
-        return IdempotencyMiddleware(DeadlineMiddleware(payments), store=MemoryStore())
+        # One trusted caller (the checkout driver): an explicit shared key namespace.
+        return IdempotencyMiddleware(
+            DeadlineMiddleware(payments), store=MemoryStore(), shared_keys=True
+        )
 
 
 async def _respond(send: Any, status: int, body: bytes, extra: list[Any] | None = None) -> None:

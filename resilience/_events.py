@@ -29,6 +29,7 @@ __all__ = [
     "Event",
     "FallbackUsed",
     "HedgeSent",
+    "IdempotencyClaimLost",
     "IdempotencyConflict",
     "IdempotencyMismatch",
     "IdempotentReplayed",
@@ -192,6 +193,14 @@ class IdempotencyConflict(Event):
 @dataclass(frozen=True, slots=True)
 class IdempotencyMismatch(Event):
     """The server refused (422) a key reused with a different payload."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaimLost(Event):
+    """A running request found its claim taken or finished by another (``step``: "renew" or
+    "complete"): its response was not stored, and the handler may have run twice."""
+
+    step: str
 
 
 Listener = Callable[[Event], object]

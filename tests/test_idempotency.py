@@ -24,9 +24,10 @@ from resilience import (
 from resilience import asgi as resilience_asgi
 from resilience import wsgi as resilience_wsgi
 from resilience._context import parse_deadline
-from resilience._idempotency import Claim, Idempotency, StoredResponse, fingerprint, parse_key
+from resilience._idempotency.policy import Idempotency
+from resilience._idempotency.rules import StoredResponse, fingerprint, parse_key
 from resilience.http import ResilientTransport
-from resilience.stores import MemoryStore
+from resilience.stores import Claim, MemoryStore
 from resilience.testing import EventRecorder, FakeClock, serve_asgi, serve_wsgi
 
 KEY = '"8e03978e-40d5-43e8-bc93-6894a57f9324"'
@@ -74,7 +75,7 @@ def test_memory_store_claims_replays_and_expires(clock: FakeClock) -> None:
     assert first.outcome == "claimed" and first.token
     assert store.idempotency_claim("k", "fp", 30.0) == Claim("in_progress")
     assert store.idempotency_claim("k", "other", 30.0) == Claim("mismatch")
-    assert store.idempotency_complete("k", first.token, b"stored", ttl=60.0)
+    assert store.idempotency_complete("k", "fp", first.token, b"stored", ttl=60.0) == "stored"
     assert store.idempotency_claim("k", "fp", 30.0) == Claim("replay", response=b"stored")
     assert store.idempotency_claim("k", "other", 30.0) == Claim("mismatch")
     clock.advance(60.0)
@@ -90,8 +91,10 @@ def test_a_claim_whose_owner_died_expires(clock: FakeClock) -> None:
     clock.advance(0.1)
     taken = store.idempotency_claim("k", "fp", 5.0)
     assert taken.outcome == "claimed" and taken.token != dead.token
-    assert dead.token is not None and not store.idempotency_complete("k", dead.token, b"x", 60.0)
-    assert taken.token is not None and store.idempotency_complete("k", taken.token, b"y", 60.0)
+    assert dead.token is not None
+    assert store.idempotency_complete("k", "fp", dead.token, b"x", 60.0) == "lost"
+    assert taken.token is not None
+    assert store.idempotency_complete("k", "fp", taken.token, b"y", 60.0) == "stored"
 
 
 def test_released_claims_run_again(clock: FakeClock) -> None:
@@ -225,8 +228,12 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, Payments]]:
     payments.hold.set()
 
 
-def post(url: str, key: str | None = KEY, body: bytes = b'{"cents": 1250}') -> httpx.Response:
-    headers = {"Idempotency-Key": key} if key is not None else {}
+def post(
+    url: str, key: str | None = KEY, body: bytes = b'{"cents": 1250}', caller: str = "Bearer alice"
+) -> httpx.Response:
+    headers = {"Authorization": caller}
+    if key is not None:
+        headers["Idempotency-Key"] = key
     return httpx.post(f"{url}/charges", content=body, headers=headers, timeout=10.0)
 
 
@@ -289,12 +296,14 @@ def test_malformed_keys_get_400_and_keyless_requests_pass(served: tuple[str, Pay
     assert payments.runs == 2
 
 
-def test_a_deadline_504_is_not_stored(clock: FakeClock) -> None:
-    """A request that arrives with no time left gets DeadlineMiddleware's 504; the idempotency
-    record is released, so the retry (with time) runs."""
+def test_what_is_kept(clock: FakeClock) -> None:
+    """Done answers are stored; "not processed" (401, 403, 407) and "not done" (408, 425,
+    429, every 5xx, such as DeadlineMiddleware's 504) release the claim so the retry runs."""
     rules = Idempotency(store=MemoryStore(clock=clock))
-    assert not rules.keeps(504) and not rules.keeps(503) and not rules.keeps(502)
-    assert rules.keeps(500) and rules.keeps(201) and rules.keeps(422)
+    for status in (401, 403, 407, 408, 425, 429, 500, 502, 503, 504, 599):
+        assert not rules.keeps(status), status
+    for status in (200, 201, 204, 302, 400, 404, 409, 422):
+        assert rules.keeps(status), status
 
 
 def test_a_handler_that_fails_releases_the_key(served: tuple[str, Payments]) -> None:
@@ -322,7 +331,7 @@ def test_resilient_transport_and_middleware_make_exactly_once(
         retry=Retry(20, backoff=Backoff(initial=0.05, maximum=0.1)), timeout=0.1, tracing=False
     )
     try:
-        with httpx.Client(transport=transport) as client:
+        with httpx.Client(transport=transport, headers={"Authorization": "Bearer a"}) as client:
             response = client.post(f"{url}/charges", json={"cents": 1250})
     finally:
         releaser.cancel()
@@ -360,18 +369,17 @@ def test_asgi_middleware_refuses_a_blocking_store() -> None:
 def test_required_keys(clock: FakeClock) -> None:
     """With ``required=True`` a keyless POST is refused with 400; GET is never affected."""
     rules = Idempotency(required=True, store=MemoryStore(clock=clock))
-    refused = rules.screen("POST", None, {})
+    refused = rules.screen([], {})
     assert not isinstance(refused, str) and refused.response is not None
     assert refused.response.status == 400
-    passed = rules.screen("GET", None, {})
-    assert not isinstance(passed, str) and passed.run
+    assert "GET" not in rules.methods  # the shells pass other methods through unread
 
 
 def test_key_scope_keeps_callers_apart(clock: FakeClock) -> None:
     """Two callers using the same key value never see each other's records."""
     rules = Idempotency(key_scope=lambda request: request["user"], store=MemoryStore(clock=clock))
-    alice = rules.screen("POST", KEY, {"user": "alice"})
-    bob = rules.screen("POST", KEY, {"user": "bob"})
+    alice = rules.screen([KEY], {"user": "alice"})
+    bob = rules.screen([KEY], {"user": "bob"})
     assert isinstance(alice, str) and isinstance(bob, str) and alice != bob
 
 
@@ -430,7 +438,7 @@ def test_a_cancelled_asgi_request_releases_its_claim(clock: FakeClock) -> None:
         "method": "POST",
         "path": "/charges",
         "query_string": b"",
-        "headers": [(b"idempotency-key", KEY.encode())],
+        "headers": [(b"idempotency-key", KEY.encode()), (b"authorization", b"Bearer a")],
     }
 
     async def receive() -> dict[str, Any]:
@@ -447,7 +455,7 @@ def test_a_cancelled_asgi_request_releases_its_claim(clock: FakeClock) -> None:
             await task
 
     asyncio.run(scenario())
-    key = middleware.rules.screen("POST", KEY, scope)
+    key = middleware.rules.screen([KEY], scope, "Bearer a")
     assert isinstance(key, str)
     assert store.idempotency_claim(
         key, fingerprint("POST", "/charges", "", b"{}"), 30.0
@@ -470,7 +478,7 @@ def test_a_rerun_handler_repeats_its_downstream_keys(clock: FakeClock) -> None:
         await send({"type": "http.response.start", "status": 201, "headers": []})
         await send({"type": "http.response.body", "body": b"charged %d" % len(bank_charges)})
 
-    guarded_bank = resilience_asgi.IdempotencyMiddleware(bank)
+    guarded_bank = resilience_asgi.IdempotencyMiddleware(bank, shared_keys=True)
 
     async def bank_front(scope: Any, receive: Any, send: Any) -> None:  # sees every request
         if scope["type"] == "http":

@@ -21,12 +21,7 @@ MAP = ROOT / "docs" / "architecture.md"
 
 # Imports the page calls debt, each owned by another change; the test fails when one of them
 # no longer occurs, so that whoever removes it removes its line here too.
-KNOWN_DEBTS: dict[tuple[str, str], str] = {
-    ("_idempotency", "stores"): (
-        "_idempotency builds its default MemoryStore while stores import Claim from it "
-        "(issue #16 item 3, engineer idem: Claim moves into stores)"
-    ),
-}
+KNOWN_DEBTS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

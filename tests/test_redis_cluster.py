@@ -59,5 +59,5 @@ def test_idempotency_records_on_a_cluster_client(cluster: Any) -> None:
     store = RedisStore(cluster)
     claim = store.idempotency_claim("k", "fp", 30.0)
     assert claim.outcome == "claimed" and claim.token is not None
-    assert store.idempotency_complete("k", claim.token, b"done", 60.0)
+    assert store.idempotency_complete("k", "fp", claim.token, b"done", 60.0) == "stored"
     assert store.idempotency_claim("k", "fp", 30.0).response == b"done"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 from typing import Any
 
@@ -12,9 +13,8 @@ import httpx
 import pytest
 
 from resilience import StoreUnavailable
-from resilience._idempotency import Claim
 from resilience.asgi import IdempotencyMiddleware as AsgiIdempotency
-from resilience.stores import RedisStore
+from resilience.stores import Claim, RedisStore
 from resilience.testing import EventRecorder, serve_asgi, serve_wsgi
 from resilience.wsgi import IdempotencyMiddleware as WsgiIdempotency
 from tests.redis_server import RedisServer, record_commands
@@ -29,9 +29,9 @@ def test_claim_complete_replay_on_redis(redis_server: RedisServer) -> None:
     assert first.outcome == "claimed" and first.token
     assert store.idempotency_claim("k", "fp", 30.0) == Claim("in_progress")
     assert store.idempotency_claim("k", "other", 30.0) == Claim("mismatch")
-    assert not store.idempotency_complete("k", "not-the-owner", b"x", 60.0)
+    assert store.idempotency_complete("k", "fp", "not-the-owner", b"x", 60.0) == "lost"
     response = bytes(range(256))  # binary-safe
-    assert store.idempotency_complete("k", first.token, response, 60.0)
+    assert store.idempotency_complete("k", "fp", first.token, response, 60.0) == "stored"
     assert store.idempotency_claim("k", "fp", 30.0) == Claim("replay", response=response)
     assert store.idempotency_claim("k", "other", 30.0) == Claim("mismatch")
     (name,) = redis_server.client().keys("resilience:*")  # type: ignore[attr-defined]
@@ -50,7 +50,7 @@ def test_steps_send_bytes_encoded_once(redis_server: RedisServer) -> None:
     first = store.idempotency_claim("k", "fp", lease=30.0)
     assert first.token is not None
     response = bytes(range(256))
-    assert store.idempotency_complete("k", first.token, response, 60.5)
+    assert store.idempotency_complete("k", "fp", first.token, response, 60.5) == "stored"
     assert store.idempotency_claim("k", "fp", 30.0) == Claim("replay", response=response)
     store.idempotency_release("k", first.token)  # too late: nothing happens
     assert [args[0] for args in sent] == ["EVALSHA"] * 4
@@ -60,12 +60,12 @@ def test_steps_send_bytes_encoded_once(redis_server: RedisServer) -> None:
     token, other = first.token.encode(), sent[2][7]
     assert [args[4:] for args in sent] == [
         (b"claim", b"fp", b"30000", token),
-        (b"complete", token, response, b"60500"),
+        (b"complete", b"fp", token, response, b"60500"),
         (b"claim", b"fp", b"30000", other),
         (b"release", token),
     ]
     assert other != token  # a token per claim
-    assert sent[1][6] is response  # stored as given, not copied
+    assert sent[1][7] is response  # stored as given, not copied
     assert sent[0][4] is sent[2][4]  # the ops are constants
 
 
@@ -79,7 +79,7 @@ def test_a_dead_owners_claim_expires_on_redis_time(redis_server: RedisServer) ->
     while store.idempotency_claim("k", "fp", 0.05).outcome == "in_progress":
         assert time.monotonic() < deadline, "the lease never expired"
         time.sleep(0.01)  # polling Redis's clock, bounded
-    assert not store.idempotency_complete("k", dead.token, b"late", 60.0)
+    assert store.idempotency_complete("k", "other", dead.token, b"late", 60.0) == "lost"
 
 
 def test_release_frees_the_key(redis_server: RedisServer) -> None:
@@ -107,7 +107,7 @@ def test_two_wsgi_replicas_share_records(redis_server: RedisServer) -> None:
         for _ in range(2)
     ]
     with serve_wsgi(replicas[0]) as one, serve_wsgi(replicas[1]) as two:
-        headers = {"Idempotency-Key": KEY}
+        headers = {"Idempotency-Key": KEY, "Authorization": "Bearer alice"}
         first = httpx.post(f"{one}/charges", json={"cents": 5}, headers=headers)
         retried = httpx.post(f"{two}/charges", json={"cents": 5}, headers=headers)
     assert first.status_code == retried.status_code == 201
@@ -133,7 +133,7 @@ def test_asgi_with_an_async_redis_client(redis_server: RedisServer) -> None:
         await send({"type": "http.response.body", "body": body})
 
     with serve_asgi(AsgiIdempotency(app, store=RedisStore(client))) as url:
-        headers = {"Idempotency-Key": KEY}
+        headers = {"Idempotency-Key": KEY, "Authorization": "Bearer alice"}
         first = httpx.post(url, content=b"a", headers=headers)
         again = httpx.post(url, content=b"a", headers=headers)
         other = httpx.post(url, content=b"b", headers=headers)
@@ -153,31 +153,33 @@ def test_middleware_refuses_a_store_of_the_wrong_colour(redis_server: RedisServe
     asyncio.run(client.aclose())
 
 
-@pytest.mark.parametrize("on_error", ["allow", "deny"])
-def test_redis_outage_follows_on_error(redis_server: RedisServer, on_error: str) -> None:
-    """Redis down: "allow" runs keyed requests unprotected, "deny" answers 503; either way no
-    RedisError reaches the client and one outage event is emitted."""
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_redis_outage_refuses_unless_fail_open(redis_server: RedisServer, fail_open: bool) -> None:
+    """Redis down: keyed requests get 503 (fail closed, whatever the store's on_error), or run
+    unprotected with ``fail_open=True``; no RedisError reaches the client, one outage event."""
     charges: list[bytes] = []
     client = redis_server.client(socket_timeout=0.2, socket_connect_timeout=0.2)
-    app = WsgiIdempotency(_charging_wsgi(charges), store=RedisStore(client, on_error=on_error))  # type: ignore[arg-type]
+    app = WsgiIdempotency(
+        _charging_wsgi(charges), store=RedisStore(client, on_error="allow"), fail_open=fail_open
+    )
+    headers = {"Idempotency-Key": KEY, "Authorization": "Bearer alice"}
     with serve_wsgi(app) as url, EventRecorder() as recorder:
         redis_server.stop()
         try:
-            answers = [
-                httpx.post(url, json={"n": 1}, headers={"Idempotency-Key": KEY}).status_code
-                for _ in range(3)
-            ]
+            answers = [httpx.post(url, json={"n": 1}, headers=headers) for _ in range(3)]
         finally:
             redis_server.start()
-    if on_error == "allow":
-        assert answers == [201, 201, 201] and len(charges) == 3
+    if fail_open:
+        assert [a.status_code for a in answers] == [201, 201, 201] and len(charges) == 3
     else:
-        assert answers == [503, 503, 503] and charges == []
+        assert [a.status_code for a in answers] == [503, 503, 503] and charges == []
+        assert answers[0].headers["retry-after"] == "1"
+        assert answers[0].json()["type"].endswith("#temporary-reduced-capacity")
     assert len(recorder.of(StoreUnavailable)) == 1
 
 
-def test_async_outage_allows(redis_server: RedisServer) -> None:
-    """The async path follows on_error as well."""
+def test_async_outage_is_reported_as_unavailable(redis_server: RedisServer) -> None:
+    """The async path reports the outage as it is; the policy decides what it means."""
 
     async def scenario() -> Claim:
         client: Any = redis_server.async_client(socket_timeout=0.2, socket_connect_timeout=0.2)
@@ -191,4 +193,158 @@ def test_async_outage_allows(redis_server: RedisServer) -> None:
         claim = asyncio.run(scenario())
     finally:
         redis_server.start()
-    assert claim == Claim("claimed")  # no token: nothing will be stored
+    assert claim == Claim("unavailable")
+
+
+# -- #12 items 4 and 5: leases kept alive, and Redis outages fail closed ----------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_renew_and_complete_are_fenced_by_the_token(redis_server: RedisServer, kind: str) -> None:
+    """Renewal and completion act only for the token that holds the claim; a record that
+    vanished (a restarted Redis) is taken back by its token; a finished one is not."""
+    from resilience.stores import MemoryStore
+
+    store: Any = MemoryStore() if kind == "memory" else RedisStore(redis_server.client())
+
+    def vanish() -> None:
+        if kind == "memory":
+            store._records.clear()
+        else:
+            redis_server.client().flushall()  # type: ignore[attr-defined]
+
+    claim = store.idempotency_claim("k", "fp", 30.0)
+    token = claim.token
+    assert store.idempotency_renew("k", "fp", token, 30.0) == "renewed"
+    assert store.idempotency_renew("k", "fp", "someone-else", 30.0) == "lost"
+    assert store.idempotency_complete("k", "fp", "someone-else", b"x", 60.0) == "lost"
+    vanish()
+    assert store.idempotency_renew("k", "fp", token, 30.0) == "renewed"  # taken back
+    assert store.idempotency_claim("k", "fp", 30.0) == Claim("in_progress")
+    assert store.idempotency_complete("k", "fp", token, b"done", 60.0) == "stored"
+    assert store.idempotency_renew("k", "fp", token, 30.0) == "lost"  # finished
+    assert store.idempotency_claim("k", "fp", 30.0) == Claim("replay", response=b"done")
+    vanish()
+    assert store.idempotency_complete("k", "fp", token, b"again", 60.0) == "stored"
+    assert store.idempotency_claim("k", "fp", 30.0) == Claim("replay", response=b"again")
+
+
+def _redis_serve(kind: str, redis_server: RedisServer, **options: Any) -> Any:
+    from tests.test_idempotency_servers import _serve
+
+    return _serve(kind, redis=redis_server, **options)
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_a_handler_that_outlives_its_lease_is_not_run_twice(
+    redis_server: RedisServer, kind: str
+) -> None:
+    """The lease (1 s) is renewed while the handler runs (2.5 s and more): retries meanwhile
+    get 409, never a second run; then the stored response is replayed."""
+    from tests.test_idempotency_servers import charge, stats, wait_until
+
+    with _redis_serve(kind, redis_server, lease=1.0) as url:
+        results: list[httpx.Response] = []
+        first = threading.Thread(target=lambda: results.append(charge(url, test="hold")))
+        first.start()
+        wait_until(lambda: stats(url)["held"] == 1, "the first request to run")
+        began, answers = time.monotonic(), []
+        while time.monotonic() - began < 2.5:  # bounded: 2.5 leases of retries
+            answers.append(charge(url).status_code)
+            threading.Event().wait(0.1)
+        httpx.get(f"{url}/release")
+        first.join(20)
+        replay = charge(url)
+        runs = stats(url)["runs"]
+    assert set(answers) == {409}
+    assert results[0].status_code == 201
+    assert replay.headers["idempotent-replayed"] == "true" and runs == 1
+
+
+def _records(redis_server: RedisServer) -> list[bytes]:
+    client: Any = redis_server.client()
+    try:
+        return list(client.keys("resilience:*:idem"))
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_redis_restarting_mid_handler_does_not_run_it_twice(
+    redis_server: RedisServer, kind: str
+) -> None:
+    """Redis restarts empty while the handler runs: the heartbeat takes the claim back, so a
+    retry gets 409 instead of running the handler again; then it is replayed."""
+    from tests.test_idempotency_servers import charge, stats, wait_until
+
+    with _redis_serve(kind, redis_server, lease=3.0) as url:
+        results: list[httpx.Response] = []
+        first = threading.Thread(target=lambda: results.append(charge(url, test="hold-first")))
+        first.start()
+        wait_until(lambda: stats(url)["held"] == 1, "the first request to run")
+        redis_server.stop()
+        redis_server.start()
+        wait_until(lambda: len(_records(redis_server)) == 1, "the claim to be taken back")
+        conflict = charge(url)
+        httpx.get(f"{url}/release")
+        first.join(20)
+        replay = charge(url)
+        runs = stats(url)["runs"]
+    assert conflict.status_code == 409
+    assert results[0].status_code == 201
+    assert replay.headers["idempotent-replayed"] == "true" and runs == 1
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_concurrent_retries_while_redis_is_down_all_get_503(
+    redis_server: RedisServer, kind: str
+) -> None:
+    """Five concurrent retries of one key while Redis is down: none runs; each gets 503 with
+    Retry-After and the reduced-capacity problem type."""
+    from tests.test_idempotency_servers import charge, stats
+
+    with _redis_serve(kind, redis_server) as url:
+        redis_server.stop()
+        answers: list[httpx.Response] = []
+        try:
+            threads = [
+                threading.Thread(target=lambda: answers.append(charge(url))) for _ in range(5)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(20)
+        finally:
+            redis_server.start()
+        runs = stats(url)["runs"]
+    assert [a.status_code for a in answers] == [503] * 5 and runs == 0
+    assert all(a.headers["retry-after"] == "1" for a in answers)
+    assert answers[0].json()["type"].endswith("#temporary-reduced-capacity")
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_a_completion_that_meets_an_outage_is_stored_once_redis_is_back(
+    redis_server: RedisServer, kind: str
+) -> None:
+    """The handler finishes while Redis is down: the client gets its answer, retries get 503
+    meanwhile, and the response is stored in the background once Redis answers again."""
+    from tests.test_idempotency_servers import charge, stats, wait_until
+
+    with _redis_serve(kind, redis_server, lease=5.0) as url:
+        results: list[httpx.Response] = []
+        first = threading.Thread(target=lambda: results.append(charge(url, test="hold-first")))
+        first.start()
+        wait_until(lambda: stats(url)["held"] == 1, "the first request to run")
+        redis_server.stop()
+        try:
+            httpx.get(f"{url}/release")
+            first.join(20)
+            meanwhile = charge(url)
+        finally:
+            redis_server.start()
+        wait_until(lambda: len(_records(redis_server)) == 1, "the response to be stored")
+        replay = charge(url)
+        runs = stats(url)["runs"]
+    assert results[0].status_code == 201 and meanwhile.status_code == 503
+    assert replay.headers["idempotent-replayed"] == "true" and replay.content == results[0].content
+    assert runs == 1

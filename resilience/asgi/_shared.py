@@ -1,41 +1,19 @@
-"""What the ASGI middleware share: the ASGI types, reading a body, answering at once."""
+"""What the ASGI middleware share: the ASGI types, answering at once."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from resilience._idempotency import StoredResponse
+from resilience._idempotency.rules import StoredResponse
 
-__all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "answer", "expired", "read_body"]
+__all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "answer"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def expired() -> StoredResponse:
-    """What a request that arrives with no time left gets."""
-    return StoredResponse(504, [(b"content-length", b"0")], b"")
-
-
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or ``None`` once it passes ``limit`` bytes."""
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(parts)  # the client left; the app will see the disconnect
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
 
 
 async def answer(send: Send, response: StoredResponse | None) -> None:

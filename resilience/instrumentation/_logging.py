@@ -37,6 +37,7 @@ _NAMES: Final[dict[type[_events.Event], str]] = {
     _events.IdempotentReplayed: "idempotency.replayed",
     _events.IdempotencyConflict: "idempotency.conflict",
     _events.IdempotencyMismatch: "idempotency.mismatch",
+    _events.IdempotencyClaimLost: "idempotency.claim_lost",
 }
 
 

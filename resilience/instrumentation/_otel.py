@@ -300,6 +300,11 @@ _EVENT_COUNTERS: Final[dict[type[_events.Event], tuple[str, str, str]]] = {
         "{request}",
         "Keyed requests the server did not run, by outcome (replayed, conflict, mismatch).",
     ),
+    _events.IdempotencyClaimLost: (
+        "resilience.idempotency.claims_lost",
+        "{request}",
+        "Keyed requests whose claim another request took or finished while they ran.",
+    ),
     _events.StoreUnavailable: (
         "resilience.store.outages",
         "{outage}",

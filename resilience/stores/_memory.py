@@ -28,7 +28,7 @@ from collections import OrderedDict
 
 from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._gcra import GcraParams, RateLimitDecision, gcra_admit, gcra_step
-from resilience._idempotency import Claim
+from resilience.stores._protocols import Claim, Completion, Renewal
 
 __all__ = ["MemoryStore"]
 
@@ -163,7 +163,7 @@ class MemoryStore:
                 return
             heapq.heapreplace(due, (tat, key))
 
-    # -- idempotency records (see resilience._idempotency) -----------------------------------
+    # -- idempotency records (the IdempotencyStore protocol) --------------------------------
 
     def idempotency_claim(self, key: str, fingerprint: str, lease: float) -> Claim:
         """Claim ``key`` for ``lease`` seconds, or say why not (replay, in progress, mismatch;
@@ -191,45 +191,81 @@ class MemoryStore:
                 return Claim("in_progress")
             return Claim("replay", response=record.response)
 
-    def idempotency_complete(self, key: str, token: str, response: bytes, ttl: float) -> bool:
-        """Store the response of the claim ``token`` holds, for ``ttl`` seconds; ``False`` if
-        the claim was lost: its lease ran out (as a Redis key with that TTL would have), or
-        another request took the key since."""
+    def idempotency_renew(
+        self, record: str, fingerprint: str, token: str, lease: float
+    ) -> Renewal:
+        """Extend the claim ``token`` holds by ``lease`` seconds from now (its lease entry is
+        pushed again when it comes due); take the record again if it vanished or expired
+        unclaimed; ``"lost"`` if another claim holds or finished it."""
         with self._lock:
             now = self._clock.now()
-            record = self._records.get(key)
-            if record is None or record.token != token or record.response is not None:
-                return False
-            if record.expires <= now:
-                self._forget_locked(key, record)
-                return False
-            record.response = response
-            record.token = None
-            record.expires = now + ttl
-            self._running -= 1  # its lease entry is skipped when it comes due
-            self._done[key] = None
-            self._done_bytes += len(response)
-            while self._done_bytes > self.max_record_bytes and next(iter(self._done)) != key:
-                self._evict_done_locked()  # never the response just stored: its retry would run
-            return True
+            held = self._held_locked(record, fingerprint, token, now)
+            if held is None:
+                return "lost"
+            held.expires = now + lease
+            return "renewed"
 
-    def idempotency_release(self, key: str, token: str) -> None:
+    def idempotency_complete(
+        self, record: str, fingerprint: str, token: str, response: bytes, ttl: float
+    ) -> Completion:
+        """Keep ``response`` for ``ttl`` seconds under the claim ``token`` holds (a record that
+        vanished or expired unclaimed is taken again, as on Redis); ``"lost"`` if another
+        claim holds or finished it."""
+        with self._lock:
+            now = self._clock.now()
+            held = self._held_locked(record, fingerprint, token, now)
+            if held is None:
+                return "lost"
+            held.response = response
+            held.token = None
+            held.expires = now + ttl
+            self._running -= 1  # its lease entry is skipped when it comes due
+            self._done[record] = None
+            self._done_bytes += len(response)
+            while self._done_bytes > self.max_record_bytes and next(iter(self._done)) != record:
+                self._evict_done_locked()  # never the response just stored: its retry would run
+            return "stored"
+
+    def _held_locked(
+        self, record: str, fingerprint: str, token: str, now: float
+    ) -> _Record | None:
+        """The running record ``token`` holds, made again for it if the key is free (gone, or
+        expired); ``None`` if another claim holds or finished it (or the store is full)."""
+        found = self._records.get(record)
+        if found is not None and found.expires <= now:
+            self._forget_locked(record, found)
+            found = None
+        if found is None:
+            if len(self._records) >= self.max_records and not self._evict_done_locked():
+                return None
+            seq = next(self._seq)
+            found = self._records[record] = _Record(fingerprint, token, now, seq)
+            self._running += 1
+            heapq.heappush(self._leases, (now, seq, record))  # pushed on to its lease end
+        return found if found.token == token and found.response is None else None
+
+    def idempotency_release(self, record: str, token: str) -> None:
         """Forget the claim ``token`` holds (the request did nothing): a retry runs afresh."""
         with self._lock:
-            record = self._records.get(key)
-            if record is not None and record.token == token and record.response is None:
-                self._forget_locked(key, record)
+            found = self._records.get(record)
+            if found is not None and found.token == token and found.response is None:
+                self._forget_locked(record, found)
 
-    async def idempotency_claim_async(self, key: str, fingerprint: str, lease: float) -> Claim:
-        return self.idempotency_claim(key, fingerprint, lease)
+    async def idempotency_claim_async(self, record: str, fingerprint: str, lease: float) -> Claim:
+        return self.idempotency_claim(record, fingerprint, lease)
+
+    async def idempotency_renew_async(
+        self, record: str, fingerprint: str, token: str, lease: float
+    ) -> Renewal:
+        return self.idempotency_renew(record, fingerprint, token, lease)
 
     async def idempotency_complete_async(
-        self, key: str, token: str, response: bytes, ttl: float
-    ) -> bool:
-        return self.idempotency_complete(key, token, response, ttl)
+        self, record: str, fingerprint: str, token: str, response: bytes, ttl: float
+    ) -> Completion:
+        return self.idempotency_complete(record, fingerprint, token, response, ttl)
 
-    async def idempotency_release_async(self, key: str, token: str) -> None:
-        self.idempotency_release(key, token)
+    async def idempotency_release_async(self, record: str, token: str) -> None:
+        self.idempotency_release(record, token)
 
     def _forget_locked(self, key: str, record: _Record) -> None:
         del self._records[key]

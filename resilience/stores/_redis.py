@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 from resilience import _events
 from resilience._gcra import SLACK, GcraParams, RateLimitDecision, decide
-from resilience._idempotency import Claim
 from resilience.stores import _redis_idempotency
+from resilience.stores._protocols import Claim, Completion, Renewal
 from resilience.stores._scripts import AsyncScript, SyncScript
 
 __all__ = ["RedisStore"]
@@ -188,28 +188,41 @@ class RedisStore:
 
     # -- idempotency records (resilience.asgi / resilience.wsgi) ------------------------------
 
-    def idempotency_claim(self, key: str, fingerprint: str, lease: float) -> Claim:
-        """Claim ``key`` for ``lease`` seconds, or say why not (see ``MemoryStore``)."""
-        return _redis_idempotency.claim(self, key, fingerprint, lease)
+    def idempotency_claim(self, record: str, fingerprint: str, lease: float) -> Claim:
+        """Claim ``record`` for ``lease`` seconds, or say why not (see ``IdempotencyStore``)."""
+        return _redis_idempotency.claim(self, record, fingerprint, lease)
 
-    def idempotency_complete(self, key: str, token: str, response: bytes, ttl: float) -> bool:
-        """Store the claimed request's response for ``ttl`` seconds."""
-        return _redis_idempotency.complete(self, key, token, response, ttl)
+    def idempotency_renew(self, record: str, fingerprint: str, token: str, lease: float) -> Renewal:
+        """Extend the claim ``token`` holds (the heartbeat while its handler runs)."""
+        return _redis_idempotency.renew(self, record, fingerprint, token, lease)
 
-    def idempotency_release(self, key: str, token: str) -> None:
+    def idempotency_complete(
+        self, record: str, fingerprint: str, token: str, response: bytes, ttl: float
+    ) -> Completion:
+        """Keep the claimed request's response for ``ttl`` seconds."""
+        return _redis_idempotency.complete(self, record, fingerprint, token, response, ttl)
+
+    def idempotency_release(self, record: str, token: str) -> None:
         """Forget the claim (the request did nothing)."""
-        _redis_idempotency.release(self, key, token)
+        _redis_idempotency.release(self, record, token)
 
-    async def idempotency_claim_async(self, key: str, fingerprint: str, lease: float) -> Claim:
-        return await _redis_idempotency.claim_async(self, key, fingerprint, lease)
+    async def idempotency_claim_async(self, record: str, fingerprint: str, lease: float) -> Claim:
+        return await _redis_idempotency.claim_async(self, record, fingerprint, lease)
+
+    async def idempotency_renew_async(
+        self, record: str, fingerprint: str, token: str, lease: float
+    ) -> Renewal:
+        return await _redis_idempotency.renew_async(self, record, fingerprint, token, lease)
 
     async def idempotency_complete_async(
-        self, key: str, token: str, response: bytes, ttl: float
-    ) -> bool:
-        return await _redis_idempotency.complete_async(self, key, token, response, ttl)
+        self, record: str, fingerprint: str, token: str, response: bytes, ttl: float
+    ) -> Completion:
+        return await _redis_idempotency.complete_async(
+            self, record, fingerprint, token, response, ttl
+        )
 
-    async def idempotency_release_async(self, key: str, token: str) -> None:
-        await _redis_idempotency.release_async(self, key, token)
+    async def idempotency_release_async(self, record: str, token: str) -> None:
+        await _redis_idempotency.release_async(self, record, token)
 
     # -- outages --------------------------------------------------------------------------------
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._context import enter_deadline, exit_deadline, parse_deadline
-from resilience._idempotency import StoredResponse
+from resilience._context import DeadlineScope, enter_deadline, exit_deadline, parse_deadline
+from resilience._deadline_http import deadline_exceeded, failed_late, ran_out
 from resilience._validate import check_duration
-from resilience.wsgi._shared import StartResponse, WSGIApp, answer
+from resilience.wsgi._shared import StartResponse, WSGIApp, answer, native_headers, status_line
 
 __all__ = ["DeadlineMiddleware"]
 
@@ -17,8 +18,11 @@ __all__ = ["DeadlineMiddleware"]
 class DeadlineMiddleware:
     """Serve each request within the time its caller has left (``Request-Timeout-Ms``).
 
-    Same behaviour and options as ``resilience.asgi.DeadlineMiddleware``; the deadline lives
-    in the context of the thread serving the request, for as long as the app runs.
+    Same behaviour and options as ``resilience.asgi.DeadlineMiddleware``. The deadline is in
+    force in the serving thread's context while the app is called and during each ``next()``
+    of the iterable it returns (and its ``close()``), so a streamed response stays streamed.
+    If the time runs out before the first chunk leaves (an exception, or a 5xx the framework
+    rendered), the client gets a 504 problem instead.
     """
 
     def __init__(
@@ -43,15 +47,91 @@ class DeadlineMiddleware:
         if seconds is None:
             return self.app(environ, start_response)
         if seconds <= 0.0:
-            return answer(start_response, StoredResponse(504, [(b"content-length", b"0")], b""))
-        token, _ = enter_deadline(seconds, self._clock)
+            return answer(start_response, deadline_exceeded())
+        token, scope = enter_deadline(seconds, self._clock)
+        watch = _Watch(start_response)
         try:
-            result = self.app(environ, start_response)
-            try:  # run the app to completion while the deadline is in force
-                return [b"".join(result)]
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+            result = self.app(environ, watch.start)
+        except Exception as exc:
+            if not ran_out(exc):
+                raise
+            return answer(start_response, deadline_exceeded(), sys.exc_info())
         finally:
             exit_deadline(token)
+        return _Deadlined(result, scope, watch)
+
+
+class _Watch:
+    """``start_response`` for the app: a 5xx started once no time is left becomes our 504."""
+
+    __slots__ = ("replaced", "start_response")
+
+    def __init__(self, start_response: StartResponse) -> None:
+        self.start_response = start_response
+        self.replaced = False
+
+    def start(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        if status[:3].isdigit() and failed_late(int(status[:3])):
+            self.replaced = True
+            return self.replace(exc_info)
+        return self.start_response(status, headers, exc_info)
+
+    def replace(self, exc_info: Any) -> Any:
+        response = deadline_exceeded()
+        headers = native_headers(response.headers)
+        return self.start_response(status_line(response.status), headers, exc_info)
+
+
+class _Deadlined:
+    """The app's iterable, each step under the request's deadline; a deadline that runs out
+    before the first chunk becomes a 504 problem (the headers have not left yet)."""
+
+    __slots__ = ("_first", "_iterator", "_result", "_scope", "_watch")
+
+    def __init__(self, result: Iterable[bytes], scope: DeadlineScope, watch: _Watch) -> None:
+        self._result, self._scope, self._watch = result, scope, watch
+        self._iterator: Iterator[bytes] | None = None
+        self._first = True
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        watch = self._watch
+        token, _ = enter_deadline(self._scope.remaining(), self._scope.clock)
+        try:
+            if watch.replaced:
+                return self._replacement()
+            if self._iterator is None:
+                self._iterator = iter(self._result)
+            chunk = next(self._iterator)
+            if watch.replaced:  # started lazily, in this step
+                return self._replacement()
+        except StopIteration:
+            raise
+        except Exception as exc:
+            if not (self._first and ran_out(exc)):
+                raise
+            watch.replaced = True
+            watch.replace(sys.exc_info())
+            return self._replacement()
+        finally:
+            exit_deadline(token)
+        self._first = False
+        return chunk
+
+    def _replacement(self) -> bytes:
+        """Our 504's body, once; the app's own body is never sent."""
+        if not self._first:
+            raise StopIteration
+        self._first = False
+        return deadline_exceeded().body
+
+    def close(self) -> None:
+        close = getattr(self._result, "close", None)
+        if close is not None:
+            token, _ = enter_deadline(self._scope.remaining(), self._scope.clock)
+            try:
+                close()
+            finally:
+                exit_deadline(token)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from resilience._context import end_serving_key, serving_key
-from resilience._idempotency import Idempotency, StoredResponse, Verdict, fingerprint
-from resilience.wsgi._shared import StartResponse, WSGIApp, answer, read_body
+from resilience._idempotency.policy import Idempotency, Verdict
+from resilience._idempotency.rules import StoredResponse, fingerprint, storable_headers
+from resilience.stores._protocols import IdempotencyStore
+from resilience.wsgi._keeper import Held, Keeper
+from resilience.wsgi._shared import StartResponse, WSGIApp, answer
 
 __all__ = ["IdempotencyMiddleware"]
 
@@ -16,8 +20,12 @@ __all__ = ["IdempotencyMiddleware"]
 class IdempotencyMiddleware:
     """Run each keyed POST/PATCH once; answer its retries with the stored response.
 
-    Same rules and options as ``resilience.asgi.IdempotencyMiddleware``. The response of a
-    claimed request is buffered (to store it) before it is returned.
+    Same rules and options as ``resilience.asgi.IdempotencyMiddleware``. The request body is
+    read whole first: ``CONTENT_LENGTH`` bytes (fewer: 400, nothing runs), or to the end when
+    the server de-chunks and says so (``wsgi.input_terminated``: gunicorn, mod_wsgi), else a
+    chunked keyed request gets 411. The response is buffered (to store it) before it is
+    returned, up to ``max_response`` bytes; a larger one, or an iterable that is not a list
+    and has no ``Content-Length``, streams through and is not stored (its retries get 410).
     """
 
     def __init__(
@@ -30,76 +38,203 @@ class IdempotencyMiddleware:
         ttl: float = 86_400.0,
         lease: float = 60.0,
         max_body: int = 1 << 20,
-        key_scope: Callable[[Any], str] | None = None,
+        max_response: int = 1 << 20,
+        key_scope: Callable[[Any], str | None] | None = None,
+        caller_header: str | None = "Authorization",
+        caller_cookie: str | None = None,
+        shared_keys: bool = False,
+        fail_open: bool = False,
         name: str = "idempotency",
     ) -> None:
         self.app = app
         # Every keyword argument above, passed on as is (the signature stays explicit).
         self.rules = Idempotency(**{k: v for k, v in locals().items() if k not in ("self", "app")})
-        if getattr(self.rules.store, "is_async", False) is True:
+        if not isinstance(self.rules.store, IdempotencyStore) or (
+            getattr(self.rules.store, "is_async", False) is True
+        ):
             raise TypeError(
                 "store: the WSGI middleware needs a synchronous store "
                 "(MemoryStore, or RedisStore over redis.Redis)"
             )
+        self._methods = self.rules.methods
+        header = self.rules.caller_header
+        self._credential = "HTTP_" + header.upper().replace("-", "_") if header else None
+        self._keeper = Keeper(self.rules)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        rules = self.rules
         method = environ["REQUEST_METHOD"]
-        screened = rules.screen(method, environ.get("HTTP_IDEMPOTENCY_KEY"), environ)
+        if method not in self._methods:
+            return self.app(environ, start_response)
+        rules = self.rules
+        raw = environ.get("HTTP_IDEMPOTENCY_KEY")  # two field lines arrive joined: 400
+        credential = environ.get(self._credential) if self._credential else None
+        screened = rules.screen(
+            () if raw is None else (raw,), environ, credential, environ.get("HTTP_COOKIE")
+        )
         if isinstance(screened, Verdict):
             if screened.run:
                 return self.app(environ, start_response)
             return answer(start_response, screened.response)
-        body = read_body(environ, rules.max_body)
-        if body is None:
-            return answer(start_response, rules.too_large().response)
+        body = _read_body(environ, rules.max_body)
+        if not isinstance(body, bytes):
+            refusal = {413: rules.too_large, 411: rules.length_required}.get(body, rules.incomplete)
+            return answer(start_response, refusal())
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        store = rules.store
-        claim = store.idempotency_claim(
-            screened,
-            fingerprint(method, path, environ.get("QUERY_STRING", ""), body),
-            rules.lease,
-        )
-        verdict = rules.judge(screened, claim)
+        payload = fingerprint(method, path, environ.get("QUERY_STRING", ""), body)
+        verdict = rules.judge(rules.store.idempotency_claim(screened, payload, rules.lease))
         if not verdict.run:
             return answer(start_response, verdict.response)
-        return self._run(environ, start_response, screened, verdict.token)
-
-    def _run(
-        self, environ: dict[str, Any], start_response: StartResponse, key: str, token: str | None
-    ) -> Iterable[bytes]:
-        rules, store = self.rules, self.rules.store
-        started: list[tuple[str, list[tuple[str, str]]]] = []
-
-        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            started[:] = [(status, headers)]
-            return start_response(status, headers, exc_info)
-
-        serving = serving_key(key)  # outgoing resilient calls derive their keys from it
+        serving = serving_key(screened)  # outgoing resilient calls derive their keys from it
         try:
-            result = self.app(environ, keep)
-            try:
-                body = b"".join(result)
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-        except BaseException:
-            if token is not None:
-                store.idempotency_release(key, token)
-            raise
+            if verdict.token is None:  # the store is down and fail_open said run anyway
+                return self.app(environ, start_response)
+            held = self._keeper.hold(screened, payload, verdict.token)
+            return _Run(self, held, start_response).run(environ)
         finally:
             end_serving_key(serving)
-        if token is not None:
-            status = int(started[0][0].split(" ", 1)[0]) if started else 0
-            if started and rules.keeps(status):
-                headers = [
-                    (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in started[0][1]
-                ]
-                stored = StoredResponse(status, headers, body)
-                store.idempotency_complete(key, token, stored.encode(), rules.ttl)
-            else:
-                store.idempotency_release(key, token)
-        return [body]
+
+
+class _Run:
+    """One claimed request: buffer its response (up to ``max_response``), store it, or let
+    it stream through; release the claim when it says "not processed" or fails."""
+
+    __slots__ = ("app", "headers", "held", "keeper", "rules", "start_response", "started", "status")
+
+    def __init__(
+        self, middleware: IdempotencyMiddleware, held: Held, start_response: StartResponse
+    ) -> None:
+        self.app, self.rules = middleware.app, middleware.rules
+        self.keeper, self.held = middleware._keeper, held
+        self.start_response = start_response
+        self.started = time.monotonic()
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+
+    def keep(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        self.status = int(status.split(" ", 1)[0]) if status[:3].isdigit() else 0
+        self.headers = headers
+        return self.start_response(status, headers, exc_info)
+
+    def run(self, environ: dict[str, Any]) -> Iterable[bytes]:
+        rules = self.rules
+        try:
+            result = self.app(environ, self.keep)
+            chunks: list[bytes] = []
+            size = 0
+            iterator = iter(result)
+            whole = isinstance(result, (list, tuple))
+            for chunk in iterator:
+                size += len(chunk)
+                chunks.append(chunk)
+                if size > rules.max_response or not (whole or self._length() is not None):
+                    return _PassThrough(self, result, iterator, chunks)
+            _close(result)
+        except BaseException:
+            self.finish(None, ended=False)
+            raise
+        self.finish(b"".join(chunks), ended=True)
+        return chunks
+
+    def _length(self) -> int | None:
+        for name, value in self.headers:
+            if name.lower() == "content-length":
+                return int(value) if value.isdigit() else None
+        return None
+
+    def finish(self, body: bytes | None, *, ended: bool) -> None:
+        """Store the response (``body``; ``None`` with ``ended``: it was not kept) or, when it
+        did not end or says "not processed", release the claim."""
+        rules, held, store = self.rules, self.held, self.rules.store
+        self.keeper.drop(held)
+        rules.took(time.monotonic() - self.started)
+        if not ended or not rules.keeps(self.status):
+            store.idempotency_release(held.record, held.token)
+            return
+        if body is None:
+            data = rules.unkept(self.status)
+        else:
+            raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+            data = StoredResponse(self.status, storable_headers(raw), body).encode()
+        outcome = store.idempotency_complete(
+            held.record, held.fingerprint, held.token, data, rules.ttl
+        )
+        if outcome == "lost":
+            rules.claim_lost("complete")
+        elif outcome == "unavailable":
+            self.keeper.complete_later(held, data)
+
+
+class _PassThrough:
+    """The rest of a response too large (or too streamed) to keep: relayed as it comes; the
+    claim is completed (as "not kept") once the server has sent it all and closes it."""
+
+    __slots__ = ("_ended", "_iterator", "_result", "_run", "_sent")
+
+    def __init__(
+        self, run: _Run, result: Iterable[bytes], iterator: Iterator[bytes], sent: list[bytes]
+    ) -> None:
+        self._run, self._result, self._iterator = run, result, iterator
+        self._sent: list[bytes] | None = sent
+        self._ended = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._sent:
+            return self._sent.pop(0)
+        self._sent = None
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self._ended = True
+            raise
+
+    def close(self) -> None:
+        try:
+            _close(self._result)
+        finally:
+            self._run.finish(None, ended=self._ended)
+
+
+def _close(result: Iterable[bytes]) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+
+
+def _read_body(environ: dict[str, Any], limit: int) -> bytes | int:
+    """The whole request body, or the status to refuse it with: 413 past ``limit`` bytes, 411
+    when it is chunked and the server cannot say where it ends, 400 when it is incomplete."""
+    stream = environ["wsgi.input"]
+    raw = environ.get("CONTENT_LENGTH")
+    try:
+        if raw:
+            if not raw.strip().isdigit():
+                return 400
+            length = int(raw)
+            if length > limit:
+                return 413
+            body = _read(stream, length)
+            return body if len(body) == length else 400
+        if environ.get("wsgi.input_terminated"):  # de-chunked by the server: read to the end
+            body = _read(stream, limit + 1)
+            return body if len(body) <= limit else 413
+    except Exception:  # the connection broke halfway (servers raise their own errors)
+        return 400
+    return 411 if environ.get("HTTP_TRANSFER_ENCODING") else b""
+
+
+def _read(stream: Any, size: int) -> bytes:
+    """Up to ``size`` bytes: fewer only at the end of the input (``read`` may return less)."""
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        part = stream.read(min(left, 1 << 16))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)

@@ -1,4 +1,4 @@
-"""What the WSGI middleware share: the WSGI types, reading a body, answering at once."""
+"""What the WSGI middleware share: the WSGI types, answering at once."""
 
 from __future__ import annotations
 
@@ -6,32 +6,32 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from resilience._idempotency import StoredResponse
+from resilience._idempotency.rules import StoredResponse
 
-__all__ = ["StartResponse", "WSGIApp", "answer", "read_body"]
+__all__ = ["StartResponse", "WSGIApp", "answer", "native_headers", "status_line"]
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def read_body(environ: dict[str, Any], limit: int) -> bytes | None:
-    """The request body (``CONTENT_LENGTH`` bytes), or ``None`` if it passes ``limit``."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > limit:
-        return None
-    return environ["wsgi.input"].read(length) if length > 0 else b""
-
-
-def answer(start_response: StartResponse, response: StoredResponse | None) -> list[bytes]:
-    """Start ``response`` and return its body, without running the app."""
+def answer(
+    start_response: StartResponse, response: StoredResponse | None, exc_info: Any = None
+) -> list[bytes]:
+    """Start ``response`` and return its body, without running the app (``exc_info``: to
+    replace a response the app started but did not send)."""
     assert response is not None
-    reason = _reason(response.status)
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers]
-    start_response(f"{response.status} {reason}".rstrip(), headers)
+    start_response(status_line(response.status), native_headers(response.headers), exc_info)
     return [response.body]
+
+
+def status_line(status: int) -> str:
+    """``"201 Created"`` (just ``"599"`` for a code without a phrase)."""
+    return f"{status} {_reason(status)}".rstrip()
+
+
+def native_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """Raw headers as WSGI's native strings (latin-1)."""
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
 
 
 def _reason(status: int) -> str:

@@ -1,0 +1,298 @@
+"""``Idempotency``: the options, the store, and the decisions both middleware shells share.
+
+It validates and freezes the options, names each keyed request's record (scoped by caller),
+and turns a store's answer to a claim into a ``Verdict``: run the handler (holding a token), or
+answer at once (a replay, 409, 422, 400, 503). The shells (``resilience.asgi``,
+``resilience.wsgi``) move bytes, keep the lease alive and complete or release the claim.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from resilience import _events
+from resilience._idempotency.rules import (
+    REDUCED_CAPACITY,
+    REPLAYED_HEADER,
+    StoredResponse,
+    caller_scope,
+    cookie_value,
+    kept,
+    parse_key,
+    problem,
+    record_name,
+)
+from resilience._validate import check_duration
+from resilience.stores._memory import MemoryStore
+from resilience.stores._protocols import AsyncIdempotencyStore, Claim, IdempotencyStore
+
+__all__ = ["OUTAGE_RETRY", "PASS", "Idempotency", "Verdict"]
+
+_log: Final = logging.getLogger("resilience")
+_HEADER_NAME: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a shell does with a request: ``run`` it (holding ``token`` when claimed; no token:
+    unprotected, nothing will be stored), or answer ``response`` at once."""
+
+    run: bool
+    token: str | None = None
+    response: StoredResponse | None = None
+
+
+PASS: Final = Verdict(run=True)
+# Seconds between heartbeat steps while the store is down: short, so that a claim is taken back
+# soon after a restarted store returns empty, before a retry can claim the key afresh.
+OUTAGE_RETRY: Final = 0.25
+
+
+class Idempotency:
+    """The configuration and the decisions, shared by the ASGI and WSGI middleware.
+
+    ``store``: a ``MemoryStore`` (default) or a ``RedisStore``. ``methods``: those whose keys
+    are honoured (POST and PATCH: the others are idempotent already). ``ttl``: how long a
+    completed response is kept (Stripe: 24 h). ``lease``: how long a claim lives without its
+    heartbeat (the shells renew it every ``lease / 3`` s while the handler runs).
+    ``max_body``: the largest keyed request body read and fingerprinted (else 413).
+    ``max_response``: the largest response stored; a larger one, or a streamed one without a
+    ``Content-Length``, passes through unbuffered and its retries get 410.
+
+    Who calls (records are per caller, so nobody replays another's response): the hash of the
+    ``caller_header`` field (default ``Authorization``) and/or of cookie ``caller_cookie``; or
+    ``key_scope(request)`` (the ASGI scope or WSGI environ -> an id such as the account, or
+    ``None`` when unknown) instead; or, explicitly, ``shared_keys=True``: one namespace for
+    everyone. A keyed request whose caller cannot be told is refused (400).
+
+    ``fail_open``: when the store cannot answer, run keyed requests unprotected (``True``) or
+    refuse them with 503 + ``Retry-After`` (``False``, the default: exactly-once or nothing).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Any = None,
+        methods: Iterable[str] = ("POST", "PATCH"),
+        required: bool = False,
+        ttl: float = 86_400.0,
+        lease: float = 60.0,
+        max_body: int = 1 << 20,
+        max_response: int = 1 << 20,
+        key_scope: Callable[[Any], str | None] | None = None,
+        caller_header: str | None = "Authorization",
+        caller_cookie: str | None = None,
+        shared_keys: bool = False,
+        fail_open: bool = False,
+        name: str = "idempotency",
+    ) -> None:
+        check_duration(ttl, "ttl", allow_zero=False)
+        check_duration(lease, "lease", allow_zero=False)
+        _check_size(max_body, "max_body")
+        _check_size(max_response, "max_response")
+        if key_scope is not None and not callable(key_scope):
+            raise TypeError(f"key_scope must be a callable or None, got {key_scope!r}")
+        if isinstance(methods, str) or not all(isinstance(method, str) for method in methods):
+            raise TypeError(f"methods must be a collection of method names, got {methods!r}")
+        chosen = tuple(method.upper() for method in methods)
+        if not chosen:
+            raise ValueError(f"methods must name at least one method, got {methods!r}")
+        for flag, value in (("required", required), ("shared_keys", shared_keys)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be True or False, got {value!r}")
+        if not isinstance(fail_open, bool):
+            raise TypeError(f"fail_open must be True or False, got {fail_open!r}")
+        if caller_header is not None and not (
+            isinstance(caller_header, str) and _HEADER_NAME.match(caller_header)
+        ):
+            raise ValueError(f"caller_header must be a header name or None, got {caller_header!r}")
+        if caller_cookie is not None and not (
+            isinstance(caller_cookie, str) and _HEADER_NAME.match(caller_cookie)
+        ):
+            raise ValueError(f"caller_cookie must be a cookie name or None, got {caller_cookie!r}")
+        if shared_keys and key_scope is not None:
+            raise ValueError("key_scope and shared_keys=True exclude each other: choose one")
+        if not shared_keys and key_scope is None and caller_header is caller_cookie is None:
+            raise ValueError(
+                "idempotency records are per caller: give caller_header=, caller_cookie= or "
+                "key_scope= to say who calls, or shared_keys=True for one namespace for all"
+            )
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        self.store = store if store is not None else MemoryStore()
+        if not isinstance(self.store, (IdempotencyStore, AsyncIdempotencyStore)):
+            raise TypeError(f"store must offer the idempotency steps, got {store!r}")
+        self.methods = frozenset(chosen)
+        self.required = required
+        self.ttl = float(ttl)
+        self.lease = float(lease)
+        self.max_body = max_body
+        self.max_response = max_response
+        self.key_scope = key_scope
+        self.shared_keys = shared_keys
+        self.fail_open = fail_open
+        self.caller_header = None if shared_keys or key_scope else caller_header
+        self.caller_cookie = None if shared_keys or key_scope else caller_cookie
+        self.name = name
+        self._typical = 1.0  # seconds a handler takes, smoothed: the 409's Retry-After
+        self._warned_identity = False
+
+    # -- before the handler ------------------------------------------------------------------
+
+    def screen(
+        self,
+        raw_keys: Sequence[str],
+        request: Any,
+        credential: str | None = None,
+        cookies: str | None = None,
+    ) -> Verdict | str:
+        """First look at a request whose method is in ``methods``, before its body is read:
+        a final verdict, or the name of the record to claim.
+
+        ``raw_keys``: every ``Idempotency-Key`` field line; ``credential``: the value of
+        ``caller_header``; ``cookies``: the ``Cookie`` field value (both ``None`` if absent).
+        """
+        if len(raw_keys) > 1:
+            detail = "send one Idempotency-Key field line, not several"
+            return Verdict(False, response=problem(400, "Invalid Idempotency-Key", detail))
+        try:
+            key = parse_key(raw_keys[0] if raw_keys else None)
+        except ValueError as exc:
+            return Verdict(False, response=problem(400, "Invalid Idempotency-Key", str(exc)))
+        if key is None:
+            if self.required:
+                detail = "requests here must carry an Idempotency-Key header"
+                return Verdict(False, response=problem(400, "Idempotency-Key required", detail))
+            return PASS
+        if self.shared_keys:
+            scope: str | None = ""
+        elif self.key_scope is not None:
+            scope = self.key_scope(request)
+        else:
+            cookie = cookie_value(cookies, self.caller_cookie) if self.caller_cookie else None
+            scope = caller_scope(credential, cookie)
+        if scope is None:
+            return self._no_identity()
+        return record_name(self.name, scope, key)
+
+    def _no_identity(self) -> Verdict:
+        said = self.caller_header or f"the {self.caller_cookie} cookie"
+        if self.key_scope is not None:
+            said = "what key_scope looks for"
+        if not self._warned_identity:
+            self._warned_identity = True
+            _log.warning(
+                "resilience: idempotency %r refuses keyed requests without a caller identity "
+                "(%s) with 400; configure caller_header=, caller_cookie= or key_scope=, or "
+                "shared_keys=True if all callers may share keys",
+                self.name,
+                said,
+            )
+        detail = f"keyed requests here must say who calls ({said})"
+        return Verdict(False, response=problem(400, "Caller identity required", detail))
+
+    def too_large(self) -> StoredResponse:
+        detail = f"keyed request bodies are limited to {self.max_body} bytes"
+        return problem(413, "Request body too large", detail)
+
+    def length_required(self) -> StoredResponse:
+        detail = "a keyed request needs a Content-Length (this server cannot read to the end)"
+        return problem(411, "Length required", detail)
+
+    def incomplete(self) -> StoredResponse:
+        detail = "the request body ended before its Content-Length"
+        return problem(400, "Incomplete request body", detail)
+
+    def judge(self, claim: Claim) -> Verdict:
+        """Turn the store's answer to a claim into what the shell does."""
+        outcome = claim.outcome
+        if outcome == "claimed":
+            return Verdict(True, token=claim.token)
+        if outcome == "replay":
+            assert claim.response is not None
+            self._announce(_events.IdempotentReplayed)
+            stored = StoredResponse.decode(claim.response)
+            headers = [*stored.headers, (REPLAYED_HEADER, b"true")]
+            return Verdict(False, response=StoredResponse(stored.status, headers, stored.body))
+        if outcome == "unavailable":
+            if self.fail_open:
+                return PASS  # the explicit choice: run unprotected, store nothing
+            detail = "the idempotency store is unavailable; retry later with the same key"
+            response = problem(
+                503, "Idempotency store unavailable", detail, kind=REDUCED_CAPACITY, retry_after=1
+            )
+            return Verdict(False, response=response)
+        if outcome == "in_progress":
+            self._announce(_events.IdempotencyConflict)
+            detail = "a request with this Idempotency-Key is still being processed; retry later"
+            wait = min(max(1, math.ceil(self._typical)), max(1, math.ceil(self.lease)))
+            return Verdict(
+                False, response=problem(409, "Request in progress", detail, retry_after=wait)
+            )
+        self._announce(_events.IdempotencyMismatch)
+        detail = "this Idempotency-Key was used with a different request payload"
+        return Verdict(False, response=problem(422, "Idempotency-Key reused", detail))
+
+    # -- after the handler -------------------------------------------------------------------
+
+    def keeps(self, status: int) -> bool:
+        """Whether a response is stored for replay (else the claim is released)."""
+        return kept(status)
+
+    def took(self, seconds: float) -> None:
+        """Note how long a handler ran (smoothed; racy updates are harmless)."""
+        self._typical += 0.2 * (seconds - self._typical)
+
+    def unkept(self, status: int) -> bytes:
+        """The record kept for a response too large (or streamed) to store: its retries learn
+        that the request was processed, and that its answer cannot be replayed (410)."""
+        detail = (
+            f"the request with this Idempotency-Key was processed (status {status}); its "
+            f"response was streamed or over {self.max_response} bytes, so it was not kept"
+        )
+        return problem(410, "Response not kept", detail).encode()
+
+    def next_beat(self, outcome: str, since: float | None = None, now: float = 0.0) -> float | None:
+        """Seconds until the heartbeat's next step after ``outcome`` (of a renewal, or of a
+        completion retried because the store was down), or ``None`` to stop.
+
+        Renewed: again in ``lease / 3`` s. Store unavailable: again soon (``OUTAGE_RETRY``),
+        so the claim is taken back as soon as the store returns (a restarted Redis comes back
+        empty); a completion retried since ``since`` gives up ``lease`` s later. Lost: stop.
+        """
+        if outcome == "renewed":
+            return self.lease / 3.0
+        if outcome == "unavailable":
+            if since is not None and now - since >= self.lease:
+                self.claim_lost("store-unavailable")
+                return None
+            return min(self.lease / 3.0, OUTAGE_RETRY)
+        if outcome == "lost":
+            self.claim_lost("renew" if since is None else "complete")
+        return None
+
+    def claim_lost(self, why: str) -> None:
+        """Log and emit that a completion (or renewal) found its claim gone: another request
+        may have run the handler too (the lease ran out, or the store lost the record)."""
+        _log.warning(
+            "resilience: idempotency %r: a request's claim was lost (%s); its response was "
+            "not stored, and another request with the same key may have run too",
+            self.name,
+            why,
+        )
+        if _events.listeners:
+            _events.emit(_events.IdempotencyClaimLost(self.name, why))
+
+    def _announce(self, kind: Callable[[str], _events.Event]) -> None:
+        if _events.listeners:
+            _events.emit(kind(self.name))
+
+
+def _check_size(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")

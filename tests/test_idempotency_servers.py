@@ -1,0 +1,354 @@
+"""The idempotency and deadline middleware under hostile input, on real servers: uvicorn (ASGI,
+in this process) and gunicorn (WSGI, a child process), raw sockets for broken bodies, and a
+real redis-server for outages. Each test drives both shells through HTTP only."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from resilience import asgi as resilience_asgi
+from resilience.stores import RedisStore
+from resilience.testing import serve_asgi
+from tests.redis_server import RedisServer
+from tests.server_apps import BIG, Ledger, asgi_app
+from tests.wsgi_server import serve_gunicorn
+
+KEY = '"5f0c2b8e-7a51-4e6f-9d43-0b5c7e2a9f11"'
+BODY = b'{"cents": 1250}'
+
+Serve = Callable[..., AbstractContextManager[str]]
+
+
+@contextmanager
+def _serve(kind: str, redis: RedisServer | None = None, **options: Any) -> Iterator[str]:
+    """The test app behind ``IdempotencyMiddleware(DeadlineMiddleware(app), **options)``."""
+    if kind == "wsgi":
+        with serve_gunicorn(options, redis.url if redis is not None else None) as url:
+            try:
+                yield url
+            finally:
+                httpx.get(f"{url}/release")
+        return
+    ledger = Ledger()
+    if options.pop("tenant_scope", False):
+        options["key_scope"] = lambda scope: (
+            dict(scope["headers"]).get(b"x-tenant", b"").decode() or None
+        )
+    if redis is not None:
+        client: Any = redis.async_client()
+        options["store"] = RedisStore(client)
+        ledger.on_shutdown.append(client.aclose)
+    app = resilience_asgi.IdempotencyMiddleware(
+        resilience_asgi.DeadlineMiddleware(asgi_app(ledger)), **options
+    )
+    with serve_asgi(app, log_level="critical") as url:
+        try:
+            yield url
+        finally:
+            httpx.get(f"{url}/release")
+            httpx.get(f"{url}/shutdown")
+
+
+def _tenant(scope: Any) -> str | None:
+    tenant: bytes | None = dict(scope["headers"]).get(b"x-tenant")
+    return None if tenant is None else tenant.decode()
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def serve(request: pytest.FixtureRequest) -> Serve:
+    """Serve the app on uvicorn (asgi) or gunicorn (wsgi): ``with serve(**options) as url``."""
+
+    def start(**options: Any) -> AbstractContextManager[str]:
+        return _serve(request.param, **options)
+
+    start.kind = request.param  # type: ignore[attr-defined]
+    return start
+
+
+def charge(
+    url: str,
+    *,
+    key: str | None = KEY,
+    body: bytes = BODY,
+    caller: str | None = "Bearer alice",
+    test: str = "ok",
+    headers: dict[str, str] | None = None,
+    path: str = "/charges",
+) -> httpx.Response:
+    sent = {"X-Test": test, **(headers or {})}
+    if key is not None:
+        sent["Idempotency-Key"] = key
+    if caller is not None:
+        sent["Authorization"] = caller
+    return httpx.post(f"{url}{path}", content=body, headers=sent, timeout=20.0)
+
+
+def stats(url: str) -> dict[str, Any]:
+    result: dict[str, Any] = httpx.get(f"{url}/stats", timeout=10.0).json()
+    return result
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` (bounded), for state that lives in another thread or process."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        threading.Event().wait(0.02)
+
+
+# -- #12 item 1: records per caller; per-caller headers never stored ---------------------------
+
+
+def test_another_caller_with_the_same_key_is_not_replayed(serve: Serve) -> None:
+    """Bob sending Alice's key (and payload) runs his own request: he never gets her stored
+    response nor her Set-Cookie; Alice's retry is replayed, without the Set-Cookie."""
+    with serve() as url:
+        alice = charge(url, caller="Bearer alice")
+        bob = charge(url, caller="Bearer bob")
+        again = charge(url, caller="Bearer alice")
+        runs = stats(url)["runs"]
+    assert alice.status_code == bob.status_code == 201
+    assert "idempotent-replayed" not in bob.headers
+    assert bob.headers["set-cookie"] != alice.headers["set-cookie"]
+    assert again.headers["idempotent-replayed"] == "true" and again.content == alice.content
+    assert "set-cookie" not in again.headers
+    assert runs == 2
+
+
+def test_a_keyed_request_without_a_caller_identity_is_refused(serve: Serve) -> None:
+    """No Authorization (the default identity): 400 problem, the handler does not run;
+    a request without a key is not concerned."""
+    with serve() as url:
+        anonymous = charge(url, caller=None)
+        keyless = charge(url, caller=None, key=None)
+        runs = stats(url)["runs"]
+    assert anonymous.status_code == 400
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    assert anonymous.json()["title"] == "Caller identity required"
+    assert keyless.status_code == 201 and runs == 1
+
+
+def test_a_named_cookie_identifies_the_caller(serve: Serve) -> None:
+    """``caller_cookie="sid"``: the session cookie scopes the records."""
+    with serve(caller_header=None, caller_cookie="sid") as url:
+        one = charge(url, caller=None, headers={"Cookie": "theme=dark; sid=one"})
+        same = charge(url, caller=None, headers={"Cookie": "sid=one"})
+        other = charge(url, caller=None, headers={"Cookie": "sid=two"})
+        none = charge(url, caller=None, headers={"Cookie": "theme=dark"})
+    assert one.status_code == same.status_code == other.status_code == 201
+    assert same.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in other.headers
+    assert none.status_code == 400
+
+
+# -- #12 item 15: unambiguous records and fingerprints ------------------------------------------
+
+
+def test_a_colon_in_a_key_does_not_join_two_callers_records(serve: Serve) -> None:
+    """Tenant ``a`` with key ``b:c`` and tenant ``a:b`` with key ``c`` are two records."""
+    with serve(tenant_scope=True) as url:
+        first = charge(url, key="b:c", headers={"X-Tenant": "a"})
+        second = charge(url, key="c", headers={"X-Tenant": "a:b"})
+        runs = stats(url)["runs"]
+    assert first.status_code == second.status_code == 201
+    assert "idempotent-replayed" not in second.headers and runs == 2
+
+
+def test_a_nul_in_the_path_does_not_make_two_payloads_one() -> None:
+    """``POST /a%00x`` with body ``B`` and ``POST /a?x`` with body ``\\0B`` differ: the same key
+    on both is a reused key (422), not a replay (ASGI paths may hold a NUL)."""
+    with _serve("asgi") as url:
+        first = charge(url, path="/a%00x", body=b"B")
+        second = charge(url, path="/a?x", body=b"\x00B")
+    assert first.status_code == 201
+    assert second.status_code == 422
+
+
+# -- #12 item 17: the key field on the wire; 409 and its Retry-After -------------------------
+
+
+def test_two_key_field_lines_are_refused(serve: Serve) -> None:
+    """Two ``Idempotency-Key`` field lines: 400, in both shells (raw socket: httpx joins them)."""
+    with serve() as url:
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        request = (
+            b"POST /charges HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n"
+            b'Idempotency-Key: "one"\r\nIdempotency-Key: "two"\r\n'
+            b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+        )
+        with socket.create_connection((host, port), timeout=10) as conn:
+            conn.sendall(request)
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+        runs = stats(url)["runs"]
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    assert runs == 0
+
+
+@pytest.mark.parametrize("value", ["123", "4.5", ":YWJj:", "?1", '"abc";x=1'])
+def test_keys_that_are_not_strings_are_refused(value: str) -> None:
+    """sf-Integer, Decimal, Byte Sequence, Boolean and parameters are not keys: 400."""
+    with _serve("asgi") as url:
+        refused = charge(url, key=value)
+        runs = stats(url)["runs"]
+    assert refused.status_code == 400 and runs == 0
+
+
+def test_a_conflict_says_when_to_retry(serve: Serve) -> None:
+    """The 409 for a request still running carries ``Retry-After``."""
+    with serve() as url:
+        first = threading.Thread(target=charge, args=(url,), kwargs={"test": "hold"})
+        first.start()
+        wait_until(lambda: stats(url)["held"] == 1, "the first request to run")
+        conflict = charge(url, test="hold")
+        httpx.get(f"{url}/release")
+        first.join(20)
+    assert conflict.status_code == 409
+    assert int(conflict.headers["retry-after"]) >= 1
+
+
+# -- #12 item 2: a truncated body is never run ------------------------------------------------
+
+
+def test_a_body_cut_short_never_reaches_the_handler(serve: Serve) -> None:
+    """A keyed POST that promises 24 bytes, sends 10 and leaves: nothing runs, nothing is
+    kept; the retry with the whole body runs (not 422)."""
+    whole = b"amount=1000&currency=eur"
+    assert len(whole) == 24
+    with serve() as url:
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        head = (
+            b"POST /charges HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n"
+            b"Idempotency-Key: " + KEY.encode() + b"\r\nContent-Length: 24\r\n\r\n"
+        )
+        with socket.create_connection((host, port), timeout=10) as conn:
+            conn.sendall(head + whole[:10])
+            conn.shutdown(socket.SHUT_WR)
+            while conn.recv(65536):  # until the server closes its side
+                pass
+        cut = stats(url)
+        retry = charge(url, body=whole)
+        after = stats(url)
+    assert cut["runs"] == 0 and cut["charges"] == []
+    assert retry.status_code == 201
+    assert after["charges"] == [whole.decode()]
+
+
+# -- #12 item 3: chunked request bodies ---------------------------------------------------------
+
+
+def _chunks(*parts: bytes) -> Iterator[bytes]:
+    yield from parts  # httpx sends a generator with Transfer-Encoding: chunked
+
+
+def test_a_chunked_body_is_read_to_the_end_under_gunicorn() -> None:
+    """gunicorn de-chunks and sets ``wsgi.input_terminated``: the app sees the whole body, a
+    second chunked body under the same key is a reused key (422), and ``max_body`` holds."""
+    with serve_gunicorn({"max_body": 64}) as url:
+        headers = {"Idempotency-Key": KEY, "Authorization": "Bearer alice"}
+        first = httpx.post(f"{url}/charges", content=_chunks(b"amount=", b"1000"), headers=headers)
+        other = httpx.post(f"{url}/charges", content=_chunks(b"amount=", b"9999"), headers=headers)
+        headers["Idempotency-Key"] = '"another"'
+        large = httpx.post(f"{url}/charges", content=_chunks(b"x" * 40, b"y" * 40), headers=headers)
+        seen = stats(url)
+    assert first.status_code == 201 and seen["charges"] == ["amount=1000"]
+    assert other.status_code == 422
+    assert large.status_code == 413 and seen["runs"] == 1
+
+
+def test_a_chunked_keyed_request_gets_411_where_the_server_cannot_end_it() -> None:
+    """wsgiref passes chunked bodies through undecoded and unterminated: the middleware cannot
+    read them safely, so a keyed one gets 411 and does not run."""
+    from resilience.testing import serve_wsgi
+    from resilience.wsgi import DeadlineMiddleware, IdempotencyMiddleware
+    from tests.server_apps import wsgi_app
+
+    ledger = Ledger()
+    app = IdempotencyMiddleware(DeadlineMiddleware(wsgi_app(ledger)))
+    with serve_wsgi(app) as url:
+        headers = {"Idempotency-Key": KEY, "Authorization": "Bearer alice", "Connection": "close"}
+        refused = httpx.post(f"{url}/charges", content=_chunks(b"a=", b"1"), headers=headers)
+    assert refused.status_code == 411 and ledger.runs == 0
+
+
+# -- #12 item 11: failures and refusals are not stored -------------------------------------------
+
+
+@pytest.mark.parametrize("test", ["crash", "401"])
+def test_failures_and_refusals_are_not_replayed(serve: Serve, test: str) -> None:
+    """A view that crashes (500, rendered inside the WSGI app as Flask does) or answers 401 is
+    not kept: the retry runs again and succeeds."""
+    with serve() as url:
+        failed = charge(url, test=test)
+        retried = charge(url)
+        runs = stats(url)["runs"]
+    assert failed.status_code == (500 if test == "crash" else 401)
+    assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
+    assert runs == 2
+
+
+# -- #12 item 7: big and streamed responses ---------------------------------------------------
+
+
+@pytest.mark.parametrize("test", ["big", "stream"])
+def test_big_or_streamed_responses_pass_through_and_are_not_kept(serve: Serve, test: str) -> None:
+    """A response over ``max_response`` (1 MiB), or streamed without a length, reaches the
+    client whole but is not stored: its retry gets 410 and does not run the handler again."""
+    with serve() as url:
+        first = charge(url, test=test)
+        retry = charge(url, test=test)
+        runs = stats(url)["runs"]
+    expected = b"x" * BIG if test == "big" else b"chunk 0;chunk 1;chunk 2;"
+    assert first.status_code == 201 and first.content == expected
+    assert retry.status_code == 410 and retry.json()["title"] == "Response not kept"
+    assert runs == 1
+
+
+# -- #12 items 12 and 17: the deadline inside the app -----------------------------------------
+
+
+def test_a_deadline_that_runs_out_in_the_app_is_a_504_problem(serve: Serve) -> None:
+    """The caller's ``Request-Timeout-Ms`` runs out inside the handler: 504 as a problem
+    document (not 500), and not stored: the retry with time runs."""
+    with serve() as url:
+        late = charge(url, test="deadline", headers={"Request-Timeout-Ms": "100"})
+        retry = charge(url)
+        runs = stats(url)["runs"]
+    assert late.status_code == 504
+    assert late.headers["content-type"] == "application/problem+json"
+    assert late.json()["status"] == 504
+    assert retry.status_code == 201 and runs == 2
+
+
+def test_no_time_left_on_arrival_is_a_504_problem(serve: Serve) -> None:
+    """``Request-Timeout-Ms: 0``: 504 problem+json without running."""
+    with serve() as url:
+        expired = httpx.get(f"{url}/stats", headers={"Request-Timeout-Ms": "0"})
+    assert expired.status_code == 504
+    assert expired.headers["content-type"] == "application/problem+json"
+
+
+def test_a_streamed_response_stays_streamed_under_a_deadline(serve: Serve) -> None:
+    """With ``Request-Timeout-Ms`` the first chunk arrives before the app makes the second, and
+    the deadline is still in force while it makes it."""
+    with serve() as url:
+        headers = {"Request-Timeout-Ms": "20000"}
+        with httpx.stream("GET", f"{url}/gated", headers=headers, timeout=10.0) as response:
+            chunks = response.iter_raw()
+            first = next(chunks)
+            httpx.get(f"{url}/release")
+            rest = b"".join(chunks)
+    assert first == b"first;"
+    left = json.loads(rest)["remaining"]
+    assert left is not None and 0.0 < left <= 20.0
