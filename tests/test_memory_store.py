@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from resilience import RateLimiter
 from resilience._gcra import GcraParams, RateLimitDecision, gcra_step
-from resilience._idempotency import Claim
-from resilience.stores import MemoryStore
+from resilience.stores import Claim, MemoryStore
 from resilience.testing import FakeClock
 
 
@@ -36,14 +35,27 @@ class DictModel:
             return Claim("in_progress")
         return Claim("replay", response=record[3])  # type: ignore[arg-type]
 
-    def complete(self, key: str, token: str, response: bytes, ttl: float) -> bool:
+    def held(self, key: str, fingerprint: str, token: str) -> list[object] | None:
+        """The running record ``token`` holds; a free key (gone, or expired as the Redis key's
+        TTL would) is taken again for it."""
         record = self.records.get(key)
-        if record is None or record[1] != token or record[3] is not None:
-            return False
-        if record[2] <= self.clock.now():  # type: ignore[operator]
-            return False  # the lease ran out, as the Redis key's TTL would
+        if record is None or record[2] <= self.clock.now():  # type: ignore[operator]
+            record = self.records[key] = [fingerprint, token, self.clock.now(), None]
+        return record if record[1] == token and record[3] is None else None
+
+    def renew(self, key: str, fingerprint: str, token: str, lease: float) -> str:
+        record = self.held(key, fingerprint, token)
+        if record is None:
+            return "lost"
+        record[2] = self.clock.now() + lease
+        return "renewed"
+
+    def complete(self, key: str, fingerprint: str, token: str, response: bytes, ttl: float) -> str:
+        record = self.held(key, fingerprint, token)
+        if record is None:
+            return "lost"
         record[1], record[2], record[3] = None, self.clock.now() + ttl, response
-        return True
+        return "stored"
 
     def release(self, key: str, token: str) -> None:
         record = self.records.get(key)
@@ -62,6 +74,7 @@ STEPS = st.lists(
     st.one_of(
         st.tuples(st.just("claim"), KEYS, st.sampled_from(["x", "y"]), st.sampled_from([1.0, 5.0])),
         st.tuples(st.just("complete"), KEYS, st.booleans(), st.sampled_from([1.0, 10.0])),
+        st.tuples(st.just("renew"), KEYS, st.booleans(), st.sampled_from([1.0, 5.0])),
         st.tuples(st.just("release"), KEYS, st.booleans()),
         st.tuples(st.just("gcra"), KEYS, st.integers(0, 2)),
         st.tuples(st.just("advance"), st.sampled_from([0.0, 0.5, 1.0, 3.0, 6.0, 12.0])),
@@ -73,7 +86,7 @@ STEPS = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(steps=STEPS)
 def test_store_answers_as_a_plain_dict_would(steps: list[tuple[object, ...]]) -> None:
-    """Claims, completions, releases, GCRA steps and the passing of time give the model's
+    """Claims, renewals, completions, releases, GCRA steps and the passing of time give the model's
     answers (heaps, lazy clean-up and the completed-records order change nothing visible)."""
     clock = FakeClock(start=1000.0)
     store, model = MemoryStore(clock=clock), DictModel(clock)
@@ -95,8 +108,14 @@ def test_store_answers_as_a_plain_dict_would(steps: list[tuple[object, ...]]) ->
             token = tokens.get(key, "none") if step[2] else "stolen"
             body = f"{key}@{clock.now()}".encode()
             ttl = float(step[3])  # type: ignore[arg-type]
-            assert store.idempotency_complete(key, token, body, ttl) == model.complete(
-                key, token, body, ttl
+            assert store.idempotency_complete(key, "x", token, body, ttl) == model.complete(
+                key, "x", token, body, ttl
+            )
+        elif kind == "renew":
+            token = tokens.get(key, "none") if step[2] else "stolen"
+            lease = float(step[3])  # type: ignore[arg-type]
+            assert store.idempotency_renew(key, "x", token, lease) == model.renew(
+                key, "x", token, lease
             )
         elif kind == "release":
             token = tokens.get(key, "none") if step[2] else "stolen"
@@ -151,7 +170,7 @@ def test_full_records_forget_the_oldest_completed_never_a_running_claim(
     store = MemoryStore(clock=clock, max_records=2)
     done = store.idempotency_claim("done", "fp", 60.0)
     assert done.token is not None
-    assert store.idempotency_complete("done", done.token, b"stored", 3600.0)
+    assert store.idempotency_complete("done", "fp", done.token, b"stored", 3600.0) == "stored"
     assert store.idempotency_claim("running", "fp", 60.0).outcome == "claimed"
     assert store.idempotency_claim("new", "fp", 60.0).outcome == "claimed"  # "done" forgotten
     assert store.idempotency_claim("fourth", "fp", 60.0).outcome == "unavailable"
@@ -167,7 +186,7 @@ def test_stored_bytes_are_bounded_oldest_response_first(clock: FakeClock) -> Non
     for key, body in (("a", b"123456"), ("b", b"654321"), ("c", b"x" * 12)):
         claim = store.idempotency_claim(key, "fp", 60.0)
         assert claim.token is not None
-        assert store.idempotency_complete(key, claim.token, body, 3600.0)
+        assert store.idempotency_complete(key, "fp", claim.token, body, 3600.0) == "stored"
     assert store.idempotency_claim("a", "fp", 60.0).outcome == "claimed"
     assert store.idempotency_claim("b", "fp", 60.0).outcome == "claimed"
     assert store.idempotency_claim("c", "fp", 60.0) == Claim("replay", response=b"x" * 12)

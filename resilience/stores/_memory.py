@@ -191,9 +191,7 @@ class MemoryStore:
                 return Claim("in_progress")
             return Claim("replay", response=record.response)
 
-    def idempotency_renew(
-        self, record: str, fingerprint: str, token: str, lease: float
-    ) -> Renewal:
+    def idempotency_renew(self, record: str, fingerprint: str, token: str, lease: float) -> Renewal:
         """Extend the claim ``token`` holds by ``lease`` seconds from now (its lease entry is
         pushed again when it comes due); take the record again if it vanished or expired
         unclaimed; ``"lost"`` if another claim holds or finished it."""
@@ -226,9 +224,7 @@ class MemoryStore:
                 self._evict_done_locked()  # never the response just stored: its retry would run
             return "stored"
 
-    def _held_locked(
-        self, record: str, fingerprint: str, token: str, now: float
-    ) -> _Record | None:
+    def _held_locked(self, record: str, fingerprint: str, token: str, now: float) -> _Record | None:
         """The running record ``token`` holds, made again for it if the key is free (gone, or
         expired); ``None`` if another claim holds or finished it (or the store is full)."""
         found = self._records.get(record)
