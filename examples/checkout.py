@@ -14,8 +14,11 @@ The same 90 orders, 30 ms apart, are placed by three order services:
 - **naive retries**: retry any timeout or 5xx up to 4 times, no idempotency keys — what a
   hand-written loop around httpx does;
 - **resilience**: ``ResilientTransport`` (retry with budget and backoff, breaker, deadline,
-  ``Idempotency-Key`` on every charge) and a ``Fallback`` that queues the order when payments
-  is unavailable; notifications are best effort (retried, then dropped to a queue).
+  ``Idempotency-Key`` on every charge, and ``origins_honour_keys=True``: payments is ours,
+  behind ``IdempotencyMiddleware``, so a keyed charge may be resent after a timeout or a 5xx)
+  and a ``Fallback`` that queues the order when payments is unavailable; notifications are
+  best effort (notifications does not dedupe by key, so a POST it may have acted on is not
+  resent: a failed notification is dropped).
 
 The table shows what each cost: orders paid, duplicate bank charges, requests payments received.
 Payments derives the key of its bank call from the order service's key, so a payments run that
@@ -111,7 +114,10 @@ class Payments:
                 await _respond(send, 503, b'{"error": "busy"}', [(b"retry-after", b"0")])
                 return
             order = json.loads(body)["order"]
-            transport = AsyncResilientTransport(retry=Retry(3), tracing=False)
+            # The bank is ours too (IdempotencyMiddleware): its keyed charges may be resent.
+            transport = AsyncResilientTransport(
+                retry=Retry(3), origins_honour_keys=True, tracing=False
+            )
             async with httpx.AsyncClient(transport=transport) as bank:  # keys derived from ours
                 charged = await bank.post(f"{self.bank}/charges", json={"order": order})
             if fault == "crash":
@@ -202,8 +208,9 @@ def resilient(payments: str, notifications: str) -> tuple[PlaceOrder, Callable[[
         transport=ResilientTransport(
             retry=Retry(6, backoff=Backoff(initial=0.02, maximum=0.2), budget=RetryBudget()),
             breaker=CircuitBreaker("payments", failure_rate=0.5, minimum_calls=6, open_for=0.3),
-            timeout=ATTEMPT_TIMEOUT,  # per attempt
+            attempt_timeout=ATTEMPT_TIMEOUT,
             deadline=2.0,  # the whole charge, retries included
+            origins_honour_keys=True,  # payments dedupes by Idempotency-Key (it is ours)
             tracing=False,
         )
     )

@@ -1,6 +1,7 @@
 """Traces and metrics of an order service calling a flaky payments service, via OpenTelemetry.
 
-A payments server on 127.0.0.1 answers ``503 Retry-After: 0`` to every other charge. The order
+A payments server on 127.0.0.1 answers ``429 Retry-After: 0`` to every other charge (a
+refusal: the charge was not made, so the POST may be sent again). The order
 service charges through ``ResilientTransport`` inside an ``order`` span. With the SDK configured
 on the global providers (nothing resilience-specific to wire), each attempt is a CLIENT span
 (``http.request.resend_count`` on resends, a fresh ``traceparent`` each), the retry decision is
@@ -33,14 +34,14 @@ ORDERS = 4
 
 
 class Payments(BaseHTTPRequestHandler):
-    """Every other charge is refused with 503 and ``Retry-After: 0``."""
+    """Every other charge is refused with 429 and ``Retry-After: 0``."""
 
     counter = itertools.count()
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         busy = next(self.counter) % 2 == 0
-        self.send_response(503 if busy else 201)
+        self.send_response(429 if busy else 201)
         if busy:
             self.send_header("Retry-After", "0")
         self.send_header("Content-Length", "0")

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Echo",
     "Headers",
     "Received",
+    "Relay",
     "Reply",
     "ScriptedServer",
     "Stall",
@@ -492,3 +494,123 @@ def http_server(http_server_session: ScriptedServer) -> Iterator[ScriptedServer]
     http_server_session.reset()
     yield http_server_session
     http_server_session.reset()
+
+
+class Relay:
+    """A loopback HTTP/1.1 relay, one request per connection, on its own threads.
+
+    With ``upstream`` it forwards every request there (a reverse proxy); without, it is a
+    forward proxy: it forwards to the origin named by the absolute-form request target
+    (``GET http://127.0.0.1:8000/path``), as ``httpx.Client(proxy=...)`` sends for ``http://``
+    URLs. ``drop(n)`` (n counts requests from 0) decides, after the upstream's whole answer is
+    in, to close the client's connection without relaying it: the handler ran, the client
+    never learns it. ``forwarded`` lists (method, target) of every request relayed upstream.
+    """
+
+    def __init__(self, upstream: str | None = None, drop: Callable[[int], bool] | None = None):
+        self._upstream = upstream
+        self._drop = drop or (lambda n: False)
+        self._lock = threading.Lock()
+        self.forwarded: list[tuple[str, str]] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="relay", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> Relay:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(5)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client:
+            client.settimeout(10)
+            try:
+                request = _read_request(client)
+            except (OSError, ValueError):
+                return
+            if request is None:
+                return
+            head, body = request
+            lines = head.split(b"\r\n")
+            method, target, version = lines[0].decode("latin-1").split(" ")
+            origin = self._upstream
+            if origin is None:  # forward proxy: the origin is in the target
+                url = httpx.URL(target)
+                origin = f"{url.scheme}://{url.host}:{url.port or 80}"
+                target = url.raw_path.decode("ascii")
+            host, _, port = origin.rpartition("//")[2].partition(":")
+            kept = [
+                line
+                for line in lines[1:]
+                if not line.lower().startswith((b"connection:", b"proxy-connection:"))
+            ]
+            upstream_head = b"\r\n".join(
+                [f"{method} {target} {version}".encode("latin-1"), *kept, b"Connection: close"]
+            )
+            with self._lock:
+                number = len(self.forwarded)
+                self.forwarded.append((method, target))
+            try:
+                with socket.create_connection((host, int(port)), timeout=10) as upstream:
+                    upstream.sendall(upstream_head + b"\r\n\r\n" + body)
+                    answer = _read_to_end(upstream)
+            except OSError:
+                return
+            if not self._drop(number):
+                client.sendall(answer)
+
+
+def _read_request(sock: socket.socket) -> tuple[bytes, bytes] | None:
+    """One request from ``sock``: its head (without the blank line) and its body as sent
+    (Content-Length, or chunked up to its last chunk)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    fields = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:])
+    }
+    if b"chunked" in fields.get(b"transfer-encoding", b"").lower():
+        while not body.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ValueError("the request body ended early")
+            body += chunk
+    else:
+        length = int(fields.get(b"content-length", b"0"))
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ValueError("the request body ended early")
+            body += chunk
+    return head, body
+
+
+def _read_to_end(sock: socket.socket) -> bytes:
+    parts = []
+    while chunk := sock.recv(65536):
+        parts.append(chunk)
+    return b"".join(parts)

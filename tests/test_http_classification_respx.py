@@ -13,28 +13,40 @@ FAST = Retry(3, backoff=Backoff(initial=0.0, maximum=0.0))
 
 
 @pytest.mark.parametrize(
-    ("method", "status", "keyed", "calls"),
+    ("method", "status", "keyed", "honoured", "calls"),
     [
-        ("GET", 503, False, 3),
-        ("PUT", 502, False, 3),
-        ("DELETE", 504, False, 3),
-        ("GET", 404, False, 1),
-        ("GET", 501, False, 1),
-        ("POST", 503, False, 1),
-        ("POST", 503, True, 3),
-        ("PATCH", 429, True, 3),
-        ("POST", 409, True, 3),
-        ("GET", 409, False, 1),
-        ("POST", 422, True, 1),
+        ("GET", 503, False, False, 3),
+        ("PUT", 502, False, False, 3),
+        ("DELETE", 504, False, False, 3),
+        ("GET", 404, False, False, 1),
+        ("GET", 501, False, False, 1),
+        ("POST", 503, False, False, 1),
+        ("POST", 503, True, False, 1),
+        ("POST", 503, True, True, 3),
+        ("POST", 429, False, False, 3),
+        ("PATCH", 429, True, False, 3),
+        ("POST", 409, True, True, 3),
+        ("POST", 409, True, False, 1),
+        ("GET", 409, False, True, 1),
+        ("POST", 422, True, True, 1),
     ],
 )
 @respx.mock
-def test_which_responses_are_retried(method: str, status: int, keyed: bool, calls: int) -> None:
-    """Statuses are retried only for idempotent or keyed requests, and only the transient ones."""
+def test_which_responses_are_retried(
+    method: str, status: int, keyed: bool, honoured: bool, calls: int
+) -> None:
+    """Statuses are retried for idempotent requests and for keyed ones to origins that honour
+    keys, and only the transient ones; 429 for any request."""
     route = respx.route(method=method, url="http://api.test/x").mock(
         return_value=httpx.Response(status)
     )
-    transport = ResilientTransport(retry=FAST, idempotency_keys=keyed)
+    transport = ResilientTransport(
+        retry=FAST,
+        idempotency_keys=keyed,
+        origins_honour_keys=honoured,
+        breaker=None,
+        deadline=None,
+    )
     with httpx.Client(transport=transport) as client:
         assert client.request(method, "http://api.test/x").status_code == status
     assert route.call_count == calls

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import respx
 import tenacity
@@ -9,9 +11,9 @@ import tenacity
 from resilience.http.tenacity import retry_if_http_retryable, wait_retry_after
 
 
-def retrying(sleeps: list[float]) -> tenacity.Retrying:
+def retrying(sleeps: list[float], **rules: Any) -> tenacity.Retrying:
     return tenacity.Retrying(
-        retry=retry_if_http_retryable(),
+        retry=retry_if_http_retryable(**rules),
         wait=wait_retry_after(fallback=tenacity.wait_fixed(0.5)),
         stop=tenacity.stop_after_attempt(3),
         sleep=sleeps.append,
@@ -45,18 +47,27 @@ def test_keyless_post_is_not_retried_after_a_5xx() -> None:
 
 @respx.mock
 def test_keyed_post_is_retried_and_connect_errors_always() -> None:
-    """A keyed POST may be resent; a connect error proves nothing was sent."""
+    """A keyed POST may be resent to an origin declared key-honouring (a 409 means its
+    original still runs); a connect error proves nothing was sent; elsewhere the 409 is final."""
     route = respx.post("http://api.test/charges").mock(
         side_effect=[httpx.ConnectError("refused"), httpx.Response(409), httpx.Response(201)]
     )
     sleeps: list[float] = []
     with httpx.Client() as client:
-        response = retrying(sleeps)(
+        response = retrying(sleeps, origins_honour_keys={"http://api.test"})(
             client.post, "http://api.test/charges", headers={"Idempotency-Key": "k-1"}
         )
     assert response.status_code == 201
     assert route.call_count == 3
     assert sleeps == [0.5, 0.5]
+
+    route.side_effect = [httpx.ConnectError("refused"), httpx.Response(409)]
+    with httpx.Client() as client:
+        response = retrying([])(
+            client.post, "http://api.test/charges", headers={"Idempotency-Key": "k-2"}
+        )
+    assert response.status_code == 409
+    assert route.call_count == 5
 
 
 @respx.mock

@@ -328,7 +328,10 @@ def test_resilient_transport_and_middleware_make_exactly_once(
     releaser = threading.Timer(0.3, payments.hold.set)  # payments takes 0.3 s to charge
     releaser.start()
     transport = ResilientTransport(
-        retry=Retry(20, backoff=Backoff(initial=0.05, maximum=0.1)), timeout=0.1, tracing=False
+        retry=Retry(20, backoff=Backoff(initial=0.05, maximum=0.1)),
+        attempt_timeout=0.1,
+        origins_honour_keys=True,  # payments is behind our IdempotencyMiddleware
+        tracing=False,
     )
     try:
         with httpx.Client(transport=transport, headers={"Authorization": "Bearer a"}) as client:

@@ -185,7 +185,7 @@ def test_telemetry_example_prints_attempt_spans_and_metrics() -> None:
         check=True,
     )
     out = done.stdout
-    assert out.count("span CLIENT") == 8  # 4 orders x (503, then 201)
+    assert out.count("span CLIENT") == 8  # 4 orders x (429, then 201)
     assert out.count("'http.request.resend_count': 1") == 4
     assert out.count("events=['resilience.retry.scheduled']") == 4
     assert "http.client.request.duration" in out and "resilience.retry.attempts" in out

@@ -2,43 +2,64 @@
 
 Sources: RFC 9110 §9.2 (safe and idempotent methods), urllib3's ``Retry`` (connect errors are
 "raised before the request is sent"; read errors "may have side-effects"), gRPC's transparent
-retries, and draft-ietf-httpapi-idempotency-key-header (a keyed request may be resent).
+retries, and draft-ietf-httpapi-idempotency-key-header (a keyed request may be resent to a
+server that honours the key).
+
+The rule (``Classifier``): a request may be sent again after a failure that leaves open whether
+the server acted on it only when repeating it is harmless — an idempotent method, or a keyed
+request to an origin declared to honour ``Idempotency-Key``. Any request may be sent again
+after a failure that proves the server did not act: the connection was refused or the request
+never written (``NEVER_SENT_ERRORS``), or the server said so (``UNPROCESSED_STATUSES``: 429).
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import httpx
 
 from resilience.http._keys import IDEMPOTENCY_KEY
 
 __all__ = [
-    "BREAKER_FAILURE_STATUS",
+    "BREAKER_FAILURE_STATUSES",
     "IDEMPOTENT_METHODS",
+    "IN_PROGRESS_STATUS",
     "KEYED_METHODS",
     "KEYED_RETRY_STATUSES",
     "NEVER_SENT_ERRORS",
+    "RETRY_ERRORS",
     "RETRY_STATUSES",
+    "UNPROCESSED_STATUSES",
+    "Classifier",
+    "OriginKey",
     "has_key",
-    "is_breaker_failure",
-    "may_resend",
-    "retryable_error",
+    "origin_key",
     "request_of",
-    "retryable_status",
 ]
 
 # RFC 9110 §9.2.2: the safe methods plus PUT and DELETE; repeating them has the effect of one.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
-# Unsafe and not idempotent: these get an Idempotency-Key so that a resend is safe.
+# Unsafe and not idempotent: these get an Idempotency-Key, so a server that honours it can tell
+# a resend from a new request.
 KEYED_METHODS = frozenset({"POST", "PATCH"})
 
 # Statuses worth another try: timeout, throttled, and the transient server errors.
 # Never 400, 401, 403, 404, 422 (the request itself is wrong) nor 501 (it will stay unimplemented).
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
-# 409 Conflict on a keyed request means "the original is still in flight" (idempotency draft
-# §2.7): no correction is needed before retrying. On a keyless request it is a real conflict.
-KEYED_RETRY_STATUSES = RETRY_STATUSES | {409}
+# 409 Conflict on a keyed request to a key-honouring server means "the original is still in
+# flight" (idempotency draft §2.7): no correction is needed, only patience. Elsewhere it is a
+# real conflict.
+IN_PROGRESS_STATUS = 409
+KEYED_RETRY_STATUSES = RETRY_STATUSES | {IN_PROGRESS_STATUS}
+
+# Statuses by which the server says it did not act on the request (RFC 6585 §4: 429 refuses
+# the request for its rate): retried for any method, when also in the retryable statuses.
+UNPROCESSED_STATUSES = frozenset({429})
+
+# Statuses that count against the circuit breaker: the server failed. 4xx are the caller's.
+BREAKER_FAILURE_STATUSES = frozenset(range(500, 600))
 
 # Failures that prove the request never reached the server: safe to resend for any method.
 NEVER_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
@@ -47,43 +68,94 @@ NEVER_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
     httpx.PoolTimeout,
 )
 
-# Everything else in httpx.TransportError (ReadTimeout, ReadError, WriteTimeout, WriteError,
-# RemoteProtocolError, ...) may have reached the application: only a request that is safe to
-# repeat (idempotent method, or carrying an Idempotency-Key) may be resent after it.
-# Programming errors (UnsupportedProtocol, LocalProtocolError, ProxyError with a bad URL) would
-# fail the same way again: they are never retried.
-_NEVER_RETRIED: tuple[type[httpx.TransportError], ...] = (
-    httpx.UnsupportedProtocol,
-    httpx.LocalProtocolError,
+# Failures worth another attempt (the never-sent ones are among them). Not UnsupportedProtocol
+# nor LocalProtocolError: a programming error fails the same way again.
+RETRY_ERRORS: tuple[type[BaseException], ...] = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
 )
 
-BREAKER_FAILURE_STATUS = 500  # 5xx count against the breaker; 4xx are the caller's problem
+# (scheme, host, port) as httpx spells them: what an origin is.
+OriginKey = tuple[bytes, bytes, "int | None"]
 
 
-def may_resend(method: str, has_key: bool) -> bool:
-    """Whether a request may be repeated after it might have been processed."""
-    return has_key or method in IDEMPOTENT_METHODS
+def origin_key(url: httpx.URL) -> OriginKey:
+    """The origin of ``url``: (scheme, host, port)."""
+    return (url.raw_scheme, url.raw_host, url.port)
 
 
-def retryable_error(exc: BaseException, resendable: bool) -> bool:
-    """Whether the transport error ``exc`` may be retried for a request that is (not) resendable."""
-    if not isinstance(exc, httpx.TransportError) or isinstance(exc, _NEVER_RETRIED):
-        return False
-    return resendable or isinstance(exc, NEVER_SENT_ERRORS)
+class Classifier:
+    """The HTTP rules of one transport: which outcomes are retried, which fail the breaker.
 
+    ``retry_statuses``, ``breaker_statuses`` and ``retry_errors`` are the tables above unless
+    the user changed them; ``honour_all`` / ``honouring`` say which origins honour
+    ``Idempotency-Key`` (every one, or those listed).
+    """
 
-def retryable_status(status: int, method: str, has_key: bool) -> bool:
-    """Whether a response status calls for another attempt of this request."""
-    if not may_resend(method, has_key):
-        return False  # the server saw it: a keyless POST is never resent after a response
-    return status in (KEYED_RETRY_STATUSES if has_key else RETRY_STATUSES)
+    __slots__ = (
+        "breaker_statuses",
+        "honour_all",
+        "honouring",
+        "judged",
+        "keyed_statuses",
+        "retry_errors",
+        "retry_statuses",
+        "unprocessed_statuses",
+    )
 
+    def __init__(
+        self,
+        *,
+        retry_statuses: Collection[int] = RETRY_STATUSES,
+        breaker_statuses: Collection[int] = BREAKER_FAILURE_STATUSES,
+        retry_errors: tuple[type[BaseException], ...] = RETRY_ERRORS,
+        honour_all: bool = False,
+        honouring: frozenset[OriginKey] = frozenset(),
+    ) -> None:
+        self.retry_statuses = frozenset(retry_statuses)
+        self.keyed_statuses = self.retry_statuses | {IN_PROGRESS_STATUS}
+        self.unprocessed_statuses = self.retry_statuses & UNPROCESSED_STATUSES
+        self.judged = self.keyed_statuses  # every status any request might retry
+        self.breaker_statuses = frozenset(breaker_statuses)
+        self.retry_errors = retry_errors
+        self.honour_all = honour_all
+        self.honouring = honouring
 
-def is_breaker_failure(outcome: BaseException | int) -> bool:
-    """Transport errors, timeouts and 5xx count against the breaker; 4xx do not."""
-    if isinstance(outcome, int):
-        return outcome >= BREAKER_FAILURE_STATUS
-    return isinstance(outcome, httpx.TransportError)
+    def honours_keys(self, request: httpx.Request) -> bool:
+        """Whether ``request`` carries a key its origin was declared to honour."""
+        if not (self.honour_all or (self.honouring and origin_key(request.url) in self.honouring)):
+            return False
+        return has_key(request)
+
+    def may_resend(self, request: httpx.Request) -> bool:
+        """Whether ``request`` may be sent again although the server may have acted on it."""
+        return request.method in IDEMPOTENT_METHODS or self.honours_keys(request)
+
+    def retry_status(self, status: int, request: httpx.Request) -> bool:
+        """Whether a response ``status`` calls for another attempt of ``request``."""
+        if request.method in IDEMPOTENT_METHODS:
+            if status == IN_PROGRESS_STATUS:
+                return self.honours_keys(request)
+            return status in self.retry_statuses
+        if self.honours_keys(request):
+            return status in self.keyed_statuses
+        return status in self.unprocessed_statuses  # the server said it did not act
+
+    def retry_error(self, exc: BaseException, request: httpx.Request) -> bool:
+        """Whether ``exc``, raised by an attempt of ``request``, calls for another attempt."""
+        if not isinstance(exc, self.retry_errors):
+            return False
+        return isinstance(exc, NEVER_SENT_ERRORS) or self.may_resend(request)
+
+    def breaker_failure(self, exc: BaseException) -> bool:
+        """Transport errors count against the breaker (the dependency did not answer)."""
+        return isinstance(exc, httpx.TransportError)
+
+    def breaker_failure_status(self, status: int) -> bool:
+        """Whether a response status counts against the breaker (by default, every 5xx)."""
+        return status in self.breaker_statuses
 
 
 def request_of(outcome: object) -> httpx.Request | None:
@@ -96,5 +168,5 @@ def request_of(outcome: object) -> httpx.Request | None:
 
 
 def has_key(request: httpx.Request) -> bool:
-    """Whether the request carries an Idempotency-Key (so a resend is safe)."""
+    """Whether the request carries an Idempotency-Key."""
     return IDEMPOTENCY_KEY in request.headers

@@ -1,4 +1,12 @@
-"""One-call constructors for an ``httpx.Client`` / ``AsyncClient`` with a resilient transport."""
+"""One-call constructors for an ``httpx.Client`` / ``AsyncClient`` whose every transport is
+resilient.
+
+httpx builds the client's transports itself from its options: the default one (``limits``,
+``verify``, ``cert``, ``http1``, ``http2``, ``trust_env``...) and one per proxy or mount
+(``proxy=``, ``mounts=``, and ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY`` from the
+environment). The factories let httpx build them all, then wrap each in a resilient transport,
+so no request bypasses the policies.
+"""
 
 from __future__ import annotations
 
@@ -6,60 +14,56 @@ from typing import Any
 
 import httpx
 
+from resilience.http._options import _NAMES, TransportOptions
 from resilience.http._transport import AsyncResilientTransport, ResilientTransport
 
 __all__ = ["resilient_async_client", "resilient_client"]
 
-# The keyword arguments that configure the transport; everything else goes to the client.
-_TRANSPORT_OPTIONS = frozenset(
-    {
-        "retry",
-        "breaker",
-        "bulkhead",
-        "timeout_per_attempt",
-        "deadline",
-        "hedge",
-        "idempotency_keys",
-        "key_style",
-        "derive_keys",
-        "retry_after_max",
-        "deadline_header",
-        "clock",
-        "tracing",
-        "tracer_provider",
-        "meter_provider",
-    }
-)
 
-
-def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    transport = {k: v for k, v in options.items() if k in _TRANSPORT_OPTIONS}
-    client = {k: v for k, v in options.items() if k not in _TRANSPORT_OPTIONS}
-    if "timeout_per_attempt" in transport:
-        transport["timeout"] = transport.pop("timeout_per_attempt")
-    return transport, client
+def _split(options: dict[str, Any]) -> tuple[TransportOptions, dict[str, Any]]:
+    transport = {name: value for name, value in options.items() if name in _NAMES}
+    client = {name: value for name, value in options.items() if name not in _NAMES}
+    given = client.get("transport")
+    if isinstance(given, (ResilientTransport, AsyncResilientTransport)):
+        raise TypeError(
+            "transport is already a resilient transport: its policies would run twice per "
+            "attempt; give the factory the transport it wraps, or give it to httpx directly"
+        )
+    return TransportOptions(**transport), client
 
 
 def resilient_client(**options: Any) -> httpx.Client:
-    """An ``httpx.Client`` whose transport is a ``ResilientTransport``.
+    """An ``httpx.Client`` every one of whose transports is a ``ResilientTransport``.
 
-    Transport options (``retry``, ``breaker``, ``bulkhead``, ``deadline``, ``hedge``,
-    ``idempotency_keys``, ``key_style``, ``retry_after_max``, ``deadline_header``, ``clock``,
-    ``tracing``, ``tracer_provider``, ``meter_provider``, and ``timeout_per_attempt`` for the
-    transport's ``timeout``) configure the policies; the rest
-    (``base_url``, ``headers``, ``timeout``, ``limits``, ...) go to ``httpx.Client``.
+    The transport options (``TransportOptions``: ``retry``, ``breaker``, ``attempt_timeout``,
+    ``deadline``, ``origins_honour_keys``, ...) configure the policies — without any, the
+    standard pipeline; every other keyword argument goes to ``httpx.Client`` as is
+    (``base_url``, ``timeout``, ``limits``, ``verify``, ``http2``, ``proxy``, ``mounts``,
+    ``transport``, ``auth``, ``event_hooks``, ...). Each transport httpx builds from them —
+    the default one, each mount and each proxy, from arguments or the environment — is wrapped,
+    each with its own per-origin policies.
     """
     transport_options, client_options = _split(options)
-    if "transport" in client_options:
-        transport_options["inner"] = client_options.pop("transport")
-    return httpx.Client(transport=ResilientTransport(**transport_options), **client_options)
+    client = httpx.Client(**client_options)
+    client._transport = ResilientTransport.with_options(client._transport, transport_options)
+    client._mounts = {
+        pattern: None
+        if mounted is None
+        else ResilientTransport.with_options(mounted, transport_options)
+        for pattern, mounted in client._mounts.items()
+    }
+    return client
 
 
 def resilient_async_client(**options: Any) -> httpx.AsyncClient:
     """The ``httpx.AsyncClient`` twin of ``resilient_client``."""
     transport_options, client_options = _split(options)
-    if "transport" in client_options:
-        transport_options["inner"] = client_options.pop("transport")
-    return httpx.AsyncClient(
-        transport=AsyncResilientTransport(**transport_options), **client_options
-    )
+    client = httpx.AsyncClient(**client_options)
+    client._transport = AsyncResilientTransport.with_options(client._transport, transport_options)
+    client._mounts = {
+        pattern: None
+        if mounted is None
+        else AsyncResilientTransport.with_options(mounted, transport_options)
+        for pattern, mounted in client._mounts.items()
+    }
+    return client

@@ -1,277 +1,179 @@
-"""ResilientTransport and AsyncResilientTransport: policies per origin, with HTTP rules.
+"""ResilientTransport and AsyncResilientTransport: the per-call steps and the two shells.
 
-A request flows: Idempotency-Key added (POST/PATCH, once per call) -> the deadline published
-(a context variable: the time left, for every attempt and retry decision) -> the origin's
-pipeline (Retry -> [Hedge, idempotent requests only] -> CircuitBreaker -> Bulkhead) -> one
-attempt: httpx timeouts capped by the time left, the time left sent downstream in
-``Request-Timeout-Ms``, the inner transport called. The deadline bounds the call through those
-timeouts and the retry decisions, in both transports alike; no timer cancels an attempt (that
-would cost a timer per request, and the sync transport could not do it anyway). Outcomes are
-classified by ``resilience.http._classify``; a response that will not be returned (a retryable
-status, a hedge loser) is read and closed so its connection goes back to the pool. When the
-call ends the time-left header leaves the request again (a value the caller set is put back).
+A request flows: ``begin_call`` (what the request carries is saved; an Idempotency-Key for
+POST/PATCH; the policy key's guarded send, built once in ``_origins``; the call's deadline
+published) -> Retry -> [Hedge, idempotent requests only] -> CircuitBreaker -> Bulkhead ->
+``_attempt`` (``prepare_attempt``: httpx timeouts capped by min(attempt timeout, time left),
+which is also sent as ``Request-Timeout-Ms``; the inner transport; ``answered`` or ``failed``)
+-> ``end_call`` (the deadline withdrawn; the request put back as the caller built it). The
+deadline bounds the call through those timeouts and the retry decisions, in both transports
+alike; no timer cancels an attempt (that would cost a timer per request, and the sync
+transport could not do it anyway). When the deadline is spent, the caller gets one
+``DeadlineExceededError`` with httpx's timeout as its cause.
 
-Both transports share ``_Rules`` (classification, per-origin registry, per-attempt steps); they
-differ only in calling the inner transport, reading bodies and sleeping — sync or async.
+Both transports share ``_Calls`` (the steps above and the judgements handed to the policies);
+they differ only in calling the inner transport and reading bodies — sync or async.
 """
 
 from __future__ import annotations
 
-import threading
+import random
 from collections.abc import Callable
 from contextvars import Token
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from resilience import _events
 from resilience._bulkhead import Bulkhead
 from resilience._circuit.breaker import CircuitBreaker
-from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._context import (
-    DeadlineScope,
-    current_deadline,
-    current_key_scope,
-    enter_deadline,
-)
+from resilience._clock import SYSTEM_CLOCK
+from resilience._context import DeadlineScope, current_deadline, enter_deadline
 from resilience._errors import DeadlineExceededError, add_note
-from resilience._hedge import Hedge
-from resilience._pipeline import Pipeline
 from resilience._policy import Policy
-from resilience._retry.budget import RetryBudget
-from resilience._retry.retry import Retry
+from resilience._retry.backoff import Backoff
 from resilience._timeout import exceeded
-from resilience._validate import check_duration
 from resilience.http._classify import (
-    BREAKER_FAILURE_STATUS,
+    IDEMPOTENT_METHODS,
+    IN_PROGRESS_STATUS,
     KEYED_METHODS,
-    KEYED_RETRY_STATUSES,
-    has_key,
-    is_breaker_failure,
-    may_resend,
+    NEVER_SENT_ERRORS,
+    Classifier,
     request_of,
-    retryable_error,
-    retryable_status,
 )
-from resilience.http._keys import IDEMPOTENCY_KEY, KeyStyle, new_idempotency_key, styled
-from resilience.http._retry_after import DEFAULT_RETRY_AFTER_MAX, parse_retry_after
+from resilience.http._options import DEADLINE_HEADER, TransportOptions, transport_options
+from resilience.http._origins import Origins, Send, Verdicts, breaker_open_for
+from resilience.http._retry_after import parse_retry_after
+from resilience.http._wire import (
+    Saved,
+    add_idempotency_key,
+    cap_timeouts,
+    replayable,
+    restore,
+    save,
+    set_header,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Self, Unpack
+
+    from resilience.http._options import TransportKwargs
 
 __all__ = ["DEADLINE_HEADER", "AsyncResilientTransport", "ResilientTransport"]
 
-# The time left for the whole call, in integer milliseconds at the moment the attempt is sent,
-# so the service receiving it can bound its own work and pass the remainder on.
-DEADLINE_HEADER = "Request-Timeout-Ms"
+# How long past its deadline a call may be when its last attempt's capped timeout fires (the
+# OS rounds socket timeouts): within this, the timeout is the deadline's.
+_DEADLINE_SLACK = 0.01
+# At most this many waits for one attempt answered 409 "still in progress" (the deadline
+# bounds them first, as a rule).
+MAX_IN_PROGRESS_POLLS = 20
+# A Retry-After wait is lengthened by up to this share of itself, at random, so the clients a
+# server told "1" do not all come back in the same millisecond.
+RETRY_AFTER_JITTER = 0.1
 
-_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
-_IDEMPOTENCY_KEY = IDEMPOTENCY_KEY.encode("ascii")
-_DEFAULT_RETRY = Retry(attempts=3)
-
-
-@dataclass(frozen=True, slots=True)
-class _Origin:
-    """The policies of one (scheme, host, port), and the guarded send functions built once."""
-
-    plain: Callable[[httpx.Request], Any]
-    hedged: Callable[[httpx.Request], Any]
-    breaker: CircuitBreaker | None
-    bulkhead: Bulkhead | None
-    budget: RetryBudget | None
+CallState = tuple[Send, "Token[DeadlineScope | None] | None", Saved]
 
 
-def _replayable(request: httpx.Request) -> bool:
-    """Whether the body can be sent again: bytes, or multipart (httpx re-reads its files)."""
-    return isinstance(request.stream, (httpx.ByteStream, httpx._multipart.MultipartStream))
+class _Calls:
+    """The per-call steps and the judgements the policies ask for, shared by both transports."""
 
-
-class _Rules:
-    """Configuration, classification and the per-origin registry, shared by both transports."""
-
-    def __init__(
-        self,
-        *,
-        retry: Retry | None,
-        breaker: CircuitBreaker | None,
-        bulkhead: Bulkhead | None,
-        timeout: float | None,
-        deadline: float | None,
-        hedge: Hedge | None,
-        idempotency_keys: bool,
-        key_style: KeyStyle,
-        derive_keys: bool,
-        retry_after_max: float,
-        deadline_header: str | None,
-        clock: Clock | None,
-        tracing: bool,
-        tracer_provider: object,
-        meter_provider: object,
-    ) -> None:
-        if retry is not None and not isinstance(retry, Retry):
-            raise TypeError(f"retry must be a Retry or None, got {retry!r}")
-        if breaker is not None and not isinstance(breaker, CircuitBreaker):
-            raise TypeError(f"breaker must be a CircuitBreaker or None, got {breaker!r}")
-        if bulkhead is not None and not isinstance(bulkhead, Bulkhead):
-            raise TypeError(f"bulkhead must be a Bulkhead or None, got {bulkhead!r}")
-        if hedge is not None and not isinstance(hedge, Hedge):
-            raise TypeError(f"hedge must be a Hedge or None, got {hedge!r}")
-        check_duration(timeout, "timeout", allow_zero=False)
-        check_duration(deadline, "deadline", allow_zero=False)
-        check_duration(retry_after_max, "retry_after_max")
-        if key_style not in ("sf-string", "token"):
-            raise ValueError(f"key_style must be 'sf-string' or 'token', got {key_style!r}")
-        self.retry = retry
-        self.breaker = breaker
-        self.bulkhead = bulkhead
-        self.timeout = timeout
-        self.deadline = deadline
-        self.hedge = hedge
-        self.idempotency_keys = idempotency_keys
-        self._keyed_methods = KEYED_METHODS if idempotency_keys else frozenset()
-        self.key_style: KeyStyle = key_style
-        if not isinstance(derive_keys, bool):
-            raise TypeError(f"derive_keys must be True or False, got {derive_keys!r}")
-        self.derive_keys = derive_keys
-        self.retry_after_max = float(retry_after_max)
-        self.deadline_header = deadline_header
-        self._deadline_key = (deadline_header or "").encode("ascii")
-        # Where a header someone else set (the caller, an outer transport) waits in
-        # request.extensions while this transport sends its own; one slot per transport.
-        self._set_aside = f"resilience.time_left_set_aside.{id(self)}"
-        self.clock = clock or (retry.clock if retry is not None else SYSTEM_CLOCK)
-        self._origins: dict[tuple[bytes, bytes, int | None], _Origin] = {}
-        self._lock = threading.Lock()
-        if not isinstance(tracing, bool):
-            raise TypeError(f"tracing must be True or False, got {tracing!r}")
-        self.observer = _events.observer(tracer_provider, meter_provider) if tracing else None
+    def __init__(self, options: TransportOptions, wrap: Callable[[Policy | None], Send]) -> None:
+        self.options = options
+        retry = options.retry
+        self.clock = options.clock or (retry.clock if retry is not None else SYSTEM_CLOCK)
+        self.rules = Classifier(
+            retry_statuses=options.retry_statuses,
+            breaker_statuses=options.breaker_statuses,
+            retry_errors=options.retry_errors,
+            honour_all=options.origins_honour_keys is True,
+            honouring=options.honouring_origins(),
+        )
+        self.attempt_timeout = options.attempt_timeout
+        self.deadline = options.deadline
+        self.hedging = options.hedge is not None
+        self._keyed_methods = KEYED_METHODS if options.idempotency_keys else frozenset()
+        self._deadline_key = (options.deadline_header or "").encode("ascii")
+        # Retry's own predicates, when given: ``on`` narrows which errors the HTTP rules retry,
+        # ``on_result`` adds responses (both still only for requests that may be resent).
+        core = retry._core if retry is not None else None
+        self._user_on = core.retries_on if core is not None else None
+        self._user_on_result = core.on_result if core is not None else None
+        self._backoff = retry.backoff if retry is not None else Backoff()
+        self._rng: random.Random = self._backoff._rng
+        self._foreign_errors = not all(
+            issubclass(kind, httpx.RequestError) for kind in options.retry_errors
+        )
+        self.origins = Origins(
+            options,
+            self.clock,
+            Verdicts(
+                retry_error=self.retry_error,
+                retry_response=_marked_retryable,
+                breaker_error=self.rules.breaker_failure,
+                breaker_response=self.breaker_response,
+                wait_hint=self.wait_hint,
+                discard=_close_quietly,
+            ),
+            wrap,
+        )
+        self.observer = (
+            _events.observer(options.tracer_provider, options.meter_provider)
+            if options.tracing
+            else None
+        )
 
     # -- per call ------------------------------------------------------------------------------
     # One request runs: begin_call, then per attempt prepare_attempt and answered (or failed),
     # then end_call. They run on every request, so each does its steps inline.
 
-    def begin_call(
-        self, request: httpx.Request, wrap: Callable[[Policy | None], Any]
-    ) -> tuple[Callable[[httpx.Request], Any], Token[DeadlineScope | None] | None]:
-        """Key the request, pick its origin's send function (hedged for idempotent requests
-        when hedging is on) and publish the call's deadline (an enclosing one that ends sooner
-        stays in force). Return the send function and the token for ``end_call``."""
+    def begin_call(self, request: httpx.Request) -> CallState:
+        """Save what the request carries, key it, pick its policies' send function (hedged for
+        idempotent requests when hedging is on) and publish the call's deadline (an enclosing
+        one that ends sooner stays in force)."""
+        saved = save(request)
         method = request.method
+        options = self.options
         if method in self._keyed_methods:
-            self.add_idempotency_key(request)
-        url = request.url
-        origin = self._origins.get((url.raw_scheme, url.raw_host, url.port))
-        if origin is None:
-            origin = self.origin(request, wrap)
-        send = (
-            origin.hedged if self.hedge is not None and may_resend(method, False) else origin.plain
-        )
+            add_idempotency_key(request, options.key_style, options.derive_keys)
+        origins = self.origins
+        if origins.key_of is None:
+            url = request.url
+            key: Any = (url.raw_scheme, url.raw_host, url.port)
+        else:
+            key = origins.key_of(request)
+        origin = origins._built.get(key) or origins.get(key)
+        send = origin.hedged if self.hedging and method in IDEMPOTENT_METHODS else origin.plain
         if self.deadline is None:
-            return send, None
+            return send, None, saved
         token, scope = enter_deadline(self.deadline, self.clock)
         if token is None and scope.remaining() <= 0.0:  # ours, just made, has time left
+            restore(request, saved)
             raise self._exceeded()
-        return send, token
+        return send, token, saved
 
-    def add_idempotency_key(self, request: httpx.Request) -> None:
-        """Give an unsafe request (``begin_call`` checked the method) its key, once per call;
-        never replace the caller's. Inside a request served under an Idempotency-Key
-        (``resilience.asgi`` / ``wsgi``), derive it from that key, so a re-run of the handler
-        sends the same keys downstream."""
-        if not has_key(request):
-            serving = current_key_scope() if self.derive_keys else None
-            if serving is None:
-                key = new_idempotency_key(self.key_style)
-            else:
-                key = styled(serving.derive(request.method, str(request.url)), self.key_style)
-            _set_header(request.headers, _IDEMPOTENCY_KEY, key)
-
-    def origin(self, request: httpx.Request, wrap: Callable[[Policy | None], Any]) -> _Origin:
-        """The policies of ``request``'s origin, built on its first request."""
-        key = _origin_key(request.url)
-        found = self._origins.get(key)
-        if found is None:
-            with self._lock:
-                found = self._origins.get(key)
-                if found is None:
-                    found = self._origins[key] = self._build(key, wrap)
-        return found
-
-    def _build(
-        self, key: tuple[bytes, bytes, int | None], wrap: Callable[[Policy | None], Any]
-    ) -> _Origin:
-        scheme, host, port = key
-        label = f"{scheme.decode()}://{host.decode()}" + (f":{port}" if port else "")
-        outer: list[Policy] = []
-        inner: list[Policy] = []
-        budget = None
-        if self.retry is not None:
-            template = self.retry
-            if template.budget is not None:
-                budget = template.budget.replace(name=f"{template.budget.name}[{label}]")
-            outer.append(
-                Retry(
-                    attempts=template.attempts,
-                    on=self._retryable_error,
-                    on_result=self._retryable_response,
-                    backoff=template.backoff,
-                    budget=budget,
-                    clock=self.clock,
-                    delay_hint=self._retry_after,
-                    name=f"{template.name}[{label}]",
-                )
-            )
-        breaker = None
-        if self.breaker is not None:
-            breaker = self.breaker.replace(
-                name=f"{self.breaker.name}[{label}]",
-                on=is_breaker_failure,
-                on_result=_is_server_error,
-            )
-            inner.append(breaker)
-        bulkhead = None
-        if self.bulkhead is not None:
-            bulkhead = self.bulkhead.replace(name=f"{self.bulkhead.name}[{label}]")
-            inner.append(bulkhead)
-        plain = wrap(Pipeline(*outer, *inner, tracing=False)) if outer or inner else wrap(None)
-        hedged = plain
-        if self.hedge is not None:
-            hedge = Hedge(
-                self.hedge.delay,
-                self.hedge.max_hedges,
-                on_result=self._retryable_response,
-                discard=_close_quietly,
-                clock=self.clock,
-                name=f"{self.hedge.name}[{label}]",
-            )
-            hedged = wrap(Pipeline(*outer, hedge, *inner, tracing=False))
-        return _Origin(plain, hedged, breaker, bulkhead, budget)
-
-    def end_call(self, request: httpx.Request, token: Token[DeadlineScope | None] | None) -> None:
-        """Withdraw this call's deadline, and the time-left header from ``request``: the value
-        was true for one attempt only, and httpx copies every header of ``response.request``
-        once more after the call (its cookie jar reads them), so a stale one costs as much as
-        sending it did. A value the caller set themselves is put back."""
+    def end_call(self, request: httpx.Request, state: CallState) -> None:
+        """Withdraw this call's deadline, and put the request back as the caller built it:
+        httpx sends the same object again (auth flows) or copies its headers (redirects)."""
+        token = state[1]
         if token is not None:
-            token.var.reset(token)  # exit_deadline(token), without the extra call
-        elif current_deadline() is None:
-            return  # no deadline was in force: no attempt sent the header
-        if self.deadline_header:
-            raw = getattr(request.headers, "_list", None)
-            if (
-                raw
-                and raw[-1][0] is self._deadline_key
-                and self._set_aside not in request.extensions
-            ):
-                del raw[-1]  # the common case: ours, appended last, nothing to put back
-            else:
-                _withdraw_time_left(request, self._deadline_key, self._set_aside)
+            token.var.reset(token)
+        restore(request, state[2])
+
+    def timed_out(self, exc: httpx.TimeoutException) -> DeadlineExceededError | None:
+        """The error for a call whose deadline (ours or an enclosing one) is spent, when that
+        is why ``exc`` was raised; else ``None``."""
+        scope = current_deadline()
+        if scope is None or scope.at - scope.clock.now() > _DEADLINE_SLACK:
+            return None
+        return self._exceeded()
 
     def _exceeded(self) -> DeadlineExceededError:
         return exceeded("deadline", "Deadline", self.deadline or 0.0)
 
     def prepare_attempt(self, request: httpx.Request, inner: object) -> object:
-        """Cap this attempt's httpx timeouts by the time left and tell the server about it;
-        start the attempt's span (the returned token goes to ``answered`` or ``failed``)."""
-        limit = self.timeout
+        """Cap this attempt's httpx timeouts at min(attempt timeout, time left) and tell the
+        server so; start the attempt's span (the token goes to ``answered`` or ``failed``)."""
+        limit = self.attempt_timeout
         scope = current_deadline()
         if scope is not None:
             left = scope.at - scope.clock.now()  # scope.remaining(), without the call
@@ -279,35 +181,25 @@ class _Rules:
                 raise self._exceeded()
             if limit is None or left < limit:
                 limit = left
-            if self.deadline_header:
-                # The time left, for this attempt; an earlier attempt's value is replaced, and
-                # one set by the caller (or an outer transport: ours carry our key object) is
-                # kept aside for end_call to put back.
-                key = self._deadline_key
-                value = b"%d" % max(1, int(left * 1000))
-                replaced = _set_header(request.headers, key, value)
-                if replaced is not None and replaced[0] is not key:
-                    request.extensions[self._set_aside] = replaced
         if limit is not None:
-            extensions = request.extensions
-            current = extensions.get("timeout")
-            if not current:
-                extensions["timeout"] = dict.fromkeys(_TIMEOUT_KEYS, limit)
-            else:
-                capped = {}
-                for name in _TIMEOUT_KEYS:
-                    value = current.get(name)
-                    capped[name] = limit if value is None or value > limit else value
-                extensions["timeout"] = capped
+            if self._deadline_key:
+                value = b"%d" % max(1, int(limit * 1000))
+                set_header(request.headers, self._deadline_key, value)
+            cap_timeouts(request, limit)
         observer = self.observer
         if observer is None or _instrumented(inner):
             return None
         return observer.start_attempt(request)
 
     def failed(self, token: object, request: httpx.Request, exc: BaseException) -> None:
-        """An attempt raised: end its span; give httpx errors their request for classifying."""
+        """An attempt raised: end its span; give the error its request for classifying."""
         if isinstance(exc, httpx.RequestError):
             exc.request = request  # httpx attaches it above the transport; we classify here
+        elif self._foreign_errors and isinstance(exc, Exception):
+            try:
+                exc._resilience_request = request  # type: ignore[attr-defined]
+            except AttributeError:  # __slots__: it will not be retried
+                pass
         if token is not None:
             self.observer.end_attempt(token, None, exc)  # type: ignore[union-attr]
 
@@ -317,45 +209,95 @@ class _Rules:
         if token is not None:
             self.observer.end_attempt(token, response, None)  # type: ignore[union-attr]
         status = response.status_code
-        if status not in KEYED_RETRY_STATUSES:
+        on_result = self._user_on_result
+        if on_result is None and status not in self.rules.judged:
             return False  # the common case: no header lookups at all
-        verdict = retryable_status(status, request.method, has_key(request)) and _replayable(
-            request
-        )
+        rules = self.rules
+        response.request = request  # httpx sets it above the transport; waits read it
+        verdict = rules.retry_status(status, request)
+        if not verdict and on_result is not None:
+            verdict = rules.may_resend(request) and bool(on_result(response))
+        verdict = verdict and replayable(request)
         response._resilience_retryable = verdict  # type: ignore[attr-defined]
         return verdict
 
-    # -- classification (predicates handed to the policies) ------------------------------------
+    # -- judgements (predicates handed to the policies) ----------------------------------------
 
-    def _retryable_error(self, exc: BaseException) -> bool:
-        request = request_of(exc)
-        if request is None:
+    def retry_error(self, exc: BaseException) -> bool:
+        """Whether an attempt's error calls for another attempt (HTTP rules, then Retry's
+        own ``on``, then whether the body can be sent again)."""
+        request = request_of(exc) or getattr(exc, "_resilience_request", None)
+        if request is None or not self.rules.retry_error(exc, request):
             return False
-        resendable = may_resend(request.method, has_key(request))
-        if resendable and not _replayable(request):
-            if retryable_error(exc, False):
-                return True  # never sent: the one-shot body was not consumed
-            if retryable_error(exc, True):
-                add_note(
-                    exc,
-                    "resilience: not retried: the request body is a one-shot stream "
-                    "that was already sent",
-                )
+        if self._user_on is not None and not self._user_on(exc):
             return False
-        return retryable_error(exc, resendable)
+        if isinstance(exc, NEVER_SENT_ERRORS) or replayable(request):
+            return True  # a never-sent body was not consumed
+        add_note(
+            exc,
+            "resilience: not retried: the request body is a one-shot stream that was already sent",
+        )
+        return False
 
-    def _retryable_response(self, response: object) -> bool:
-        """Whether this response calls for another attempt (judged once per attempt, in
-        ``answered``; the verdict rides on the response)."""
-        return getattr(response, "_resilience_retryable", False) is True
+    def breaker_response(self, response: object) -> bool:
+        return response.status_code in self.rules.breaker_statuses  # type: ignore[attr-defined]
 
-    def _retry_after(self, outcome: object) -> float | None:
+    def wait_hint(self, breaker: CircuitBreaker | None) -> Callable[[object], float | None]:
+        """The least wait before the next attempt, for one origin: the server's Retry-After
+        (with a little jitter on top), the time a 409 "in progress" deserves, or — when longer
+        — the time the origin's breaker stays open (past the deadline, the retry stops)."""
+
+        def hint(outcome: object) -> float | None:
+            wait = self.asked_wait(outcome)
+            open_for = breaker_open_for(breaker)
+            return open_for if open_for > 0.0 and (wait is None or open_for > wait) else wait
+
+        return hint
+
+    def asked_wait(self, outcome: object) -> float | None:
+        """The wait a response asks for: ``Retry-After`` plus up to 10 % more at random (never
+        less than asked), or ``None``."""
         if not isinstance(outcome, httpx.Response):
             return None
         headers = outcome.headers
-        return parse_retry_after(
-            headers.get("Retry-After"), date=headers.get("Date"), maximum=self.retry_after_max
+        asked = parse_retry_after(
+            headers.get("Retry-After"),
+            date=headers.get("Date"),
+            maximum=self.options.retry_after_max,
         )
+        if asked is None:
+            return None
+        return asked + asked * RETRY_AFTER_JITTER * self._rng.random()
+
+    def poll_wait(
+        self, response: httpx.Response, request: httpx.Request, polls: int
+    ) -> float | None:
+        """How long to wait before asking again, when a keyed request's key-honouring origin
+        answered 409 "still in progress": the server's ``Retry-After``, else the backoff's
+        ceiling for the next poll, jittered down by at most half. ``None`` — give the 409 to
+        the retry — without a deadline to bound the polls, when the wait would pass it, or
+        after ``MAX_IN_PROGRESS_POLLS``. The polls are one attempt: they spend no attempt and
+        no budget, and their wait grows."""
+        if response.status_code != IN_PROGRESS_STATUS or polls >= MAX_IN_PROGRESS_POLLS:
+            return None
+        scope = current_deadline()
+        if scope is None or not self.rules.honours_keys(request):
+            return None
+        wait = self.asked_wait(response)
+        if wait is None:
+            top = self._backoff.ceiling(polls + 1)
+            wait = top - top / 2 * self._rng.random()
+        return wait if wait < scope.at - scope.clock.now() else None
+
+
+def _marked_retryable(response: object) -> bool:
+    """Whether ``answered`` judged this response worth another attempt."""
+    return getattr(response, "_resilience_retryable", False) is True
+
+
+def _close_quietly(response: object) -> None:
+    if isinstance(response, httpx.Response):
+        response.close()
 
 
 def _instrumented(inner: object) -> bool:
@@ -365,254 +307,219 @@ def _instrumented(inner: object) -> bool:
     return hasattr(send, "__wrapped__")
 
 
-def _set_header(
-    headers: httpx.Headers, key: bytes, value: str | bytes
-) -> tuple[bytes, bytes, bytes] | None:
-    """Set one ASCII header, replacing any earlier value; return the entry replaced, if any.
-
-    ``Headers.__setitem__`` costs ~2.5 µs (it re-encodes and rescans); this is called on every
-    attempt, so write httpx's internal list directly when it has the shape we know, and fall
-    back to the public API otherwise (which returns nothing).
-    """
-    raw = getattr(headers, "_list", None)
-    encoded = value if isinstance(value, bytes) else value.encode("ascii")
-    if not isinstance(raw, list):
-        headers[key.decode("ascii")] = encoded.decode("ascii")
-        return None
-    lower = key.lower()
-    entry = (key, lower, encoded)
-    for index, item in enumerate(raw):
-        if item[1] == lower:
-            raw[index] = entry
-            return item  # type: ignore[no-any-return]
-    raw.append(entry)
-    return None
-
-
-def _withdraw_time_left(request: httpx.Request, key: bytes, set_aside: str) -> None:
-    """Take the time-left header ``_Rules.prepare_attempt`` wrote out of ``request`` again, and
-    put back the one it replaced (kept in ``request.extensions[set_aside]``)."""
-    raw = getattr(request.headers, "_list", None)
-    if not isinstance(raw, list):
-        return  # written through the public API, which cannot tell ours from the caller's
-    for index in range(len(raw) - 1, -1, -1):  # ours is usually the last
-        if raw[index][0] is key:
-            break
-    else:
-        return
-    replaced = request.extensions.pop(set_aside, None)
-    if replaced is None:
-        del raw[index]
-    else:
-        raw[index] = replaced
-
-
-def _is_server_error(response: httpx.Response) -> bool:
-    return response.status_code >= BREAKER_FAILURE_STATUS  # a 5xx counts; 4xx do not
-
-
-def _close_quietly(response: object) -> None:
-    if isinstance(response, httpx.Response):
-        response.close()
-
-
 class _Resilient:
-    """What both transports share: the constructor, the rules, and per-origin lookups."""
+    """What both transports share: construction checks and per-origin lookups."""
 
-    _rules: _Rules
+    _calls: _Calls
+    _inner: Any
 
-    def _configure(
-        self,
-        *,
-        retry: Retry | None,
-        breaker: CircuitBreaker | None,
-        bulkhead: Bulkhead | None,
-        timeout: float | None,
-        deadline: float | None,
-        hedge: Hedge | None,
-        idempotency_keys: bool,
-        key_style: KeyStyle,
-        derive_keys: bool,
-        retry_after_max: float,
-        deadline_header: str | None,
-        clock: Clock | None,
-        tracing: bool,
-        tracer_provider: object,
-        meter_provider: object,
-    ) -> None:
-        self._rules = _Rules(
-            retry=retry,
-            breaker=breaker,
-            bulkhead=bulkhead,
-            timeout=timeout,
-            deadline=deadline,
-            hedge=hedge,
-            idempotency_keys=idempotency_keys,
-            key_style=key_style,
-            derive_keys=derive_keys,
-            retry_after_max=retry_after_max,
-            deadline_header=deadline_header,
-            clock=clock,
-            tracing=tracing,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-        )
+    def _setup(self, inner: Any, options: TransportOptions, method: str, twin: str) -> None:
+        if not callable(getattr(inner, method, None)):
+            raise TypeError(
+                f"inner must be a transport with {method}() for {type(self).__name__}, got "
+                f"{type(inner).__name__}"
+                + (f": use {twin} for it" if hasattr(inner, _OTHER[method]) else "")
+            )
+        self._inner = inner
+        self._calls = _Calls(options, self._wrap)
+
+    def _wrap(self, policy: Policy | None) -> Send:
+        raise NotImplementedError
+
+    @property
+    def options(self) -> TransportOptions:
+        """The options this transport was built with (frozen)."""
+        return self._calls.options
 
     def breaker_for(self, url: httpx.URL | str) -> CircuitBreaker | None:
-        """The circuit breaker of ``url``'s origin (``None`` before its first request)."""
-        found = _origin_of(self._rules, url)
+        """The circuit breaker ``url``'s requests go through (``None`` before the first)."""
+        found = self._calls.origins.find(url)
         return found.breaker if found is not None else None
 
     def bulkhead_for(self, url: httpx.URL | str) -> Bulkhead | None:
-        """The bulkhead of ``url``'s origin (``None`` before its first request)."""
-        found = _origin_of(self._rules, url)
+        """The bulkhead ``url``'s requests go through (``None`` before the first)."""
+        found = self._calls.origins.find(url)
         return found.bulkhead if found is not None else None
+
+
+_OTHER = {"handle_request": "handle_async_request", "handle_async_request": "handle_request"}
 
 
 class ResilientTransport(_Resilient, httpx.BaseTransport):
     """An ``httpx.BaseTransport`` applying resilience policies per origin, with HTTP semantics.
 
-    - ``retry``: attempts, backoff and budget come from this ``Retry`` (default 3 attempts);
-      which outcomes are retried follows the HTTP rules: idempotent methods or keyed requests
-      (or failures that prove the request never left), statuses 408/429/500/502/503/504 (and 409
-      for keyed requests). When attempts run out the last response is returned, as httpx
-      would have. ``Retry-After`` (seconds or any HTTP-date, capped at ``retry_after_max``)
-      replaces the backoff when longer; if it reaches past the deadline the response is
-      returned at once. ``None`` disables retries.
-    - ``breaker``, ``bulkhead``: templates, copied per origin (scheme, host, port). Transport
-      errors, timeouts and 5xx count as breaker failures; 4xx do not. An open breaker raises
-      ``CircuitOpenError`` without touching the network.
-    - ``timeout``: seconds per attempt; ``deadline``: seconds for the whole call, retries and
-      waits included. Each attempt's httpx timeouts are min(timeout, time left); the time left
-      is sent as ``Request-Timeout-Ms`` (``deadline_header``; ``None`` to not send it).
-    - ``hedge``: a ``Hedge`` template applied to idempotent requests only.
-    - ``idempotency_keys``: POST and PATCH get an ``Idempotency-Key`` (a UUID4, as an RFC 8941
-      sf-string, or a bare token with ``key_style="token"``), the same on every attempt. While
-      serving a request that came with a key (behind ``IdempotencyMiddleware``), the key is
-      derived from it instead (``derive_keys``), so a handler re-run after a crash repeats its
-      downstream keys and the downstream replays instead of acting twice.
+    Without options it runs the **standard pipeline**: a 30 s deadline per call, a 10 s
+    timeout per attempt, 3 attempts with jittered backoff honouring ``Retry-After``, a retry
+    budget (20 % of first attempts + 10/s) and a circuit breaker (50 % failures over 30 s,
+    20 calls at least; open 5 s) per origin. Each option (``TransportOptions`` documents them
+    all) replaces one part; ``None`` switches it off.
+
+    - What is retried follows the HTTP rules: idempotent methods after any retryable failure;
+      POST and PATCH only after a failure proving the server did not act (connection refused,
+      429) — unless ``origins_honour_keys`` declares that their origin honours the
+      ``Idempotency-Key`` they carry. When attempts run out, the last response is returned,
+      as httpx would have. ``Retry-After`` waits at least as asked (plus up to 10 %).
+    - ``retry``: attempts, backoff and budget come from this ``Retry``; its ``on`` narrows the
+      errors the HTTP rules retry; its ``on_result`` adds responses to retry (it sees status
+      and headers; the body is not read yet).
+    - ``breaker``, ``bulkhead``, ``hedge``: templates, copied per policy key (the origin unless
+      ``policy_key`` says otherwise), on the transport's ``clock``.
+    - ``attempt_timeout`` and ``deadline``: each attempt's httpx timeouts are min(attempt
+      timeout, time left), and that is sent as ``Request-Timeout-Ms`` (``deadline_header``;
+      ``None`` to not send it). A spent deadline raises ``DeadlineExceededError``.
+
+    ``inner`` (default ``httpx.HTTPTransport()``) must be a sync transport; entering and
+    closing this transport enters and closes it.
     """
 
     def __init__(
-        self,
-        inner: httpx.BaseTransport | None = None,
-        *,
-        retry: Retry | None = _DEFAULT_RETRY,
-        breaker: CircuitBreaker | None = None,
-        bulkhead: Bulkhead | None = None,
-        timeout: float | None = None,
-        deadline: float | None = None,
-        hedge: Hedge | None = None,
-        idempotency_keys: bool = True,
-        key_style: KeyStyle = "sf-string",
-        derive_keys: bool = True,
-        retry_after_max: float = DEFAULT_RETRY_AFTER_MAX,
-        deadline_header: str | None = DEADLINE_HEADER,
-        clock: Clock | None = None,
-        tracing: bool = True,
-        tracer_provider: object = None,
-        meter_provider: object = None,
+        self, inner: httpx.BaseTransport | None = None, **options: Unpack[TransportKwargs]
     ) -> None:
-        self._inner = inner if inner is not None else httpx.HTTPTransport()
-        # Every keyword argument above, passed on as is (the signature stays explicit for users).
-        self._configure(**{k: v for k, v in locals().items() if k not in ("self", "inner")})
+        self._setup(
+            inner if inner is not None else httpx.HTTPTransport(),
+            transport_options(dict(options)),
+            "handle_request",
+            "AsyncResilientTransport",
+        )
+
+    @classmethod
+    def with_options(cls, inner: httpx.BaseTransport, options: TransportOptions) -> Self:
+        """A transport around ``inner`` with ``options`` already built."""
+        transport = cls.__new__(cls)
+        transport._setup(inner, options, "handle_request", "AsyncResilientTransport")
+        return transport
 
     def _wrap(self, policy: Policy | None) -> Callable[[httpx.Request], httpx.Response]:
         return self._attempt if policy is None else policy._wrap_sync(self._attempt)
 
     def _attempt(self, request: httpx.Request) -> httpx.Response:
-        rules = self._rules
+        calls = self._calls
         inner = self._inner
-        token = rules.prepare_attempt(request, inner)
-        try:
-            response = inner.handle_request(request)
-        except BaseException as exc:
-            rules.failed(token, request, exc)
-            raise
-        if rules.answered(token, response, request):
+        polls = 0
+        while True:
+            token = calls.prepare_attempt(request, inner)
+            try:
+                response = inner.handle_request(request)
+            except BaseException as exc:
+                calls.failed(token, request, exc)
+                raise
+            if not calls.answered(token, response, request):
+                return response  # type: ignore[no-any-return]
             try:
                 response.read()
             finally:
                 response.close()
-        return response
+            wait = calls.poll_wait(response, request, polls)
+            if wait is None:
+                return response  # type: ignore[no-any-return]
+            polls += 1
+            calls.clock.sleep(wait)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        rules = self._rules
-        send, token = rules.begin_call(request, self._wrap)
+        calls = self._calls
+        state = calls.begin_call(request)
         try:
-            return send(request)  # type: ignore[no-any-return]
+            return state[0](request)  # type: ignore[no-any-return]
+        except httpx.TimeoutException as exc:
+            spent = calls.timed_out(exc)
+            if spent is None:
+                raise
+            raise spent from exc
         finally:
-            rules.end_call(request, token)
+            calls.end_call(request, state)
+
+    def __enter__(self) -> Self:
+        enter = getattr(self._inner, "__enter__", None)
+        if enter is not None:
+            enter()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        leave = getattr(self._inner, "__exit__", None)
+        if leave is not None:
+            leave(*exc_info)
+        else:
+            self._inner.close()
 
     def close(self) -> None:
         self._inner.close()
 
 
 class AsyncResilientTransport(_Resilient, httpx.AsyncBaseTransport):
-    """The ``httpx.AsyncClient`` twin of ``ResilientTransport``: same arguments, same rules.
+    """The ``httpx.AsyncClient`` twin of ``ResilientTransport``: same options, same rules.
 
     Cancelling the calling task stops every attempt (a backoff sleep, a hedge) and releases
-    every permit.
+    every permit. ``inner`` (default ``httpx.AsyncHTTPTransport()``) must be an async transport.
     """
 
     def __init__(
-        self,
-        inner: httpx.AsyncBaseTransport | None = None,
-        *,
-        retry: Retry | None = _DEFAULT_RETRY,
-        breaker: CircuitBreaker | None = None,
-        bulkhead: Bulkhead | None = None,
-        timeout: float | None = None,
-        deadline: float | None = None,
-        hedge: Hedge | None = None,
-        idempotency_keys: bool = True,
-        key_style: KeyStyle = "sf-string",
-        derive_keys: bool = True,
-        retry_after_max: float = DEFAULT_RETRY_AFTER_MAX,
-        deadline_header: str | None = DEADLINE_HEADER,
-        clock: Clock | None = None,
-        tracing: bool = True,
-        tracer_provider: object = None,
-        meter_provider: object = None,
+        self, inner: httpx.AsyncBaseTransport | None = None, **options: Unpack[TransportKwargs]
     ) -> None:
-        self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
-        self._configure(**{k: v for k, v in locals().items() if k not in ("self", "inner")})
+        self._setup(
+            inner if inner is not None else httpx.AsyncHTTPTransport(),
+            transport_options(dict(options)),
+            "handle_async_request",
+            "ResilientTransport",
+        )
+
+    @classmethod
+    def with_options(cls, inner: httpx.AsyncBaseTransport, options: TransportOptions) -> Self:
+        """A transport around ``inner`` with ``options`` already built."""
+        transport = cls.__new__(cls)
+        transport._setup(inner, options, "handle_async_request", "ResilientTransport")
+        return transport
 
     def _wrap(self, policy: Policy | None) -> Callable[[httpx.Request], Any]:
         return self._attempt if policy is None else policy._wrap_async(self._attempt)
 
     async def _attempt(self, request: httpx.Request) -> httpx.Response:
-        rules = self._rules
+        calls = self._calls
         inner = self._inner
-        token = rules.prepare_attempt(request, inner)
-        try:
-            response = await inner.handle_async_request(request)
-        except BaseException as exc:
-            rules.failed(token, request, exc)
-            raise
-        if rules.answered(token, response, request):
+        polls = 0
+        while True:
+            token = calls.prepare_attempt(request, inner)
+            try:
+                response = await inner.handle_async_request(request)
+            except BaseException as exc:
+                calls.failed(token, request, exc)
+                raise
+            if not calls.answered(token, response, request):
+                return response  # type: ignore[no-any-return]
             try:
                 await response.aread()
             finally:
                 await response.aclose()
-        return response
+            wait = calls.poll_wait(response, request, polls)
+            if wait is None:
+                return response  # type: ignore[no-any-return]
+            polls += 1
+            await calls.clock.sleep_async(wait)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        rules = self._rules
-        send, token = rules.begin_call(request, self._wrap)
+        calls = self._calls
+        state = calls.begin_call(request)
         try:
-            return await send(request)  # type: ignore[no-any-return]
+            return await state[0](request)  # type: ignore[no-any-return]
+        except httpx.TimeoutException as exc:
+            spent = calls.timed_out(exc)
+            if spent is None:
+                raise
+            raise spent from exc
         finally:
-            rules.end_call(request, token)
+            calls.end_call(request, state)
+
+    async def __aenter__(self) -> Self:
+        enter = getattr(self._inner, "__aenter__", None)
+        if enter is not None:
+            await enter()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        leave = getattr(self._inner, "__aexit__", None)
+        if leave is not None:
+            await leave(*exc_info)
+        else:
+            await self._inner.aclose()
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-def _origin_key(url: httpx.URL) -> tuple[bytes, bytes, int | None]:
-    """(scheme, host, port): what per-origin policies are keyed by."""
-    return (url.raw_scheme, url.raw_host, url.port)
-
-
-def _origin_of(rules: _Rules, url: httpx.URL | str) -> _Origin | None:
-    return rules._origins.get(_origin_key(httpx.URL(url)))

@@ -15,26 +15,43 @@ attaches to both responses and exceptions. Requires ``tenacity``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import httpx
 from tenacity import RetryCallState
 from tenacity.retry import retry_base
 from tenacity.wait import wait_base, wait_exponential_jitter
 
-from resilience.http._classify import (
-    has_key,
-    may_resend,
-    request_of,
-    retryable_error,
-    retryable_status,
-)
+from resilience.http._classify import RETRY_ERRORS, RETRY_STATUSES, Classifier, request_of
+from resilience.http._options import TransportOptions
 from resilience.http._retry_after import DEFAULT_RETRY_AFTER_MAX, parse_retry_after
 
 __all__ = ["retry_if_http_retryable", "wait_retry_after"]
 
 
 class retry_if_http_retryable(retry_base):  # tenacity names its strategies in lower case
-    """Retry when the HTTP rules allow it: a retryable status or transport error, for a request
-    that is idempotent, keyed, or (for errors) provably never sent."""
+    """Retry when the HTTP rules allow it, as the transports do: a retryable status or error,
+    for a request that is idempotent, keyed to an origin in ``origins_honour_keys`` (``True``:
+    every origin), or (connect errors, 429) provably not acted on by the server."""
+
+    def __init__(
+        self,
+        *,
+        origins_honour_keys: bool | Collection[str] = False,
+        retry_statuses: Collection[int] = RETRY_STATUSES,
+        retry_errors: tuple[type[BaseException], ...] = RETRY_ERRORS,
+    ) -> None:
+        options = TransportOptions(  # validates, naming the parameter
+            origins_honour_keys=origins_honour_keys,
+            retry_statuses=retry_statuses,
+            retry_errors=retry_errors,
+        )
+        self._rules = Classifier(
+            retry_statuses=options.retry_statuses,
+            retry_errors=options.retry_errors,
+            honour_all=options.origins_honour_keys is True,
+            honouring=options.honouring_origins(),
+        )
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         outcome = retry_state.outcome
@@ -45,14 +62,14 @@ class retry_if_http_retryable(retry_base):  # tenacity names its strategies in l
             request = request_of(exc)
             if exc is None or request is None:
                 return False
-            return retryable_error(exc, may_resend(request.method, has_key(request)))
+            return self._rules.retry_error(exc, request)
         response = outcome.result()
         if not isinstance(response, httpx.Response):
             return False
         request = request_of(response)
         if request is None:
             return False
-        return retryable_status(response.status_code, request.method, has_key(request))
+        return self._rules.retry_status(response.status_code, request)
 
 
 class wait_retry_after(wait_base):  # tenacity names its strategies in lower case
