@@ -131,7 +131,11 @@ def _no_leftover_listeners() -> Iterator[None]:
     assert _events.listeners == before, "a test left an event listener subscribed"
 
 
-from tests.http_server import http_server, http_server_session  # noqa: E402, F401  (fixtures)
+from tests.http_server import (  # noqa: E402, F401  (fixtures)
+    driver,
+    http_server,
+    http_server_session,
+)
 from tests.redis_server import (  # noqa: E402, F401  (fixtures)
     close_redis_clients,
     redis_cluster,

@@ -34,6 +34,7 @@ import pytest
 
 __all__ = [
     "Action",
+    "Driver",
     "Drop",
     "Echo",
     "Headers",
@@ -43,6 +44,7 @@ __all__ = [
     "ScriptedServer",
     "Stall",
     "dead_origin",
+    "driver",
     "http_server",
     "http_server_session",
 ]
@@ -614,3 +616,34 @@ def _read_to_end(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         parts.append(chunk)
     return b"".join(parts)
+
+
+class Driver:
+    """Sends one request through a sync or an async resilient transport (``driver``)."""
+
+    def __init__(self, colour: str) -> None:
+        self.colour = colour
+
+    def transport(self, inner: Any = None, **options: Any) -> Any:
+        from resilience.http import AsyncResilientTransport, ResilientTransport
+
+        if self.colour == "sync":
+            return ResilientTransport(inner, **options)
+        return AsyncResilientTransport(inner, **options)
+
+    def send(self, transport: Any, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        if self.colour == "sync":
+            with httpx.Client(transport=transport) as client:
+                return client.request(method, url, **kwargs)
+
+        async def go() -> httpx.Response:
+            async with httpx.AsyncClient(transport=transport) as client:
+                return await client.request(method, url, **kwargs)
+
+        return asyncio.run(go())
+
+
+@pytest.fixture(params=["sync", "async"])
+def driver(request: pytest.FixtureRequest) -> Driver:
+    """Every transport test runs against both transports."""
+    return Driver(request.param)

@@ -13,8 +13,8 @@ from resilience import Backoff, Retry
 from resilience.asgi import IdempotencyMiddleware
 from resilience.stores import MemoryStore
 from resilience.testing import serve_asgi
-from tests.http_server import Drop, Relay, Reply, dead_origin
-from tests.test_http_transport import Driver, driver, keys_seen  # noqa: F401  (fixture)
+from tests.http_server import Driver, Drop, Relay, Reply, dead_origin
+from tests.test_http_transport import keys_seen
 
 FAST = Retry(4, backoff=Backoff(initial=0.001, maximum=0.005))
 

@@ -22,38 +22,9 @@ from resilience import (
 )
 from resilience.http import DEADLINE_HEADER, AsyncResilientTransport, ResilientTransport
 from resilience.testing import FakeClock
-from tests.http_server import Drop, Reply, Stall, dead_origin
+from tests.http_server import Driver, Drop, Reply, Stall, dead_origin
 
 FAST = Backoff(initial=0.001, maximum=0.005)
-
-
-class Driver:
-    """Sends one request through a sync or an async resilient transport."""
-
-    def __init__(self, colour: str) -> None:
-        self.colour = colour
-
-    def transport(self, inner: Any = None, **options: Any) -> Any:
-        if self.colour == "sync":
-            return ResilientTransport(inner, **options)
-        return AsyncResilientTransport(inner, **options)
-
-    def send(self, transport: Any, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        if self.colour == "sync":
-            with httpx.Client(transport=transport) as client:
-                return client.request(method, url, **kwargs)
-
-        async def go() -> httpx.Response:
-            async with httpx.AsyncClient(transport=transport) as client:
-                return await client.request(method, url, **kwargs)
-
-        return asyncio.run(go())
-
-
-@pytest.fixture(params=["sync", "async"])
-def driver(request: pytest.FixtureRequest) -> Driver:
-    """Every transport test runs against both transports."""
-    return Driver(request.param)
 
 
 def keys_seen(server: Any, path: str) -> list[str | None]:

@@ -21,6 +21,7 @@ from resilience.http._classify import (
     UNPROCESSED_STATUSES,
 )
 from resilience.http._client import resilient_async_client, resilient_client
+from resilience.http._errors import HTTPDeadlineExceededError
 from resilience.http._keys import IDEMPOTENCY_KEY, new_idempotency_key
 from resilience.http._options import DEADLINE_HEADER, TransportOptions
 from resilience.http._retry_after import parse_retry_after
@@ -38,6 +39,7 @@ __all__ = [
     "RETRY_STATUSES",
     "UNPROCESSED_STATUSES",
     "AsyncResilientTransport",
+    "HTTPDeadlineExceededError",
     "ResilientTransport",
     "TransportOptions",
     "new_idempotency_key",

@@ -18,6 +18,7 @@ from collections.abc import Collection
 
 import httpx
 
+from resilience._errors import DeadlineExceededError
 from resilience.http._keys import IDEMPOTENCY_KEY
 
 __all__ = [
@@ -145,13 +146,14 @@ class Classifier:
 
     def retry_error(self, exc: BaseException, request: httpx.Request) -> bool:
         """Whether ``exc``, raised by an attempt of ``request``, calls for another attempt."""
-        if not isinstance(exc, self.retry_errors):
-            return False
+        if not isinstance(exc, self.retry_errors) or isinstance(exc, DeadlineExceededError):
+            return False  # no time left is no reason to try again
         return isinstance(exc, NEVER_SENT_ERRORS) or self.may_resend(request)
 
     def breaker_failure(self, exc: BaseException) -> bool:
-        """Transport errors count against the breaker (the dependency did not answer)."""
-        return isinstance(exc, httpx.TransportError)
+        """Transport errors count against the breaker (the dependency did not answer); the
+        caller's deadline running out before an attempt does not."""
+        return isinstance(exc, httpx.TransportError) and not isinstance(exc, DeadlineExceededError)
 
     def breaker_failure_status(self, status: int) -> bool:
         """Whether a response status counts against the breaker (by default, every 5xx)."""

@@ -32,7 +32,6 @@ from resilience._context import DeadlineScope, current_deadline, enter_deadline
 from resilience._errors import DeadlineExceededError, add_note
 from resilience._policy import Policy
 from resilience._retry.backoff import Backoff
-from resilience._timeout import exceeded
 from resilience.http._classify import (
     IDEMPOTENT_METHODS,
     IN_PROGRESS_STATUS,
@@ -41,6 +40,7 @@ from resilience.http._classify import (
     Classifier,
     request_of,
 )
+from resilience.http._errors import HTTPDeadlineExceededError, deadline_spent
 from resilience.http._options import DEADLINE_HEADER, TransportOptions, transport_options
 from resilience.http._origins import Origins, Send, Verdicts, breaker_open_for
 from resilience.http._retry_after import parse_retry_after
@@ -148,7 +148,7 @@ class _Calls:
         token, scope = enter_deadline(self.deadline, self.clock)
         if token is None and scope.remaining() <= 0.0:  # ours, just made, has time left
             restore(request, saved)
-            raise self._exceeded()
+            raise self._exceeded(request)
         return send, token, saved
 
     def end_call(self, request: httpx.Request, state: CallState) -> None:
@@ -159,16 +159,20 @@ class _Calls:
             token.var.reset(token)
         restore(request, state[2])
 
-    def timed_out(self, exc: httpx.TimeoutException) -> DeadlineExceededError | None:
+    def timed_out(
+        self, exc: httpx.TimeoutException, request: httpx.Request
+    ) -> HTTPDeadlineExceededError | None:
         """The error for a call whose deadline (ours or an enclosing one) is spent, when that
         is why ``exc`` was raised; else ``None``."""
+        if isinstance(exc, DeadlineExceededError):
+            return None  # already the one error
         scope = current_deadline()
         if scope is None or scope.at - scope.clock.now() > _DEADLINE_SLACK:
             return None
-        return self._exceeded()
+        return self._exceeded(request)
 
-    def _exceeded(self) -> DeadlineExceededError:
-        return exceeded("deadline", "Deadline", self.deadline or 0.0)
+    def _exceeded(self, request: httpx.Request) -> HTTPDeadlineExceededError:
+        return deadline_spent(self.deadline or 0.0, request)
 
     def prepare_attempt(self, request: httpx.Request, inner: object) -> object:
         """Cap this attempt's httpx timeouts at min(attempt timeout, time left) and tell the
@@ -178,7 +182,7 @@ class _Calls:
         if scope is not None:
             left = scope.at - scope.clock.now()  # scope.remaining(), without the call
             if left <= 0.0:
-                raise self._exceeded()
+                raise self._exceeded(request)
             if limit is None or left < limit:
                 limit = left
         if limit is not None:
@@ -421,7 +425,7 @@ class ResilientTransport(_Resilient, httpx.BaseTransport):
         try:
             return state[0](request)  # type: ignore[no-any-return]
         except httpx.TimeoutException as exc:
-            spent = calls.timed_out(exc)
+            spent = calls.timed_out(exc, request)
             if spent is None:
                 raise
             raise spent from exc
@@ -501,7 +505,7 @@ class AsyncResilientTransport(_Resilient, httpx.AsyncBaseTransport):
         try:
             return await state[0](request)  # type: ignore[no-any-return]
         except httpx.TimeoutException as exc:
-            spent = calls.timed_out(exc)
+            spent = calls.timed_out(exc, request)
             if spent is None:
                 raise
             raise spent from exc
