@@ -146,7 +146,7 @@ def test_policies_can_be_keyed_per_route(driver: Driver, http_server: Any) -> No
     assert driver.send(transport, "GET", f"{http_server.url}/orders/1").status_code == 200
     assert transport.breaker_for(f"{http_server.url}/search/x").state is CircuitState.OPEN
     assert transport.breaker_for(f"{http_server.url}/orders/2").state is CircuitState.CLOSED
-    assert transport.breaker_for(f"{http_server.url}/search/x").name .endswith("[search]")
+    assert transport.breaker_for(f"{http_server.url}/search/x").name.endswith("[search]")
 
 
 def test_options_are_frozen_and_shown() -> None:
