@@ -223,6 +223,10 @@ def resilient(payments: str, notifications: str) -> tuple[PlaceOrder, Callable[[
             charged = charge_client.post(f"{payments}/charges", json={"order": order})
         except CircuitOpenError:
             return "queued"  # payments is down: take the order, charge it later
+        except httpx.TransportError:
+            # Timed out or cut off (deadline included): payments may have charged. The outcome
+            # is unknown, not failed: charge it later with the same key (it replays if done).
+            return "queued"
         except httpx.HTTPError:
             return "failed"
         if charged.status_code != 201:
