@@ -130,6 +130,11 @@ class RedisServer:
         options.setdefault("socket_timeout", 0.5)
         options.setdefault("socket_connect_timeout", 0.5)
         if self.cluster:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            # a RedisStore refuses cluster clients that retry (a store call must be bounded)
+            options.setdefault("retry", Retry(NoBackoff(), 0))
             return redis.cluster.RedisCluster(host="127.0.0.1", port=self.port, **options)  # type: ignore[arg-type]
         return redis.Redis.from_url(self.url, **options)  # type: ignore[arg-type]
 

@@ -61,3 +61,17 @@ def test_idempotency_records_on_a_cluster_client(cluster: Any) -> None:
     assert claim.outcome == "claimed" and claim.token is not None
     assert store.idempotency_complete("k", "fp", claim.token, b"done", 60.0) == "stored"
     assert store.idempotency_claim("k", "fp", 30.0).response == b"done"
+
+
+def test_a_cluster_client_that_retries_is_refused(redis_cluster: RedisServer) -> None:
+    """A cluster client with redis-py's default retries would make each store call wait
+    seconds during an outage (1.4 s measured) and the store cannot copy it without them: it
+    is refused at construction, naming the parameter and the fix."""
+    import redis.cluster
+
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=redis_cluster.port)
+    try:
+        with pytest.raises(ValueError, match=r"client: RedisCluster retries .*NoBackoff"):
+            RedisStore(client)
+    finally:
+        client.close()

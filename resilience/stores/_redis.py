@@ -11,9 +11,13 @@ policy's keys land in one cluster slot.
 When Redis is unreachable or slow, no ``RedisError`` reaches the caller: the store follows
 ``on_error`` ("allow": behave as unlimited, or closed; "deny": refuse), emits one
 ``StoreUnavailable`` event and one warning per outage (not per call, whichever policy meets it),
-and recovers by itself on the next successful call. Bound each call with the client's
-``socket_timeout`` / ``socket_connect_timeout`` (e.g. 0.05 s): a store call never waits longer
-than the client does.
+and recovers by itself on the next successful call.
+
+Each store call tries Redis once, so it takes at most the client's ``socket_connect_timeout``
+plus ``socket_timeout`` (set them small, e.g. 0.05 s), whatever the client's retry settings: a
+client that would retry (redis-py >= 6's ``Redis(host=...)`` does, ~3.7 s per call against a
+dead server) is used through a twin without retries (see ``_redis_client``), which ``close()``
+/ ``aclose()`` closes.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from resilience import _events
 from resilience._gcra import SLACK, GcraParams, RateLimitDecision, decide
 from resilience.stores import _redis_idempotency
 from resilience.stores._protocols import Claim, Completion, Renewal
+from resilience.stores._redis_client import tried_once
 from resilience.stores._scripts import AsyncScript, SyncScript
 
 __all__ = ["RedisStore"]
@@ -61,11 +66,13 @@ class RedisStore:
             raise TypeError(f"prefix must be a string, got {prefix!r}")
         if not hasattr(client, "register_script"):
             raise TypeError(f"client must be a redis-py client, got {client!r}")
-        self._client = client
         self.prefix = prefix
         self.on_error = on_error
         # redis.asyncio clients answer with coroutines: policies pick the matching path once.
         self.is_async = inspect.iscoroutinefunction(getattr(client, "execute_command", None))
+        self._given = client
+        client, self._owns_client = tried_once(client, self.is_async)
+        self._client = client
         self._script_type = AsyncScript if self.is_async else SyncScript
         self._gcra: Any = self._script_type(client, _GCRA_LUA)
         self._scripts: dict[str, Any] = {"gcra": self._gcra}
@@ -77,7 +84,18 @@ class RedisStore:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"RedisStore({self._client!r}, prefix={self.prefix!r}, on_error={self.on_error!r})"
+        return f"RedisStore({self._given!r}, prefix={self.prefix!r}, on_error={self.on_error!r})"
+
+    def close(self) -> None:
+        """Close the connections the store opened itself (its twin of a client that retries);
+        the client you passed stays open. Sync clients."""
+        if self._owns_client:
+            self._client.close()
+
+    async def aclose(self) -> None:
+        """``close`` for ``redis.asyncio`` clients."""
+        if self._owns_client:
+            await self._client.aclose()
 
     def key(self, name: str, kind: str) -> str:
         """The Redis key of policy ``name``'s ``kind`` of state, hash-tagged by name."""
