@@ -46,11 +46,17 @@ __all__ = [
     "Throttled",
     "emit",
     "listeners",
+    "log_decision",
     "observer",
     "subscribe",
 ]
 
 _log: Final = logging.getLogger("resilience")
+# A library's logger gets a NullHandler (logging HOWTO, "Configuring Logging for a Library"):
+# records go where the application's configuration sends them, and an application that
+# configured none does not get them printed by Python's last-resort handler.
+if not any(isinstance(handler, logging.NullHandler) for handler in _log.handlers):
+    _log.addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +234,43 @@ def emit(event: Event) -> None:
             listener(event)
         except Exception:
             _log.exception("resilience event listener %r failed on %r", listener, event)
+
+
+# Server middleware log what they refuse (a 429, a 409, a 503...) here at INFO, with no
+# subscription: an operator turns it on with ordinary logging configuration. Events are for
+# telemetry; this is the server's own account of its answers.
+_decisions: Final = logging.getLogger("resilience.server")
+
+
+def log_decision(
+    decision: str, policy: str, status: int, method: str, path: str, detail: str
+) -> None:
+    """Log a server middleware's answer on ``resilience.server`` at INFO.
+
+    ``decision`` is a stable word (``rate_limited``, ``store_unavailable``, ...); ``policy``
+    the middleware's configured name; ``method`` and ``path`` the request's (never its query
+    string, whose parameters may be credentials; the path is logged with ``repr``, so a
+    request cannot forge log lines). Never pass a partition, a key or a header's value.
+    Costs one level check when INFO is off.
+    """
+    if not _decisions.isEnabledFor(logging.INFO):
+        return
+    _decisions.info(
+        "%s %r -> %d %s: %s (%r)",
+        method,
+        path,
+        status,
+        decision,
+        detail,
+        policy,
+        extra={
+            "resilience_decision": decision,
+            "resilience_policy": policy,
+            "http_request_method": method,
+            "http_response_status_code": status,
+            "url_path": path,
+        },
+    )
 
 
 class Observer(Protocol):

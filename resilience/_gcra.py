@@ -26,7 +26,9 @@ class RateLimitDecision(NamedTuple):
     ``allowed``: go ahead (after ``wait`` seconds, when the limiter was allowed to wait);
     ``limit``: the burst size (``burst + 1`` requests at once); ``remaining``: how many more
     could go right now; ``retry_after``: seconds until this request could be allowed (0.0 when
-    allowed); ``reset_after``: seconds until the limiter is back to full burst.
+    allowed); ``reset_after``: seconds until the limiter is back to full burst;
+    ``unavailable``: the store could not decide (Redis down) and ``allowed`` is its
+    ``on_error`` choice, not a count (the numbers then say nothing about the quota).
     """
 
     allowed: bool
@@ -35,6 +37,7 @@ class RateLimitDecision(NamedTuple):
     retry_after: float
     reset_after: float
     wait: float = 0.0
+    unavailable: bool = False
 
 
 class GcraParams(NamedTuple):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -197,10 +197,13 @@ def problem(
     *,
     kind: str = "about:blank",
     retry_after: int | None = None,
+    members: Mapping[str, object] | None = None,
 ) -> StoredResponse:
     """An RFC 9457 problem document (the idempotency and rate-limit drafts ask for them),
-    with ``Retry-After`` when ``retry_after`` seconds are given."""
-    body = json.dumps({"type": kind, "title": title, "status": status, "detail": detail})
+    with ``Retry-After`` when ``retry_after`` seconds are given and the type's own
+    ``members`` (e.g. ``violated-policies``)."""
+    document = {"type": kind, "title": title, "status": status, "detail": detail}
+    body = json.dumps({**document, **members} if members else document)
     headers = [
         (b"content-type", b"application/problem+json"),
         (b"content-length", b"%d" % len(body)),

@@ -247,8 +247,10 @@ class RedisStore:
     def _fallback(self, params: GcraParams, exc: Exception) -> RateLimitDecision:
         self._unavailable("rate limiter", params.name, exc)
         if self.on_error == "allow":
-            return RateLimitDecision(True, params.limit, params.limit - 1, 0.0, 0.0)
-        return RateLimitDecision(False, params.limit, 0, params.emission, params.emission)
+            return RateLimitDecision(True, params.limit, params.limit - 1, 0.0, 0.0, 0.0, True)
+        return RateLimitDecision(
+            False, params.limit, 0, params.emission, params.emission, 0.0, True
+        )
 
     def _unavailable(self, kind: str, name: str, exc: Exception) -> None:
         """Note a failed call: the first one of an outage logs and emits, the rest stay quiet."""
