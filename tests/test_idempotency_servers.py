@@ -106,6 +106,16 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) 
         threading.Event().wait(0.02)
 
 
+def held_charge(url: str, test: str = "hold") -> tuple[threading.Thread, list[httpx.Response]]:
+    """Start a charge whose handler holds (until ``/release``) in a thread; return once the
+    handler runs, with the thread and the list its answer will be put in."""
+    answers: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: answers.append(charge(url, test=test)))
+    thread.start()
+    wait_until(lambda: stats(url)["held"] == 1, "the first request to run")
+    return thread, answers
+
+
 # -- #12 item 1: records per caller; per-caller headers never stored ---------------------------
 
 
@@ -208,9 +218,7 @@ def test_keys_that_are_not_strings_are_refused(value: str) -> None:
 def test_a_conflict_says_when_to_retry(serve: Serve) -> None:
     """The 409 for a request still running carries ``Retry-After``."""
     with serve() as url:
-        first = threading.Thread(target=charge, args=(url,), kwargs={"test": "hold"})
-        first.start()
-        wait_until(lambda: stats(url)["held"] == 1, "the first request to run")
+        first, _ = held_charge(url)
         conflict = charge(url, test="hold")
         httpx.get(f"{url}/release")
         first.join(20)
@@ -252,10 +260,11 @@ def _chunks(*parts: bytes) -> Iterator[bytes]:
     yield from parts  # httpx sends a generator with Transfer-Encoding: chunked
 
 
-def test_a_chunked_body_is_read_to_the_end_under_gunicorn() -> None:
-    """gunicorn de-chunks and sets ``wsgi.input_terminated``: the app sees the whole body, a
-    second chunked body under the same key is a reused key (422), and ``max_body`` holds."""
-    with serve_gunicorn({"max_body": 64}) as url:
+def test_a_chunked_body_is_read_to_the_end(serve: Serve) -> None:
+    """A chunked keyed body (gunicorn de-chunks it and sets ``wsgi.input_terminated``) reaches
+    the app whole, a second one under the same key is a reused key (422), and ``max_body``
+    bounds it (413)."""
+    with serve(max_body=64) as url:
         headers = {"Idempotency-Key": KEY, "Authorization": "Bearer alice"}
         first = httpx.post(f"{url}/charges", content=_chunks(b"amount=", b"1000"), headers=headers)
         other = httpx.post(f"{url}/charges", content=_chunks(b"amount=", b"9999"), headers=headers)
@@ -352,3 +361,44 @@ def test_a_streamed_response_stays_streamed_under_a_deadline(serve: Serve) -> No
     assert first == b"first;"
     left = json.loads(rest)["remaining"]
     assert left is not None and 0.0 < left <= 20.0
+
+
+def test_django_responses_are_kept_and_its_streams_are_not() -> None:
+    """Django's ``HttpResponse`` has no ``Content-Length`` yet is whole: it is stored and
+    replayed; a ``StreamingHttpResponse`` streams through and is not kept (410)."""
+    import types
+
+    import django
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+    from django.http import JsonResponse, StreamingHttpResponse
+    from django.urls import path
+
+    from resilience.testing import serve_wsgi
+    from resilience.wsgi import IdempotencyMiddleware
+
+    runs: list[str] = []
+
+    def refund(request: Any) -> Any:
+        runs.append("refund")
+        return JsonResponse({"refund": len(runs)}, status=201)
+
+    def export(request: Any) -> Any:
+        runs.append("export")
+        return StreamingHttpResponse((b"row %d;" % n for n in range(3)), status=201)
+
+    urls = types.ModuleType("resilience_test_urls")
+    urls.urlpatterns = [path("refunds", refund), path("exports", export)]  # type: ignore[attr-defined]
+    if not settings.configured:
+        settings.configure(ALLOWED_HOSTS=["*"], SECRET_KEY="test", MIDDLEWARE=[])
+        django.setup()
+    settings.ROOT_URLCONF = urls
+    app = IdempotencyMiddleware(get_wsgi_application())
+    with serve_wsgi(app) as url:
+        refunded = [charge(url, path="/refunds") for _ in range(2)]
+        exported = [charge(url, path="/exports", key='"export-1"') for _ in range(2)]
+    assert [r.status_code for r in refunded] == [201, 201]
+    assert refunded[1].headers["idempotent-replayed"] == "true"
+    assert refunded[1].content == refunded[0].content
+    assert exported[0].content == b"row 0;row 1;row 2;" and exported[1].status_code == 410
+    assert runs == ["refund", "export"]

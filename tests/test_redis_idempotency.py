@@ -241,13 +241,10 @@ def test_a_handler_that_outlives_its_lease_is_not_run_twice(
 ) -> None:
     """The lease (1 s) is renewed while the handler runs (2.5 s and more): retries meanwhile
     get 409, never a second run; then the stored response is replayed."""
-    from tests.test_idempotency_servers import charge, stats, wait_until
+    from tests.test_idempotency_servers import charge, held_charge, stats
 
     with _redis_serve(kind, redis_server, lease=1.0) as url:
-        results: list[httpx.Response] = []
-        first = threading.Thread(target=lambda: results.append(charge(url, test="hold")))
-        first.start()
-        wait_until(lambda: stats(url)["held"] == 1, "the first request to run")
+        first, results = held_charge(url, "hold")
         began, answers = time.monotonic(), []
         while time.monotonic() - began < 2.5:  # bounded: 2.5 leases of retries
             answers.append(charge(url).status_code)
@@ -275,13 +272,10 @@ def test_redis_restarting_mid_handler_does_not_run_it_twice(
 ) -> None:
     """Redis restarts empty while the handler runs: the heartbeat takes the claim back, so a
     retry gets 409 instead of running the handler again; then it is replayed."""
-    from tests.test_idempotency_servers import charge, stats, wait_until
+    from tests.test_idempotency_servers import charge, held_charge, stats, wait_until
 
     with _redis_serve(kind, redis_server, lease=3.0) as url:
-        results: list[httpx.Response] = []
-        first = threading.Thread(target=lambda: results.append(charge(url, test="hold-first")))
-        first.start()
-        wait_until(lambda: stats(url)["held"] == 1, "the first request to run")
+        first, results = held_charge(url, "hold-first")
         redis_server.stop()
         redis_server.start()
         wait_until(lambda: len(_records(redis_server)) == 1, "the claim to be taken back")
@@ -328,13 +322,10 @@ def test_a_completion_that_meets_an_outage_is_stored_once_redis_is_back(
 ) -> None:
     """The handler finishes while Redis is down: the client gets its answer, retries get 503
     meanwhile, and the response is stored in the background once Redis answers again."""
-    from tests.test_idempotency_servers import charge, stats, wait_until
+    from tests.test_idempotency_servers import charge, held_charge, stats, wait_until
 
     with _redis_serve(kind, redis_server, lease=5.0) as url:
-        results: list[httpx.Response] = []
-        first = threading.Thread(target=lambda: results.append(charge(url, test="hold-first")))
-        first.start()
-        wait_until(lambda: stats(url)["held"] == 1, "the first request to run")
+        first, results = held_charge(url, "hold-first")
         redis_server.stop()
         try:
             httpx.get(f"{url}/release")

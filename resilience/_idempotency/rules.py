@@ -93,7 +93,9 @@ def parse_key(raw: str | None) -> str | None:
     value = raw.strip()
     match = _SF_STRING.match(value)
     if match is not None:
-        key = re.sub(r"\\(.)", r"\1", match.group(1))
+        key = match.group(1)
+        if "\\" in key:
+            key = re.sub(r"\\(.)", r"\1", key)
     elif _BARE.match(value) and not _NUMBER.match(value):
         key = value
     else:

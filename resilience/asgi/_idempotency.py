@@ -207,7 +207,7 @@ class _Run:
         outcome = await store.idempotency_complete_async(
             self.record, self.fingerprint, self.token, data, rules.ttl
         )
-        if outcome == "lost":
+        if outcome == "lost" and not self.lease.lost:
             rules.claim_lost("complete")
         elif outcome == "unavailable":
             self.lease.complete_later(data)

@@ -28,6 +28,7 @@ class Lease:
         "_stopped",
         "_task",
         "fingerprint",
+        "lost",
         "record",
         "rules",
         "token",
@@ -40,6 +41,7 @@ class Lease:
         self._task: asyncio.Task[None] | None = None
         self._response: bytes | None = None
         self._since: float | None = None
+        self.lost = False  # a beat found the claim taken: said once, not again at completion
         self._handle: asyncio.TimerHandle | None = self._loop.call_later(
             rules.lease / 3.0, self._beat
         )
@@ -61,6 +63,7 @@ class Lease:
                 return  # stored at last
         if self._stopped:
             return
+        self.lost = outcome == "lost"
         delay = self.rules.next_beat(outcome, self._since, time.monotonic())
         if delay is not None:
             self._handle = self._loop.call_later(delay, self._beat)

@@ -24,8 +24,9 @@ class IdempotencyMiddleware:
     read whole first: ``CONTENT_LENGTH`` bytes (fewer: 400, nothing runs), or to the end when
     the server de-chunks and says so (``wsgi.input_terminated``: gunicorn, mod_wsgi), else a
     chunked keyed request gets 411. The response is buffered (to store it) before it is
-    returned, up to ``max_response`` bytes; a larger one, or an iterable that is not a list
-    and has no ``Content-Length``, streams through and is not stored (its retries get 410).
+    returned, up to ``max_response`` bytes; a larger one, or one without a ``Content-Length``
+    that is not whole (a list or tuple, or a Django ``HttpResponse``: a generator, a
+    ``StreamingHttpResponse``), streams through and is not stored (its retries get 410).
     """
 
     def __init__(
@@ -124,7 +125,7 @@ class _Run:
             chunks: list[bytes] = []
             size = 0
             iterator = iter(result)
-            whole = isinstance(result, (list, tuple))
+            whole = _sized(result)
             for chunk in iterator:
                 size += len(chunk)
                 chunks.append(chunk)
@@ -160,7 +161,7 @@ class _Run:
         outcome = store.idempotency_complete(
             held.record, held.fingerprint, held.token, data, rules.ttl
         )
-        if outcome == "lost":
+        if outcome == "lost" and not held.lost:
             rules.claim_lost("complete")
         elif outcome == "unavailable":
             self.keeper.complete_later(held, data)
@@ -197,6 +198,13 @@ class _PassThrough:
             _close(self._result)
         finally:
             self._run.finish(None, ended=self._ended)
+
+
+def _sized(result: Iterable[bytes]) -> bool:
+    """Whether a response without ``Content-Length`` is still a whole one, not a stream: a
+    list or tuple, or a framework response that says it is not streaming (Django's
+    ``HttpResponse.streaming``). Anything else is relayed as it comes, never buffered."""
+    return isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False
 
 
 def _close(result: Iterable[bytes]) -> None:

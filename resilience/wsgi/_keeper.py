@@ -20,7 +20,7 @@ __all__ = ["Held", "Keeper"]
 class Held:
     """One claim kept alive: ``response`` set once it waits for the store to take it."""
 
-    __slots__ = ("done", "fingerprint", "lock", "record", "response", "since", "token")
+    __slots__ = ("done", "fingerprint", "lock", "lost", "record", "response", "since", "token")
 
     def __init__(self, record: str, fingerprint: str, token: str) -> None:
         self.record, self.fingerprint, self.token = record, fingerprint, token
@@ -28,6 +28,7 @@ class Held:
         self.done = False
         self.response: bytes | None = None
         self.since: float | None = None
+        self.lost = False  # a beat found the claim taken: said once, not again at completion
 
 
 class Keeper:
@@ -105,4 +106,5 @@ class Keeper:
             )
             if outcome == "stored":
                 return None
+        held.lost = outcome == "lost"
         return self.rules.next_beat(outcome, held.since, time.monotonic())
