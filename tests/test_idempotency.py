@@ -322,7 +322,10 @@ def test_resilient_transport_and_middleware_make_exactly_once(
     served: tuple[str, Payments],
 ) -> None:
     """End to end: the client's first attempt times out while payments is still charging; the
-    keyed POST is retried (409 while it runs, then the replay): one charge, one answer."""
+    keyed POST is retried (409 while it runs, then the replay): one charge, one answer.
+
+    Under load the retry may reach the server before the first attempt does and run in its
+    place (the first then gets 409 on a closed connection): still one charge, one answer."""
     url, payments = served
     payments.hold.clear()
     releaser = threading.Timer(0.3, payments.hold.set)  # payments takes 0.3 s to charge
@@ -339,7 +342,6 @@ def test_resilient_transport_and_middleware_make_exactly_once(
     finally:
         releaser.cancel()
     assert response.status_code == 201
-    assert response.headers["idempotent-replayed"] == "true"
     assert response.json() == {"charge": 1}
     assert payments.runs == 1 and len(payments.charges) == 1
 
