@@ -161,6 +161,17 @@ def test_a_named_cookie_identifies_the_caller(serve: Serve) -> None:
     assert none.status_code == 400
 
 
+def test_a_response_is_kept_behind_a_deadline(serve: Serve) -> None:
+    """With ``Request-Timeout-Ms`` (``DeadlineMiddleware`` in force inside) a finished
+    response is stored and replayed like any other."""
+    with serve() as url:
+        first = charge(url, headers={"Request-Timeout-Ms": "20000"})
+        again = charge(url, headers={"Request-Timeout-Ms": "20000"})
+        runs = stats(url)["runs"]
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    assert runs == 1
+
+
 # -- #12 item 15: unambiguous records and fingerprints ------------------------------------------
 
 
@@ -375,7 +386,7 @@ def test_django_responses_are_kept_and_its_streams_are_not() -> None:
     from django.urls import path
 
     from resilience.testing import serve_wsgi
-    from resilience.wsgi import IdempotencyMiddleware
+    from resilience.wsgi import DeadlineMiddleware, IdempotencyMiddleware
 
     runs: list[str] = []
 
@@ -393,10 +404,13 @@ def test_django_responses_are_kept_and_its_streams_are_not() -> None:
         settings.configure(ALLOWED_HOSTS=["*"], SECRET_KEY="test", MIDDLEWARE=[])
         django.setup()
     settings.ROOT_URLCONF = urls
-    app = IdempotencyMiddleware(get_wsgi_application())
+    app = IdempotencyMiddleware(DeadlineMiddleware(get_wsgi_application()))
+    deadline = {"Request-Timeout-Ms": "20000"}  # DeadlineMiddleware's wrapping changes nothing
     with serve_wsgi(app) as url:
-        refunded = [charge(url, path="/refunds") for _ in range(2)]
-        exported = [charge(url, path="/exports", key='"export-1"') for _ in range(2)]
+        refunded = [charge(url, path="/refunds", headers=deadline) for _ in range(2)]
+        exported = [
+            charge(url, path="/exports", key='"export-1"', headers=deadline) for _ in range(2)
+        ]
     assert [r.status_code for r in refunded] == [201, 201]
     assert refunded[1].headers["idempotent-replayed"] == "true"
     assert refunded[1].content == refunded[0].content

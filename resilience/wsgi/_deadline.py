@@ -10,7 +10,15 @@ from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._context import DeadlineScope, enter_deadline, exit_deadline, parse_deadline
 from resilience._deadline_http import deadline_exceeded, failed_late, ran_out
 from resilience._validate import check_duration
-from resilience.wsgi._shared import StartResponse, WSGIApp, answer, native_headers, status_line
+from resilience.wsgi._shared import (
+    StartResponse,
+    WSGIApp,
+    answer,
+    close,
+    native_headers,
+    status_line,
+    whole,
+)
 
 __all__ = ["DeadlineMiddleware"]
 
@@ -58,6 +66,11 @@ class DeadlineMiddleware:
             return answer(start_response, deadline_exceeded(), sys.exc_info())
         finally:
             exit_deadline(token)
+        if watch.replaced:  # the app started a 5xx once no time was left: our 504 instead
+            close(result)
+            return [deadline_exceeded().body]
+        if whole(result):
+            return result  # made already: no app code runs while it is sent
         return _Deadlined(result, scope, watch)
 
 
@@ -128,10 +141,8 @@ class _Deadlined:
         return deadline_exceeded().body
 
     def close(self) -> None:
-        close = getattr(self._result, "close", None)
-        if close is not None:
-            token, _ = enter_deadline(self._scope.remaining(), self._scope.clock)
-            try:
-                close()
-            finally:
-                exit_deadline(token)
+        token, _ = enter_deadline(self._scope.remaining(), self._scope.clock)
+        try:
+            close(self._result)
+        finally:
+            exit_deadline(token)

@@ -12,7 +12,7 @@ from resilience._idempotency.policy import Idempotency, Verdict
 from resilience._idempotency.rules import StoredResponse, fingerprint, storable_headers
 from resilience.stores._protocols import IdempotencyStore
 from resilience.wsgi._keeper import Held, Keeper
-from resilience.wsgi._shared import StartResponse, WSGIApp, answer
+from resilience.wsgi._shared import StartResponse, WSGIApp, answer, close, whole
 
 __all__ = ["IdempotencyMiddleware"]
 
@@ -125,13 +125,13 @@ class _Run:
             chunks: list[bytes] = []
             size = 0
             iterator = iter(result)
-            whole = _sized(result)
+            sized = whole(result)
             for chunk in iterator:
                 size += len(chunk)
                 chunks.append(chunk)
-                if size > rules.max_response or not (whole or self._length() is not None):
+                if size > rules.max_response or not (sized or self._length() is not None):
                     return _PassThrough(self, result, iterator, chunks)
-            _close(result)
+            close(result)
         except BaseException:
             self.finish(None, ended=False)
             raise
@@ -169,16 +169,18 @@ class _Run:
 
 class _PassThrough:
     """The rest of a response too large (or too streamed) to keep: relayed as it comes; the
-    claim is completed (as "not kept") once the server has sent it all and closes it."""
+    claim is completed (as "not kept") when the server closes it, unless the app's iterable
+    failed (then it is released: not done). A client that left halfway does not make the
+    request undone: the handler ran, so its retry gets 410 rather than a second run."""
 
-    __slots__ = ("_ended", "_iterator", "_result", "_run", "_sent")
+    __slots__ = ("_failed", "_iterator", "_result", "_run", "_sent")
 
     def __init__(
         self, run: _Run, result: Iterable[bytes], iterator: Iterator[bytes], sent: list[bytes]
     ) -> None:
         self._run, self._result, self._iterator = run, result, iterator
         self._sent: list[bytes] | None = sent
-        self._ended = False
+        self._failed = False
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -190,27 +192,16 @@ class _PassThrough:
         try:
             return next(self._iterator)
         except StopIteration:
-            self._ended = True
+            raise
+        except BaseException:
+            self._failed = True
             raise
 
     def close(self) -> None:
         try:
-            _close(self._result)
+            close(self._result)
         finally:
-            self._run.finish(None, ended=self._ended)
-
-
-def _sized(result: Iterable[bytes]) -> bool:
-    """Whether a response without ``Content-Length`` is still a whole one, not a stream: a
-    list or tuple, or a framework response that says it is not streaming (Django's
-    ``HttpResponse.streaming``). Anything else is relayed as it comes, never buffered."""
-    return isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False
-
-
-def _close(result: Iterable[bytes]) -> None:
-    close = getattr(result, "close", None)
-    if close is not None:
-        close()
+            self._run.finish(None, ended=not self._failed)
 
 
 def _read_body(environ: dict[str, Any], limit: int) -> bytes | int:

@@ -8,7 +8,7 @@ from typing import Any
 
 from resilience._idempotency.rules import StoredResponse
 
-__all__ = ["StartResponse", "WSGIApp", "answer", "native_headers", "status_line"]
+__all__ = ["StartResponse", "WSGIApp", "answer", "close", "native_headers", "status_line", "whole"]
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -22,6 +22,20 @@ def answer(
     assert response is not None
     start_response(status_line(response.status), native_headers(response.headers), exc_info)
     return [response.body]
+
+
+def whole(result: Iterable[bytes]) -> bool:
+    """Whether an app's iterable is a whole response, made already (iterating it runs no app
+    code): a list or tuple, or a framework response that says it is not streaming (Django's
+    ``HttpResponse.streaming``). Anything else may be a stream."""
+    return isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False
+
+
+def close(result: Iterable[bytes]) -> None:
+    """Call the iterable's ``close()``, if it has one (PEP 3333)."""
+    closer = getattr(result, "close", None)
+    if closer is not None:
+        closer()
 
 
 def status_line(status: int) -> str:
