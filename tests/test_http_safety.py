@@ -55,7 +55,7 @@ def test_a_keyed_post_to_a_key_honouring_origin_is_resent_and_replayed(driver: D
     """With the origin declared key-honouring and our IdempotencyMiddleware in front: the
     first answer is lost, the resend with the same key gets the stored 201 — one execution."""
     orders = Orders()
-    app = IdempotencyMiddleware(orders, store=MemoryStore())
+    app = IdempotencyMiddleware(orders, store=MemoryStore(), shared_keys=True)  # one caller
     with serve_asgi(app) as app_url, Relay(app_url, drop=lambda n: n == 0) as relay:
         transport = driver.transport(retry=FAST, origins_honour_keys=[relay.url])
         response = driver.send(transport, "POST", f"{relay.url}/orders", json={"cents": 5})
