@@ -93,6 +93,82 @@ def memory_cases() -> list[Case]:
     ]
 
 
+def _with_peer(app: Any, peer: str) -> Any:
+    """``app`` behind a server that saw the connection come from ``peer``."""
+
+    async def served(scope: Any, receive: Any, send: Any) -> None:
+        scope["client"] = (peer, 50_000)
+        await app(scope, receive, send)
+
+    return served
+
+
+def middleware_cases() -> tuple[list[Case], list[Case]]:
+    """RateLimitMiddleware per request, in process (no socket), never limiting: how callers
+    are told apart (#12 item 9) beside one shared bucket and the bare app."""
+    from benchmarks.middleware import _asgi_case, _bare_asgi, _bare_wsgi, _wsgi_case
+    from resilience import asgi, wsgi
+
+    def limiter() -> RateLimiter:
+        return RateLimiter(HIGH, burst=1000)
+
+    proxy = {"trusted_proxies": ["10.0.0.0/8"], "client_header": "X-Forwarded-For"}
+
+    def key(scope: Any) -> str | None:
+        return "tenant-7"
+
+    asgi_apps = {
+        "ASGI bare app": _with_peer(_bare_asgi, "192.0.2.7"),
+        "ASGI shared=True (one bucket)": _with_peer(
+            asgi.RateLimitMiddleware(_bare_asgi, limiter(), shared=True), "192.0.2.7"
+        ),
+        "ASGI by peer address, IPv4 (default)": _with_peer(
+            asgi.RateLimitMiddleware(_bare_asgi, limiter()), "192.0.2.7"
+        ),
+        "ASGI by peer address, IPv6 /64": _with_peer(
+            asgi.RateLimitMiddleware(_bare_asgi, limiter()), "2001:db8::7"
+        ),
+        "ASGI by X-Forwarded-For from a trusted proxy": _with_peer(
+            asgi.RateLimitMiddleware(_bare_asgi, limiter(), **proxy), "10.1.2.3"
+        ),
+        "ASGI partition=fn": _with_peer(
+            asgi.RateLimitMiddleware(_bare_asgi, limiter(), partition=key), "192.0.2.7"
+        ),
+    }
+    forwarded = [(b"x-forwarded-for", b"198.51.100.9, 10.4.4.4")]
+    asgi_list = [
+        _asgi_case(name, app, "POST", lambda i: forwarded) for name, app in asgi_apps.items()
+    ]
+    wsgi_apps = {
+        "WSGI bare app": (_bare_wsgi, "192.0.2.7"),
+        "WSGI shared=True (one bucket)": (
+            wsgi.RateLimitMiddleware(_bare_wsgi, limiter(), shared=True),
+            "192.0.2.7",
+        ),
+        "WSGI by peer address, IPv4 (default)": (
+            wsgi.RateLimitMiddleware(_bare_wsgi, limiter()),
+            "192.0.2.7",
+        ),
+        "WSGI by X-Forwarded-For from a trusted proxy": (
+            wsgi.RateLimitMiddleware(_bare_wsgi, limiter(), **proxy),
+            "10.1.2.3",
+        ),
+    }
+    wsgi_list = [
+        _wsgi_case(
+            name,
+            app,
+            "POST",
+            lambda i, peer=peer: {
+                "REMOTE_ADDR": peer,
+                "HTTP_X_FORWARDED_FOR": "198.51.100.9, 10.4.4.4",
+            },
+        )
+        for name, (app, peer) in wsgi_apps.items()
+    ]
+    return asgi_list, wsgi_list
+
+
 def redis_cases(url: str) -> tuple[list[Case], Any]:
     import limits
     import redis
@@ -166,6 +242,10 @@ def main(argv: list[str] | None = None) -> None:
         f"\nmemory limiter: {cost:.2f} µs per acquire (target <= 1.5): "
         f"{'MET' if cost <= 1.5 else 'MISSED'}\n"
     )
+    for cases in middleware_cases():
+        served = run_cases(cases, rounds=rounds, batch=max(200, batch // 4), max_seconds=budget)
+        print(table(served, baseline=cases[0].name, ours=cases[2].name))
+        print()
     with redis_server() as url:
         cases, client = redis_cases(url)
         remote_batch = max(200, batch // 10)

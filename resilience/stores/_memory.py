@@ -14,7 +14,8 @@ Every step is O(1) amortised, however many keys the store holds, and the store i
   records are forgotten first; a claim that finds the store full of running claims is answered
   "unavailable" (the middleware's 503): a running claim is never dropped.
 
-Each call does at most ``_SWEEP`` steps of clean-up, so no call pays for a crowd of expiries.
+Clean-up happens where the tables grow (a new key, a new claim), at most ``_SWEEP`` steps at a
+time, so no call pays for a crowd of expiries and a known key's step is a dict write.
 """
 
 from __future__ import annotations
@@ -94,25 +95,27 @@ class MemoryStore:
         """Run one GCRA step for ``key`` atomically, on this store's clock."""
         with self._lock:
             now = self._clock.now()
-            if self._tat_due and self._tat_due[0][0] <= now:
-                self._sweep_tats_locked(now)
             tat = self._tats.get(key)
             decision, new_tat = gcra_step(params, tat, now, cost, max_wait)
             if new_tat is not None:
-                self._set_tat_locked(key, tat, new_tat)
+                if tat is not None:  # the key has its heap entry; a TAT only grows
+                    self._tats[key] = new_tat
+                else:
+                    self._insert_tat_locked(key, new_tat, now)
         return decision
 
     def gcra_admit(self, key: str, params: GcraParams, cost: int, max_wait: float) -> float:
         """The decorator's fast path: the wait (>= 0) if admitted, else -retry_after."""
         with self._lock:
             now = self._clock.now()
-            if self._tat_due and self._tat_due[0][0] <= now:
-                self._sweep_tats_locked(now)
             tat = self._tats.get(key)
             new_tat, delay = gcra_admit(params.emission, params.tolerance, tat, now, cost, max_wait)
             if new_tat is None:
                 return -delay
-            self._set_tat_locked(key, tat, new_tat)
+            if tat is not None:
+                self._tats[key] = new_tat
+            else:
+                self._insert_tat_locked(key, new_tat, now)
         return delay
 
     async def gcra_admit_async(
@@ -127,14 +130,16 @@ class MemoryStore:
         """``gcra`` for coroutines (memory never blocks)."""
         return self.gcra(key, params, cost, max_wait)
 
-    def _set_tat_locked(self, key: str, old: float | None, new: float) -> None:
-        if old is not None:  # the key has its heap entry; a TAT only grows
-            self._tats[key] = new
-            return
+    def _insert_tat_locked(self, key: str, tat: float, now: float) -> None:
+        """A key new to the table. Only the table's growth needs clean-up, so this is where
+        it happens: known keys are updated in place, at the cost of a dict write."""
+        due = self._tat_due
+        if due and due[0][0] <= now:
+            self._sweep_tats_locked(now)
         if len(self._tats) >= self.max_limit_keys:
             self._evict_tat_locked()
-        self._tats[key] = new
-        heapq.heappush(self._tat_due, (new, key))
+        self._tats[key] = tat
+        heapq.heappush(self._tat_due, (tat, key))
 
     def _sweep_tats_locked(self, now: float) -> None:
         due, tats = self._tat_due, self._tats
