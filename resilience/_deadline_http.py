@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
+from resilience import _events
 from resilience._context import remaining
 from resilience._errors import DeadlineExceededError
 from resilience._idempotency.rules import StoredResponse, problem
@@ -18,10 +19,11 @@ __all__ = ["deadline_exceeded", "failed_late", "ran_out"]
 _log: Final = logging.getLogger("resilience")
 
 
-def deadline_exceeded() -> StoredResponse:
+def deadline_exceeded(method: str, path: str) -> StoredResponse:
     """504 as a problem document, like every other refusal of the middleware (never stored:
-    the idempotency middleware releases the claim of a 5xx)."""
+    the idempotency middleware releases the claim of a 5xx); logged on ``resilience.server``."""
     detail = "the time the caller gave this request (Request-Timeout-Ms) ran out"
+    _events.log_decision("deadline_exceeded", "deadline", 504, method, path, detail)
     return problem(504, "Deadline exceeded", detail)
 
 

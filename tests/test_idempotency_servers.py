@@ -5,6 +5,7 @@ real redis-server for outages. Each test drives both shells through HTTP only.""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -416,3 +417,24 @@ def test_django_responses_are_kept_and_its_streams_are_not() -> None:
     assert refunded[1].content == refunded[0].content
     assert exported[0].content == b"row 0;row 1;row 2;" and exported[1].status_code == 410
     assert runs == ["refund", "export"]
+
+
+def test_refusals_are_logged_without_set_up_and_without_secrets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A replay, a reused key, a malformed key and a spent deadline are logged on
+    ``resilience.server`` at INFO with no listener subscribed; neither the key nor the
+    caller's credential appears in the log."""
+    with caplog.at_level(logging.INFO, logger="resilience.server"), _serve("asgi") as url:
+        charge(url, key='"secret-key-1"', caller="Bearer s3cret")
+        charge(url, key='"secret-key-1"', caller="Bearer s3cret")
+        charge(url, key='"secret-key-1"', caller="Bearer s3cret", body=b"other")
+        charge(url, key="12", caller="Bearer s3cret")
+        charge(url, caller="Bearer s3cret", headers={"Request-Timeout-Ms": "0"})
+    decisions = [
+        getattr(record, "resilience_decision", None)
+        for record in caplog.records
+        if record.name == "resilience.server"
+    ]
+    assert decisions == ["replayed", "key_reused", "invalid_key", "deadline_exceeded"]
+    assert "secret-key-1" not in caplog.text and "s3cret" not in caplog.text

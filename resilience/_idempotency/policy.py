@@ -45,6 +45,14 @@ class Verdict:
     run: bool
     token: str | None = None
     response: StoredResponse | None = None
+    decision: str = ""  # a stable word for the log (``replayed``, ``in_progress``...)
+    detail: str = ""
+
+
+def _refusal(status: int, title: str, detail: str, decision: str, **options: Any) -> Verdict:
+    return Verdict(
+        False, response=problem(status, title, detail, **options), decision=decision, detail=detail
+    )
 
 
 PASS: Final = Verdict(run=True)
@@ -159,15 +167,15 @@ class Idempotency:
         """
         if len(raw_keys) > 1:
             detail = "send one Idempotency-Key field line, not several"
-            return Verdict(False, response=problem(400, "Invalid Idempotency-Key", detail))
+            return _refusal(400, "Invalid Idempotency-Key", detail, "invalid_key")
         try:
             key = parse_key(raw_keys[0] if raw_keys else None)
         except ValueError as exc:
-            return Verdict(False, response=problem(400, "Invalid Idempotency-Key", str(exc)))
+            return _refusal(400, "Invalid Idempotency-Key", str(exc), "invalid_key")
         if key is None:
             if self.required:
                 detail = "requests here must carry an Idempotency-Key header"
-                return Verdict(False, response=problem(400, "Idempotency-Key required", detail))
+                return _refusal(400, "Idempotency-Key required", detail, "key_required")
             return PASS
         if self.shared_keys:
             scope: str | None = ""
@@ -194,19 +202,19 @@ class Idempotency:
                 said,
             )
         detail = f"keyed requests here must say who calls ({said})"
-        return Verdict(False, response=problem(400, "Caller identity required", detail))
+        return _refusal(400, "Caller identity required", detail, "no_caller_identity")
 
-    def too_large(self) -> StoredResponse:
+    def too_large(self) -> Verdict:
         detail = f"keyed request bodies are limited to {self.max_body} bytes"
-        return problem(413, "Request body too large", detail)
+        return _refusal(413, "Request body too large", detail, "body_too_large")
 
-    def length_required(self) -> StoredResponse:
+    def length_required(self) -> Verdict:
         detail = "a keyed request needs a Content-Length (this server cannot read to the end)"
-        return problem(411, "Length required", detail)
+        return _refusal(411, "Length required", detail, "length_required")
 
-    def incomplete(self) -> StoredResponse:
+    def incomplete(self) -> Verdict:
         detail = "the request body ended before its Content-Length"
-        return problem(400, "Incomplete request body", detail)
+        return _refusal(400, "Incomplete request body", detail, "incomplete_body")
 
     def judge(self, claim: Claim) -> Verdict:
         """Turn the store's answer to a claim into what the shell does."""
@@ -218,31 +226,43 @@ class Idempotency:
             self._announce(_events.IdempotentReplayed)
             stored = StoredResponse.decode(claim.response)
             headers = [*stored.headers, (REPLAYED_HEADER, b"true")]
-            return Verdict(False, response=StoredResponse(stored.status, headers, stored.body))
+            response = StoredResponse(stored.status, headers, stored.body)
+            return Verdict(False, response=response, decision="replayed", detail="stored answer")
         if outcome == "unavailable":
             if self.fail_open:
                 return PASS  # the explicit choice: run unprotected, store nothing
             detail = "the idempotency store is unavailable; retry later with the same key"
-            response = problem(
-                503, "Idempotency store unavailable", detail, kind=REDUCED_CAPACITY, retry_after=1
+            return _refusal(
+                503,
+                "Idempotency store unavailable",
+                detail,
+                "store_unavailable",
+                kind=REDUCED_CAPACITY,
+                retry_after=1,
             )
-            return Verdict(False, response=response)
         if outcome == "in_progress":
             self._announce(_events.IdempotencyConflict)
             detail = "a request with this Idempotency-Key is still being processed; retry later"
             wait = min(max(1, math.ceil(self._typical)), max(1, math.ceil(self.lease)))
-            return Verdict(
-                False, response=problem(409, "Request in progress", detail, retry_after=wait)
-            )
+            return _refusal(409, "Request in progress", detail, "in_progress", retry_after=wait)
         self._announce(_events.IdempotencyMismatch)
         detail = "this Idempotency-Key was used with a different request payload"
-        return Verdict(False, response=problem(422, "Idempotency-Key reused", detail))
+        return _refusal(422, "Idempotency-Key reused", detail, "key_reused")
 
     # -- after the handler -------------------------------------------------------------------
 
     def keeps(self, status: int) -> bool:
         """Whether a response is stored for replay (else the claim is released)."""
         return kept(status)
+
+    def answered(self, verdict: Verdict, method: str, path: str) -> StoredResponse:
+        """The response of a verdict answered at once, logged on ``resilience.server``."""
+        response = verdict.response
+        assert response is not None
+        _events.log_decision(
+            verdict.decision, self.name, response.status, method, path, verdict.detail
+        )
+        return response
 
     def took(self, seconds: float) -> None:
         """Note how long a handler ran (smoothed; racy updates are harmless)."""

@@ -53,7 +53,7 @@ class DeadlineMiddleware:
             await self.app(scope, receive, send)
             return
         if seconds <= 0.0:
-            await answer(send, deadline_exceeded())
+            await answer(send, deadline_exceeded(scope["method"], scope["path"]))
             return
         started = replaced = False
 
@@ -65,7 +65,7 @@ class DeadlineMiddleware:
                 started = True
                 if failed_late(message["status"]):
                     replaced = True
-                    await answer(send, deadline_exceeded())
+                    await answer(send, deadline_exceeded(scope["method"], scope["path"]))
                     return
             await send(message)
 
@@ -77,6 +77,6 @@ class DeadlineMiddleware:
                 return  # rendered as a 500 and raised again (Starlette does): answered 504
             if started or not ran_out(exc):
                 raise
-            await answer(send, deadline_exceeded())
+            await answer(send, deadline_exceeded(scope["method"], scope["path"]))
         finally:
             exit_deadline(token)

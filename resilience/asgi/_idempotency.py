@@ -95,19 +95,20 @@ class IdempotencyMiddleware:
             if screened.run:
                 await self.app(scope, receive, send)
             else:
-                await answer(send, screened.response)
+                await answer(send, rules.answered(screened, scope["method"], scope["path"]))
             return
         body = await _read_body(receive, rules.max_body, length)
         if not isinstance(body, bytes):
             if body is not None:  # too large or shorter than its length: say so
-                await answer(send, rules.too_large() if body else rules.incomplete())
+                refusal = rules.too_large() if body else rules.incomplete()
+                await answer(send, rules.answered(refusal, scope["method"], scope["path"]))
             return  # the client left halfway: nothing ran, nothing is kept, nobody to answer
         query = scope.get("query_string", b"").decode("latin-1")
         payload = fingerprint(scope["method"], scope["path"], query, body)
         claim = await rules.store.idempotency_claim_async(screened, payload, rules.lease)
         verdict = rules.judge(claim)
         if not verdict.run:
-            await answer(send, verdict.response)
+            await answer(send, rules.answered(verdict, scope["method"], scope["path"]))
             return
         replay = _replay(body, receive)
         serving = serving_key(screened)  # outgoing resilient calls derive their keys from it

@@ -9,6 +9,7 @@ from typing import Any
 from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._context import DeadlineScope, enter_deadline, exit_deadline, parse_deadline
 from resilience._deadline_http import deadline_exceeded, failed_late, ran_out
+from resilience._idempotency.rules import StoredResponse
 from resilience._validate import check_duration
 from resilience.wsgi._shared import (
     StartResponse,
@@ -54,21 +55,21 @@ class DeadlineMiddleware:
         seconds = parse_deadline(environ.get(self._key), self.default, self.maximum)
         if seconds is None:
             return self.app(environ, start_response)
+        watch = _Watch(start_response, environ)
         if seconds <= 0.0:
-            return answer(start_response, deadline_exceeded())
+            return answer(start_response, watch.response())
         token, scope = enter_deadline(seconds, self._clock)
-        watch = _Watch(start_response)
         try:
             result = self.app(environ, watch.start)
         except Exception as exc:
             if not ran_out(exc):
                 raise
-            return answer(start_response, deadline_exceeded(), sys.exc_info())
+            return answer(start_response, watch.response(), sys.exc_info())
         finally:
             exit_deadline(token)
         if watch.replaced:  # the app started a 5xx once no time was left: our 504 instead
             close(result)
-            return [deadline_exceeded().body]
+            return [watch.response().body]
         if whole(result):
             return result  # made already: no app code runs while it is sent
         return _Deadlined(result, scope, watch)
@@ -77,11 +78,20 @@ class DeadlineMiddleware:
 class _Watch:
     """``start_response`` for the app: a 5xx started once no time is left becomes our 504."""
 
-    __slots__ = ("replaced", "start_response")
+    __slots__ = ("_504", "environ", "replaced", "start_response")
 
-    def __init__(self, start_response: StartResponse) -> None:
-        self.start_response = start_response
+    def __init__(self, start_response: StartResponse, environ: dict[str, Any]) -> None:
+        self.start_response, self.environ = start_response, environ
         self.replaced = False
+        self._504: StoredResponse | None = None
+
+    def response(self) -> StoredResponse:
+        """Our 504 (made, and logged, once)."""
+        if self._504 is None:
+            environ = self.environ
+            path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+            self._504 = deadline_exceeded(environ.get("REQUEST_METHOD", ""), path)
+        return self._504
 
     def start(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         if status[:3].isdigit() and failed_late(int(status[:3])):
@@ -90,7 +100,7 @@ class _Watch:
         return self.start_response(status, headers, exc_info)
 
     def replace(self, exc_info: Any) -> Any:
-        response = deadline_exceeded()
+        response = self.response()
         headers = native_headers(response.headers)
         return self.start_response(status_line(response.status), headers, exc_info)
 
@@ -138,7 +148,7 @@ class _Deadlined:
         if not self._first:
             raise StopIteration
         self._first = False
-        return deadline_exceeded().body
+        return self._watch.response().body
 
     def close(self) -> None:
         token, _ = enter_deadline(self._scope.remaining(), self._scope.clock)

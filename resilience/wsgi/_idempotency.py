@@ -75,18 +75,17 @@ class IdempotencyMiddleware:
         if isinstance(screened, Verdict):
             if screened.run:
                 return self.app(environ, start_response)
-            return answer(start_response, screened.response)
+            return answer(start_response, rules.answered(screened, method, _path(environ)))
         body = _read_body(environ, rules.max_body)
         if not isinstance(body, bytes):
             refusal = {413: rules.too_large, 411: rules.length_required}.get(body, rules.incomplete)
-            return answer(start_response, refusal())
+            return answer(start_response, rules.answered(refusal(), method, _path(environ)))
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        payload = fingerprint(method, path, environ.get("QUERY_STRING", ""), body)
+        payload = fingerprint(method, _path(environ), environ.get("QUERY_STRING", ""), body)
         verdict = rules.judge(rules.store.idempotency_claim(screened, payload, rules.lease))
         if not verdict.run:
-            return answer(start_response, verdict.response)
+            return answer(start_response, rules.answered(verdict, method, _path(environ)))
         serving = serving_key(screened)  # outgoing resilient calls derive their keys from it
         try:
             if verdict.token is None:  # the store is down and fail_open said run anyway
@@ -202,6 +201,10 @@ class _PassThrough:
             close(self._result)
         finally:
             self._run.finish(None, ended=not self._failed)
+
+
+def _path(environ: dict[str, Any]) -> str:
+    return environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")  # type: ignore[no-any-return]
 
 
 def _read_body(environ: dict[str, Any], limit: int) -> bytes | int:
