@@ -25,6 +25,7 @@ from resilience._policy import Policy
 from resilience._validate import (
     ExceptionFilter,
     check_duration,
+    check_name,
     check_positive_int,
     exception_predicate,
 )
@@ -50,9 +51,9 @@ class AdaptiveConcurrency(Policy):
     deadline; otherwise — or when the wait runs out — it raises ``ConcurrencyLimitedError`` at
     once. With the defaults (``max_waiting=0``) excess calls are refused at once.
 
-    What a call says about load: one that raised a ``drop_on`` exception (default
-    ``TimeoutError``, which ``DeadlineExceededError`` is) or returned a value matching
-    ``drop_on_result`` was *dropped*; one that returned otherwise is a plain sample; any other
+    What a call says about load: one that raised an ``on`` exception (default ``TimeoutError``,
+    which ``DeadlineExceededError`` is) or returned a value matching ``on_result`` (e.g. a 503)
+    was *dropped*; one that returned otherwise is a plain sample; any other
     exception, cancellation and ``BaseException`` are no sample at all. The slot is released on
     every path. Thread-safe and asyncio-safe; the lock guards O(1) bookkeeping only.
     """
@@ -77,14 +78,14 @@ class AdaptiveConcurrency(Policy):
         *,
         max_waiting: int = 0,
         max_wait: float | None = 0.0,
-        drop_on: ExceptionFilter = TimeoutError,
-        drop_on_result: Callable[[Any], bool] | None = None,
-        name: str = "adaptive",
+        on: ExceptionFilter = TimeoutError,
+        on_result: Callable[[Any], bool] | None = None,
+        name: str | None = None,
         clock: Clock | None = None,
     ) -> None:
         if algorithm is None:
             algorithm = Gradient2Limit()
-        elif not callable(getattr(algorithm, "update", None)) or not hasattr(algorithm, "limit"):
+        elif not all(callable(getattr(algorithm, m, None)) for m in ("update", "replace")):
             raise TypeError(
                 f"algorithm must be a limit algorithm such as Gradient2Limit() or AimdLimit(), "
                 f"got {algorithm!r}"
@@ -97,20 +98,20 @@ class AdaptiveConcurrency(Policy):
             )
         if not max_waiting and max_wait:
             raise ValueError(f"max_wait has no effect without max_waiting > 0, got {max_wait!r}")
-        if drop_on_result is not None and not callable(drop_on_result):
-            raise TypeError(f"drop_on_result must be a predicate or None, got {drop_on_result!r}")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if on_result is not None and not callable(on_result):
+            raise TypeError(f"on_result must be a predicate or None, got {on_result!r}")
+        name = check_name(name, "adaptive_concurrency")
         self._settings: dict[str, Any] = {
+            "algorithm": algorithm,
             "max_waiting": max_waiting,
             "max_wait": max_wait,
-            "drop_on": drop_on,
-            "drop_on_result": drop_on_result,
+            "on": on,
+            "on_result": on_result,
             "name": name,
             "clock": clock,
         }
-        self._drop_on = exception_predicate(drop_on, "drop_on")
-        self._drop_on_result = drop_on_result
+        self._drop_on = exception_predicate(on, "on")
+        self._drop_on_result = on_result
         self.max_waiting = max_waiting
         self.max_wait = max_wait
         self.name = name
@@ -126,11 +127,13 @@ class AdaptiveConcurrency(Policy):
             f"max_wait={self.max_wait!r}, name={self.name!r})"
         )
 
-    def _copy(self, **changes: Any) -> AdaptiveConcurrency:
-        """A fresh limiter with the same settings and a fresh algorithm (one per origin)."""
-        algorithm = self._admission.algorithm
-        fresh = algorithm._copy() if hasattr(algorithm, "_copy") else algorithm
-        return AdaptiveConcurrency(fresh, **{**self._settings, **changes})
+    def replace(self, **changes: Any) -> AdaptiveConcurrency:
+        """A new limiter with these settings bar ``changes`` (any constructor keyword), and a
+        fresh copy of the algorithm (the transports keep one limiter per origin)."""
+        settings = {**self._settings, **changes}
+        if "algorithm" not in changes:
+            settings["algorithm"] = self._admission.algorithm.replace()
+        return AdaptiveConcurrency(**settings)
 
     # -- observation ---------------------------------------------------------------------------
 

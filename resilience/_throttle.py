@@ -27,7 +27,12 @@ from resilience._adaptive.throttle import ThrottleCore, check_k
 from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._errors import ThrottledError
 from resilience._policy import Policy
-from resilience._validate import ExceptionFilter, check_duration, exception_predicate
+from resilience._validate import (
+    ExceptionFilter,
+    check_duration,
+    check_name,
+    exception_predicate,
+)
 
 __all__ = ["AdaptiveThrottle", "throttles"]
 
@@ -47,9 +52,9 @@ class AdaptiveThrottle(Policy):
     call (refused ones too) and ``accepts`` the calls the backend accepted. ``k`` >= 1
     (default 2): how many calls per accepted one may be sent.
 
-    A call was *not* accepted when it raised a ``rejected_on`` exception (default: any
-    ``Exception``; name the backend's refusals and timeouts to count application errors as
-    accepted) or returned a value matching ``rejected_on_result`` (e.g. a 429 or 503 response).
+    A call was *not* accepted when it raised an ``on`` exception (default: any ``Exception``;
+    name the backend's refusals and timeouts to count application errors as accepted) or
+    returned a value matching ``on_result`` (e.g. a 429 or 503 response).
     Cancellation and other ``BaseException`` count as neither. ``rng`` (a ``random.Random``)
     makes refusals repeatable. Thread-safe and asyncio-safe.
     """
@@ -74,35 +79,33 @@ class AdaptiveThrottle(Policy):
         *,
         k: float = 2.0,
         window: float = 30.0,
-        rejected_on: ExceptionFilter = Exception,
-        rejected_on_result: Callable[[Any], bool] | None = None,
-        name: str = "throttle",
+        on: ExceptionFilter = Exception,
+        on_result: Callable[[Any], bool] | None = None,
+        name: str | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
         check_k(k)
         check_duration(window, "window", allow_zero=False)
-        if rejected_on_result is not None and not callable(rejected_on_result):
-            raise TypeError(
-                f"rejected_on_result must be a predicate or None, got {rejected_on_result!r}"
-            )
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if on_result is not None and not callable(on_result):
+            raise TypeError(f"on_result must be a predicate or None, got {on_result!r}")
+        name = check_name(name, "adaptive_throttle")
         if rng is not None and not isinstance(rng, random.Random):
             raise TypeError(f"rng must be a random.Random or None, got {rng!r}")
         self._settings: dict[str, Any] = {
             "k": k,
             "window": window,
-            "rejected_on": rejected_on,
-            "rejected_on_result": rejected_on_result,
+            "on": on,
+            "on_result": on_result,
             "name": name,
             "clock": clock,
+            "rng": rng,
         }
         self.k = float(k)
         self.window = float(window)
         self.name = name
-        self._rejected_on = exception_predicate(rejected_on, "rejected_on")
-        self._rejected_on_result = rejected_on_result
+        self._rejected_on = exception_predicate(on, "on")
+        self._rejected_on_result = on_result
         self._clock = clock or SYSTEM_CLOCK
         self._rng = rng if rng is not None else random.Random()
         self._core = ThrottleCore(self.k, self.window)
@@ -113,8 +116,9 @@ class AdaptiveThrottle(Policy):
     def __repr__(self) -> str:
         return f"AdaptiveThrottle(k={self.k!r}, window={self.window!r}, name={self.name!r})"
 
-    def _copy(self, **changes: Any) -> AdaptiveThrottle:
-        """A fresh throttle with the same settings, bar ``changes`` (one per origin)."""
+    def replace(self, **changes: Any) -> AdaptiveThrottle:
+        """A new throttle with these settings bar ``changes`` (any constructor keyword) and
+        empty counts (the transports keep one per origin)."""
         return AdaptiveThrottle(**{**self._settings, **changes})
 
     @property

@@ -36,7 +36,7 @@ class Recording:
         self.samples.append((round(rtt, 6), in_flight, dropped))
         return self.limit
 
-    def _copy(self) -> Recording:
+    def replace(self, **changes: Any) -> Recording:
         return Recording(self.limit)
 
 
@@ -84,7 +84,7 @@ def test_gradient2_through_the_policy_shrinks_when_latency_climbs(clock: FakeClo
 def test_drops_shrink_an_aimd_limit_and_other_failures_do_not(
     colour: Colour, clock: FakeClock
 ) -> None:
-    """A ``drop_on`` failure is a drop; another exception only frees its slot."""
+    """An ``on`` failure is a drop; another exception only frees its slot."""
     limiter = AdaptiveConcurrency(AimdLimit(initial_limit=10, backoff_ratio=0.5), clock=clock)
 
     def fail(kind: type[Exception]) -> None:
@@ -100,10 +100,10 @@ def test_drops_shrink_an_aimd_limit_and_other_failures_do_not(
 
 
 def test_results_can_be_drops(colour: Colour, clock: FakeClock) -> None:
-    """``drop_on_result`` marks answers such as a 503 as drops."""
+    """``on_result`` marks answers such as a 503 as drops."""
     limiter = AdaptiveConcurrency(
         AimdLimit(initial_limit=8, backoff_ratio=0.5),
-        drop_on_result=lambda status: status == 503,
+        on_result=lambda status: status == 503,
         clock=clock,
     )
     guarded = colour.wrap(limiter, lambda status: status)
@@ -114,7 +114,7 @@ def test_results_can_be_drops(colour: Colour, clock: FakeClock) -> None:
 def test_a_raising_drop_predicate_counts_a_drop_and_frees_the_slot(clock: FakeClock) -> None:
     """A predicate that raises is logged and counted as a drop; nothing leaks."""
     limiter = AdaptiveConcurrency(
-        AimdLimit(initial_limit=8, backoff_ratio=0.5), drop_on_result=lambda _: 1 / 0, clock=clock
+        AimdLimit(initial_limit=8, backoff_ratio=0.5), on_result=lambda _: 1 / 0, clock=clock
     )
     assert limiter(lambda: "ok")() == "ok"
     assert limiter.limit == 4 and limiter.in_flight == 0
@@ -279,7 +279,7 @@ def test_base_exceptions_release_without_a_sample(colour: Colour, clock: FakeClo
 
 
 def test_a_timeout_inside_counts_as_a_drop(clock: FakeClock) -> None:
-    """DeadlineExceededError is a TimeoutError, so the default ``drop_on`` counts it."""
+    """DeadlineExceededError is a TimeoutError, so the default ``on`` counts it."""
     limiter = AdaptiveConcurrency(AimdLimit(initial_limit=6, backoff_ratio=0.5), clock=clock)
 
     def slow() -> None:
@@ -291,11 +291,12 @@ def test_a_timeout_inside_counts_as_a_drop(clock: FakeClock) -> None:
 
 
 def test_copies_are_independent() -> None:
-    """``_copy`` (one per origin) keeps the settings and starts a fresh algorithm."""
+    """``replace`` (one limiter per origin) keeps the settings and starts a fresh algorithm."""
     limiter = AdaptiveConcurrency(AimdLimit(initial_limit=4), name="a")
-    copy = limiter._copy(name="b")
+    copy = limiter.replace(name="b")
     assert copy.name == "b" and copy.limit == 4
     assert copy._admission.algorithm is not limiter._admission.algorithm
+    assert AdaptiveConcurrency().name == "adaptive_concurrency"
 
 
 @pytest.mark.parametrize(
@@ -305,8 +306,8 @@ def test_copies_are_independent() -> None:
         ({"max_waiting": -1}, ValueError, "max_waiting must be >= 0, got -1"),
         ({"max_waiting": 2}, ValueError, "max_wait must be > 0 (or None for no limit)"),
         ({"max_wait": 1.0}, ValueError, "max_wait has no effect without max_waiting > 0"),
-        ({"drop_on": "x"}, TypeError, "drop_on must be an exception class"),
-        ({"drop_on_result": 1}, TypeError, "drop_on_result must be a predicate or None"),
+        ({"on": "x"}, TypeError, "on must be an exception class"),
+        ({"on_result": 1}, TypeError, "on_result must be a predicate or None"),
         ({"name": ""}, ValueError, "name must be a non-empty string"),
     ],
 )

@@ -196,13 +196,14 @@ def test_bad_settings_fail_at_construction_naming_the_parameter(build, message: 
 
 
 def test_copies_start_again_from_the_initial_limit() -> None:
-    """``_copy`` keeps the settings and forgets the state (one algorithm per origin)."""
+    """``replace()`` keeps the settings and forgets the state (one algorithm per origin)."""
     for algorithm in (AimdLimit(initial_limit=7), Gradient2Limit(initial_limit=7, queue_size=1)):
         for _ in range(30):
             algorithm.update(0.01, 60, True, 0.0)
         assert algorithm.limit < 7
-        fresh = algorithm._copy()
+        fresh = algorithm.replace()
         assert fresh.limit == 7 and repr(fresh) == repr(algorithm)
+        assert algorithm.replace(initial_limit=3).limit == 3
 
 
 # -- admission: in-flight calls and the FIFO of waiters --------------------------------------

@@ -101,9 +101,9 @@ def test_throttle_refuses_locally_with_the_error_and_the_event(
 
 
 def test_throttle_counts_results_the_backend_refused(colour: Colour, clock: FakeClock) -> None:
-    """A result matching ``rejected_on_result`` is not an accept; others are."""
+    """A result matching ``on_result`` is not an accept; others are."""
     throttle = AdaptiveThrottle(
-        rejected_on_result=lambda status: status == 503, clock=clock, rng=random.Random(1)
+        on_result=lambda status: status == 503, clock=clock, rng=random.Random(1)
     )
     guarded = colour.wrap(throttle, lambda status: status)
     for _ in range(10):
@@ -114,9 +114,9 @@ def test_throttle_counts_results_the_backend_refused(colour: Colour, clock: Fake
     assert throttle._core.counts(clock.now()) == (15, 10)
 
 
-def test_exceptions_outside_rejected_on_count_as_accepts(colour: Colour, clock: FakeClock) -> None:
-    """An application error the backend answered with is an accept when not in rejected_on."""
-    throttle = AdaptiveThrottle(rejected_on=TimeoutError, clock=clock)
+def test_exceptions_outside_on_count_as_accepts(colour: Colour, clock: FakeClock) -> None:
+    """An application error the backend answered with is an accept when not in ``on``."""
+    throttle = AdaptiveThrottle(on=TimeoutError, clock=clock)
 
     def lookup() -> None:
         raise KeyError("missing")
@@ -131,7 +131,7 @@ def test_exceptions_outside_rejected_on_count_as_accepts(colour: Colour, clock: 
 
 def test_a_raising_predicate_counts_a_refusal(clock: FakeClock) -> None:
     """A predicate that raises is logged and counts as a refusal by the backend."""
-    throttle = AdaptiveThrottle(rejected_on_result=lambda _: 1 / 0, clock=clock)
+    throttle = AdaptiveThrottle(on_result=lambda _: 1 / 0, clock=clock)
     assert throttle(lambda: "ok")() == "ok"
     assert throttle._core.counts(clock.now()) == (1, 0)
 
@@ -142,8 +142,8 @@ def test_a_raising_predicate_counts_a_refusal(clock: FakeClock) -> None:
         ({"k": 0.5}, ValueError, "k must be a finite number >= 1, got 0.5"),
         ({"k": "2"}, TypeError, "k must be a number >= 1, got '2'"),
         ({"window": 0}, ValueError, "window must be a finite number of seconds > 0, got 0"),
-        ({"rejected_on_result": 3}, TypeError, "rejected_on_result must be a predicate"),
-        ({"rejected_on": 3}, TypeError, "rejected_on must be an exception class"),
+        ({"on_result": 3}, TypeError, "on_result must be a predicate"),
+        ({"on": 3}, TypeError, "on must be an exception class"),
         ({"name": ""}, ValueError, "name must be a non-empty string"),
         ({"rng": 4}, TypeError, "rng must be a random.Random or None, got 4"),
     ],
@@ -164,3 +164,14 @@ def test_throttled_error_pickles_with_its_data() -> None:
     copy = pickle.loads(pickle.dumps(ThrottledError("db", 0.75)))
     assert (copy.name, copy.probability) == ("db", 0.75)
     assert "75%" in str(copy)
+
+
+def test_replace_gives_a_fresh_throttle_and_the_name_defaults_to_the_kind() -> None:
+    """``replace`` keeps the settings with empty counts; an unnamed throttle is named by kind."""
+    clock = FakeClock()
+    throttle = AdaptiveThrottle(k=1.5, window=5.0, clock=clock)
+    throttle._core.accepted(0.0)
+    copy = throttle.replace(name="b")
+    assert (copy.k, copy.window, copy.name) == (1.5, 5.0, "b")
+    assert copy._core.counts(0.0) == (0, 0)
+    assert throttle.name == "adaptive_throttle"

@@ -24,7 +24,7 @@ The rules follow Netflix's concurrency-limits (``AIMDLimit``, ``Gradient2Limit``
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 from resilience._validate import check_duration, check_positive_int
 
@@ -39,7 +39,7 @@ class LimitAlgorithm(Protocol):
 
     def update(self, rtt: float, in_flight: int, dropped: bool, now: float) -> int: ...
 
-    def _copy(self) -> LimitAlgorithm: ...
+    def replace(self, **changes: Any) -> LimitAlgorithm: ...
 
 
 def _check_bounds(initial: int, minimum: int, maximum: int) -> None:
@@ -98,15 +98,16 @@ class AimdLimit:
             f"timeout={self.timeout!r})"
         )
 
-    def _copy(self) -> AimdLimit:
-        """The same settings, starting again from ``initial_limit``."""
-        return AimdLimit(
-            initial_limit=self.initial_limit,
-            min_limit=self.min_limit,
-            max_limit=self.max_limit,
-            backoff_ratio=self.backoff_ratio,
-            timeout=self.timeout,
-        )
+    def replace(self, **changes: Any) -> AimdLimit:
+        """A new algorithm with these settings bar ``changes``, starting from its initial limit."""
+        settings = {
+            "initial_limit": self.initial_limit,
+            "min_limit": self.min_limit,
+            "max_limit": self.max_limit,
+            "backoff_ratio": self.backoff_ratio,
+            "timeout": self.timeout,
+        }
+        return AimdLimit(**{**settings, **changes})
 
     @property
     def limit(self) -> int:
@@ -185,17 +186,18 @@ class Gradient2Limit:
             f"warmup={self.warmup!r})"
         )
 
-    def _copy(self) -> Gradient2Limit:
-        """The same settings, starting again from ``initial_limit``."""
-        return Gradient2Limit(
-            initial_limit=self.initial_limit,
-            min_limit=self.min_limit,
-            max_limit=self.max_limit,
-            queue_size=self.queue_size,
-            smoothing=self.smoothing,
-            long_window=self.long_window,
-            warmup=self.warmup,
-        )
+    def replace(self, **changes: Any) -> Gradient2Limit:
+        """A new algorithm with these settings bar ``changes``, starting from its initial limit."""
+        settings = {
+            "initial_limit": self.initial_limit,
+            "min_limit": self.min_limit,
+            "max_limit": self.max_limit,
+            "queue_size": self.queue_size,
+            "smoothing": self.smoothing,
+            "long_window": self.long_window,
+            "warmup": self.warmup,
+        }
+        return Gradient2Limit(**{**settings, **changes})
 
     @property
     def limit(self) -> int:
