@@ -21,6 +21,8 @@ SCENARIOS = [
     "telemetry",
     "faults",
     "middleware",
+    "fleet",
+    "overload",
 ]
 
 

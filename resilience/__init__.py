@@ -3,7 +3,7 @@
 Every policy is a decorator for plain and coroutine functions; ``Pipeline`` composes them.
 """
 
-from resilience._adaptive.limits import AimdLimit, Gradient2Limit
+from resilience._adaptive.limits import AimdLimit, Gradient2Limit, VegasLimit, WindowedLimit
 from resilience._bulkhead import Bulkhead
 from resilience._circuit.breaker import CircuitBreaker
 from resilience._circuit.metrics import CircuitMetrics
@@ -106,6 +106,8 @@ __all__ = [
     "Throttled",
     "ThrottledError",
     "Timeout",
+    "VegasLimit",
+    "WindowedLimit",
     "__version__",
     "remaining",
     "subscribe",

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from resilience import _events
 from resilience._adaptive.admission import Admission, Waiter
-from resilience._adaptive.limits import Gradient2Limit, LimitAlgorithm
+from resilience._adaptive.limits import LimitAlgorithm, VegasLimit, WindowedLimit
 from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._context import remaining
 from resilience._errors import ConcurrencyLimitedError
@@ -42,9 +42,15 @@ concurrency_limiters: weakref.WeakSet[AdaptiveConcurrency] = weakref.WeakSet()
 class AdaptiveConcurrency(Policy):
     """Allow as many concurrent calls as the dependency absorbs without queueing; shed the rest.
 
-    ``algorithm`` (default ``Gradient2Limit()``; an ``AimdLimit`` reacts to drops only) moves the
-    limit after each call: it grows while latency holds and shrinks when latency climbs or calls
-    are dropped. The policy owns the instance: do not share one between policies.
+    ``algorithm`` moves the limit as calls finish: it grows while latency holds and shrinks when
+    latency climbs or calls are dropped. The default, ``WindowedLimit(VegasLimit())`` (Netflix's
+    concurrency-limits), feeds Vegas one average per second and holds an estimated 3-6 calls
+    queued at the dependency, which keeps a sustained overload's queueing short
+    (``benchmarks/fleet.py``, ``benchmarks/overload.py``). Vegas learns the unloaded latency from
+    the quietest second it sees: when the dependency may already be saturated at start-up, start
+    low (``VegasLimit(initial_limit=4)``) so that it learns it before a queue forms.
+    ``Gradient2Limit`` follows latency changes but lets a steady overload queue more;
+    ``AimdLimit`` reacts to drops only. The policy owns the instance: do not share one.
 
     Over the limit, a call waits in a FIFO queue when fewer than ``max_waiting`` wait, for at
     most ``max_wait`` seconds (``None``: no limit of its own) and never past the current
@@ -84,7 +90,7 @@ class AdaptiveConcurrency(Policy):
         clock: Clock | None = None,
     ) -> None:
         if algorithm is None:
-            algorithm = Gradient2Limit()
+            algorithm = WindowedLimit(VegasLimit())
         elif not all(callable(getattr(algorithm, m, None)) for m in ("update", "replace")):
             raise TypeError(
                 f"algorithm must be a limit algorithm such as Gradient2Limit() or AimdLimit(), "

@@ -1,5 +1,5 @@
-"""The concurrency-limit algorithms (AIMD, Gradient2) against small reference models, and the
-admission core (in-flight calls, FIFO waiters) against a list-based model.
+"""The concurrency-limit algorithms (AIMD, Gradient2, Vegas, the windowed wrapper) against small
+reference models, and the admission core (in-flight calls, FIFO waiters) against a list-based model.
 
 The references restate the rules in ``resilience._adaptive.limits``' and ``admission``'s
 docstrings as plainly as possible: one loop per algorithm, lists for who holds and who waits.
@@ -8,13 +8,14 @@ docstrings as plainly as possible: one loop per algorithm, lists for who holds a
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resilience import AimdLimit, Gradient2Limit
+from resilience import AimdLimit, Gradient2Limit, VegasLimit, WindowedLimit
 from resilience._adaptive.admission import Admission, Waiter
 
 Sample = tuple[float, int, bool]  # (rtt, in_flight, dropped)
@@ -186,6 +187,13 @@ def test_aimd_timeout_turns_a_slow_success_into_a_drop() -> None:
         (lambda: Gradient2Limit(smoothing=0.0), "smoothing must be in (0, 1], got 0.0"),
         (lambda: Gradient2Limit(queue_size=-1), "queue_size must be >= 0, got -1"),
         (lambda: Gradient2Limit(long_window=0), "long_window must be >= 1, got 0"),
+        (lambda: VegasLimit(probe_multiplier=0), "probe_multiplier must be >= 1, got 0"),
+        (lambda: VegasLimit(max_limit=0), "max_limit must be >= 1, got 0"),
+        (
+            lambda: WindowedLimit(VegasLimit(), min_window=2.0, max_window=1.0),
+            "max_window must be >= min_window (2.0), got 1.0",
+        ),
+        (lambda: WindowedLimit(VegasLimit(), min_samples=0), "min_samples must be >= 1, got 0"),
     ],
 )
 def test_bad_settings_fail_at_construction_naming_the_parameter(build, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -197,13 +205,19 @@ def test_bad_settings_fail_at_construction_naming_the_parameter(build, message: 
 
 def test_copies_start_again_from_the_initial_limit() -> None:
     """``replace()`` keeps the settings and forgets the state (one algorithm per origin)."""
-    for algorithm in (AimdLimit(initial_limit=7), Gradient2Limit(initial_limit=7, queue_size=1)):
-        for _ in range(30):
-            algorithm.update(0.01, 60, True, 0.0)
+    for algorithm in (
+        AimdLimit(initial_limit=7),
+        Gradient2Limit(initial_limit=7, queue_size=1),
+        VegasLimit(initial_limit=7),
+    ):
+        for step in range(30):
+            algorithm.update(0.01 + step, 60, True, 0.0)
         assert algorithm.limit < 7
         fresh = algorithm.replace()
         assert fresh.limit == 7 and repr(fresh) == repr(algorithm)
         assert algorithm.replace(initial_limit=3).limit == 3
+    windowed = WindowedLimit(VegasLimit(initial_limit=9), min_samples=2)
+    assert windowed.replace().limit == 9 and windowed.replace().algorithm is not windowed.algorithm
 
 
 # -- admission: in-flight calls and the FIFO of waiters --------------------------------------
@@ -311,3 +325,132 @@ def test_a_granted_waiter_that_abandons_keeps_its_permit() -> None:
     assert core.record(first, 0.01, False, 0.0) == [waiter]
     assert core.abandon(waiter) == waiter.granted == 1
     assert core.release() == [] and core.in_flight == 0
+
+
+# -- Vegas and the windowed wrapper --------------------------------------------------------
+
+
+def vegas_reference(
+    history: list[Sample], initial: int, low: int, high: int, multiplier: int, seed: int
+) -> list[int]:
+    """Vegas as its docstring says, with the probe jitter drawn from the same seed."""
+    rng = random.Random(seed)
+    limit, noload, since, limits = float(initial), 0.0, 0, []
+    probe_at = rng.uniform(0.5, 1.0) * multiplier
+    for rtt, in_flight, dropped in history:
+        since += 1
+        if since >= probe_at * limit:  # re-learn the unloaded latency from this sample
+            since, probe_at, noload = 0, rng.uniform(0.5, 1.0) * multiplier, rtt
+        elif rtt > 0 and (noload == 0 or rtt < noload):
+            noload = rtt
+        elif rtt > 0:
+            step = max(1, int(math.log10(limit)))
+            queue = math.ceil(limit * (1 - noload / rtt))
+            if dropped:
+                limit = max(low, min(high, limit - step))
+            elif in_flight * 2 >= limit:
+                if queue <= step:
+                    limit += 6 * step
+                elif queue < 3 * step:
+                    limit += step
+                elif queue > 6 * step:
+                    limit -= step
+                limit = max(low, min(high, limit))
+        limits.append(int(limit))
+    return limits
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    samples,
+    st.integers(1, 5),
+    st.integers(0, 60),
+    st.integers(0, 200),
+    st.integers(1, 40),
+    st.integers(0, 1000),
+)
+def test_vegas_matches_its_reference(
+    history: list[Sample], low: int, above: int, span: int, multiplier: int, seed: int
+) -> None:
+    """Vegas's limit after every sample equals the reference's, probes included."""
+    initial, high = low + above, low + above + span
+    algorithm = VegasLimit(
+        initial_limit=initial,
+        min_limit=low,
+        max_limit=high,
+        probe_multiplier=multiplier,
+        rng=random.Random(seed),
+    )
+    got = [algorithm.update(rtt, flight, dropped, 0.0) for rtt, flight, dropped in history]
+    assert got == vegas_reference(history, initial, low, high, multiplier, seed)
+
+
+def test_vegas_holds_a_small_queue_at_a_saturated_dependency() -> None:
+    """With latency = unloaded x in_flight / workers past the workers, Vegas settles where an
+    estimated 3-6 calls wait: a few above the 8 workers, far below its ceiling."""
+    algorithm = VegasLimit(initial_limit=4, probe_multiplier=1000, rng=random.Random(1))
+    for _ in range(300):
+        limit = algorithm.limit
+        algorithm.update(0.010 * max(1.0, limit / 8), limit, False, 0.0)
+    assert 8 < algorithm.limit <= 16
+
+
+@dataclass
+class Recorder:
+    """A limit algorithm that records what it is handed."""
+
+    limit: int = 5
+    seen: list[tuple[float, int, bool]] = field(default_factory=list)
+
+    def update(self, rtt: float, in_flight: int, dropped: bool, now: float) -> int:
+        self.seen.append((rtt, in_flight, dropped))
+        return self.limit
+
+    def replace(self, **changes: object) -> Recorder:
+        return Recorder()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.001, 0.01, 0.1, 0.3]),
+            st.integers(1, 30),
+            st.booleans(),
+            st.sampled_from([0.0, 0.05, 0.25, 1.0]),
+        ),
+        max_size=120,
+    ),
+    st.sampled_from([0.1, 0.5, 1.0]),
+    st.integers(1, 5),
+)
+def test_windowed_limit_hands_over_one_summary_per_window(
+    steps: list[tuple[float, int, bool, float]], window: float, min_samples: int
+) -> None:
+    """Each closed window with enough samples becomes one sample: the average rtt, the largest
+    in-flight count, dropped if any was; a window closes at the first sample ending
+    clamp(2 x its smallest rtt, window, 2 x window) after it opened."""
+    inner = Recorder()
+    windowed = WindowedLimit(
+        inner, min_window=window, max_window=2 * window, min_samples=min_samples
+    )
+    expected: list[tuple[float, int, bool]] = []
+    now, due = 0.0, -math.inf
+    pending: list[tuple[float, int, bool]] = []
+    for rtt, in_flight, dropped, gap in steps:
+        now += gap
+        windowed.update(rtt, in_flight, dropped, now)
+        pending.append((rtt, in_flight, dropped))
+        if now >= due:
+            due = now + min(max(2 * min(r for r, _, _ in pending), window), 2 * window)
+            if len(pending) >= min_samples:
+                expected.append(
+                    (
+                        sum(r for r, _, _ in pending) / len(pending),
+                        max(f for _, f, _ in pending),
+                        any(d for _, _, d in pending),
+                    )
+                )
+            pending = []
+    assert [(pytest.approx(r), f, d) for r, f, d in inner.seen] == expected
+    assert windowed.limit == inner.limit

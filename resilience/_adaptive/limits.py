@@ -1,4 +1,5 @@
-"""Concurrency limits that move with what calls measure: AIMD on drops, Gradient2 on latency.
+"""Concurrency limits that move with what calls measure: AIMD on drops, Gradient2 and Vegas on
+latency.
 
 Each algorithm is a small state machine fed one sample per finished call —
 ``update(rtt, in_flight, dropped, now)`` — and returns the new limit (an int >= 1). ``rtt`` is
@@ -7,7 +8,8 @@ itself included; ``dropped`` says the call timed out or the dependency refused i
 a rejection of its own). Calls that failed for other reasons are not samples at all. Not
 thread-safe: the owner calls it under its lock.
 
-The rules follow Netflix's concurrency-limits (``AIMDLimit``, ``Gradient2Limit``), restated:
+The rules follow Netflix's concurrency-limits (``AIMDLimit``, ``Gradient2Limit``,
+``VegasLimit``), restated:
 
 - **AIMD**: a drop (or an ``rtt`` at or above ``timeout``) multiplies the limit by
   ``backoff_ratio`` (and takes at least 1 off); a success while at least half the limit is in use
@@ -19,16 +21,28 @@ The rules follow Netflix's concurrency-limits (``AIMDLimit``, ``Gradient2Limit``
   ``target = limit * gradient + queue_size`` and ``limit += smoothing * (target - limit)``,
   clamped to ``[min_limit, max_limit]``. Unlike Netflix's, a drop counts as the steepest
   gradient (0.5): a dependency that refuses fast must not look like one that answers fast.
+  Under a sustained overload ``long`` catches up with the sample and the limit creeps up until
+  the samples' noise holds it (about ``queue_size`` / E[1 - gradient]): it follows changes
+  well and a steady queue less so.
+- **Vegas** (TCP Vegas): ``rtt_noload`` is the smallest ``rtt`` seen (re-learnt from the next
+  sample every ``probe_multiplier * limit * jitter`` samples, ``jitter`` drawn from ``rng`` in
+  [0.5, 1)), and ``queue = ceil(limit * (1 - rtt_noload / rtt))`` estimates how many calls wait.
+  With ``step = max(1, int(log10(limit)))``: a drop takes ``step`` off; while fewer than half
+  are in flight nothing changes; otherwise a queue of at most ``step`` adds ``6 * step``, one
+  under ``3 * step`` adds ``step``, one over ``6 * step`` takes ``step`` off. A sample that sets
+  (or re-probes) ``rtt_noload`` changes nothing else. It holds a queue of 3-6 calls whatever
+  the latency's spread, at the price of trusting the smallest latency it saw.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from typing import Any, Protocol
 
 from resilience._validate import check_duration, check_positive_int
 
-__all__ = ["AimdLimit", "Gradient2Limit", "LimitAlgorithm"]
+__all__ = ["AimdLimit", "Gradient2Limit", "LimitAlgorithm", "VegasLimit", "WindowedLimit"]
 
 
 class LimitAlgorithm(Protocol):
@@ -229,3 +243,199 @@ class Gradient2Limit:
         estimate += self.smoothing * (target - estimate)
         self._estimate = estimate = max(self.min_limit, min(self.max_limit, estimate))
         return int(estimate)
+
+
+class VegasLimit:
+    """Keep an estimated 3-6 calls queued at the dependency (Netflix's ``VegasLimit``).
+
+    ``probe_multiplier``: how many samples per unit of limit pass before ``rtt_noload`` is
+    re-learnt (the dependency's unloaded latency may have grown); ``rng`` jitters the probes.
+    """
+
+    __slots__ = (
+        "_estimate",
+        "_noload",
+        "_probe_at",
+        "_rng",
+        "_since_probe",
+        "initial_limit",
+        "max_limit",
+        "min_limit",
+        "probe_multiplier",
+    )
+
+    def __init__(
+        self,
+        *,
+        initial_limit: int = 20,
+        min_limit: int = 1,
+        max_limit: int = 1000,
+        probe_multiplier: int = 30,
+        rng: random.Random | None = None,
+    ) -> None:
+        _check_bounds(initial_limit, min_limit, max_limit)
+        check_positive_int(probe_multiplier, "probe_multiplier")
+        if rng is not None and not isinstance(rng, random.Random):
+            raise TypeError(f"rng must be a random.Random or None, got {rng!r}")
+        self.initial_limit = initial_limit
+        self.min_limit = min_limit
+        self.max_limit = max_limit
+        self.probe_multiplier = probe_multiplier
+        self._rng = rng if rng is not None else random.Random()
+        self._estimate = float(initial_limit)
+        self._noload = 0.0
+        self._since_probe = 0
+        self._probe_at = self._next_probe()
+
+    def __repr__(self) -> str:
+        return (
+            f"VegasLimit(initial_limit={self.initial_limit!r}, min_limit={self.min_limit!r}, "
+            f"max_limit={self.max_limit!r}, probe_multiplier={self.probe_multiplier!r})"
+        )
+
+    def replace(self, **changes: Any) -> VegasLimit:
+        """A new algorithm with these settings bar ``changes``, starting from its initial limit."""
+        settings: dict[str, Any] = {
+            "initial_limit": self.initial_limit,
+            "min_limit": self.min_limit,
+            "max_limit": self.max_limit,
+            "probe_multiplier": self.probe_multiplier,
+            "rng": self._rng,
+        }
+        return VegasLimit(**{**settings, **changes})
+
+    @property
+    def limit(self) -> int:
+        return int(self._estimate)
+
+    @property
+    def rtt_noload(self) -> float:
+        """The latency taken as unloaded, in seconds (0.0 before the first sample)."""
+        return self._noload
+
+    def _next_probe(self) -> float:
+        return self._rng.uniform(0.5, 1.0) * self.probe_multiplier
+
+    def update(self, rtt: float, in_flight: int, dropped: bool, now: float) -> int:
+        """Fold in one sample; return the new limit."""
+        estimate = self._estimate
+        self._since_probe += 1
+        if self._since_probe >= self._probe_at * estimate:
+            self._since_probe = 0
+            self._probe_at = self._next_probe()
+            self._noload = rtt  # re-learn: the unloaded latency may have moved
+            return int(estimate)
+        if rtt <= 0.0:
+            return int(estimate)
+        if self._noload == 0.0 or rtt < self._noload:
+            self._noload = rtt
+            return int(estimate)
+        step = max(1, int(math.log10(estimate)))
+        if dropped:
+            estimate -= step
+        elif 2 * in_flight < estimate:
+            return int(estimate)
+        else:
+            queue = math.ceil(estimate * (1.0 - self._noload / rtt))
+            if queue <= step:
+                estimate += 6 * step
+            elif queue < 3 * step:
+                estimate += step
+            elif queue > 6 * step:
+                estimate -= step
+            else:
+                return int(estimate)
+        self._estimate = estimate = max(self.min_limit, min(self.max_limit, estimate))
+        return int(estimate)
+
+
+class WindowedLimit:
+    """Feed ``algorithm`` one sample per window: the window's average latency (Netflix's
+    ``WindowedLimit``).
+
+    A window closes at the first sample ending ``clamp(2 * its smallest rtt, min_window,
+    max_window)`` seconds after it opened; with at least ``min_samples`` samples it becomes one
+    sample of ``algorithm``: the average ``rtt``, the largest ``in_flight``, dropped if any was.
+    Averages are what latency-based algorithms need when single calls vary a lot: Vegas's
+    smallest latency is then the smallest *average*, not one lucky call.
+    """
+
+    __slots__ = (
+        "_dropped",
+        "_flight",
+        "_least",
+        "_next_update",
+        "_samples",
+        "_total",
+        "algorithm",
+        "max_window",
+        "min_samples",
+        "min_window",
+    )
+
+    def __init__(
+        self,
+        algorithm: LimitAlgorithm,
+        *,
+        min_window: float = 1.0,
+        max_window: float = 1.0,
+        min_samples: int = 10,
+    ) -> None:
+        if not all(callable(getattr(algorithm, m, None)) for m in ("update", "replace")):
+            raise TypeError(f"algorithm must be a limit algorithm, got {algorithm!r}")
+        check_duration(min_window, "min_window", allow_zero=False)
+        check_duration(max_window, "max_window", allow_zero=False)
+        if max_window < min_window:
+            raise ValueError(f"max_window must be >= min_window ({min_window}), got {max_window}")
+        check_positive_int(min_samples, "min_samples")
+        self.algorithm = algorithm
+        self.min_window = min_window
+        self.max_window = max_window
+        self.min_samples = min_samples
+        self._next_update = -math.inf
+        self._reset()
+
+    def _reset(self) -> None:
+        self._samples = 0
+        self._total = 0.0
+        self._flight = 0
+        self._least = math.inf
+        self._dropped = False
+
+    def __repr__(self) -> str:
+        return (
+            f"WindowedLimit({self.algorithm!r}, min_window={self.min_window!r}, "
+            f"max_window={self.max_window!r}, min_samples={self.min_samples!r})"
+        )
+
+    def replace(self, **changes: Any) -> WindowedLimit:
+        """A new one with these settings bar ``changes``, around a fresh copy of the algorithm."""
+        settings: dict[str, Any] = {
+            "min_window": self.min_window,
+            "max_window": self.max_window,
+            "min_samples": self.min_samples,
+        }
+        settings.update(changes)
+        algorithm = settings.pop("algorithm", None) or self.algorithm.replace()
+        return WindowedLimit(algorithm, **settings)
+
+    @property
+    def limit(self) -> int:
+        return self.algorithm.limit
+
+    def update(self, rtt: float, in_flight: int, dropped: bool, now: float) -> int:
+        """Add one sample to the window; when it closes, hand its summary to the algorithm."""
+        self._samples += 1
+        self._total += rtt
+        self._flight = max(self._flight, in_flight)
+        self._least = min(self._least, rtt)
+        self._dropped = self._dropped or dropped
+        if now < self._next_update:
+            return self.algorithm.limit
+        span = min(max(2.0 * self._least, self.min_window), self.max_window)
+        self._next_update = now + span
+        if self._samples >= self.min_samples:
+            average = self._total / self._samples
+            self.algorithm.update(average, self._flight, self._dropped, now)
+        self._reset()
+        return self.algorithm.limit

@@ -58,7 +58,7 @@ class LatencyPercentile:
     __slots__ = ("_counters", "floor", "quantile", "warmup", "window")
 
     def __init__(
-        self, quantile: float, *, window: float = 10.0, warmup: int = 20, floor: float = 0.0
+        self, quantile: float, *, window: float = 30.0, warmup: int = 20, floor: float = 0.0
     ) -> None:
         self.quantile = quantile
         self.window = window

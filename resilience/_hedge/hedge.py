@@ -1,5 +1,9 @@
 """Hedge: when a call is slow, send another copy; the first acceptable answer wins.
 
+``delay`` is seconds, or a percentile of recent latencies (``"p95"``): then a ``TrackedRace``
+(``resilience._hedge.tracked``) takes the delay from a ``LatencyPercentile`` and lets an extra
+copy start only when the hedge budget grants it.
+
 "The Tail at Scale" (Dean & Barroso): a second request after a short delay cuts the slowest
 percentiles for a few percent more load. Only hedge operations that are safe to repeat.
 
@@ -28,9 +32,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from resilience import _events
+from resilience._adaptive.percentile import LatencyPercentile, parse_percentile
 from resilience._clock import SYSTEM_CLOCK, Cancellable, Clock, SystemClock, async_library
 from resilience._hedge.race import Item, Race
+from resilience._hedge.tracked import TrackedRace
 from resilience._policy import Policy
+from resilience._retry.budget import RetryBudget
 from resilience._validate import check_duration, check_positive_int
 
 __all__ = ["Hedge"]
@@ -42,52 +49,105 @@ _log = logging.getLogger("resilience")
 class Hedge(Policy):
     """Send up to ``max_hedges`` extra copies of a slow call; return the first good answer.
 
-    ``delay``: seconds without an answer before the next copy starts. ``on_result``: a predicate
-    on a returned value meaning "not good enough, keep racing" (the transports pass retryable
-    statuses). ``discard``: called once with every value that is not returned (the transports
-    close losing responses). ``clock``: times the delay. Thread-safe; one instance may guard
-    many concurrent calls.
+    ``delay``: seconds without an answer before the next copy starts, or a percentile of this
+    hedge's recent latencies, ``"p95"`` (``"pNN"`` / ``"pNN.N"``): over the last ``window``
+    seconds (default 30), never below ``min_delay`` (default 1 ms), and no copies at all until
+    ``warmup`` latencies (default 20) are in the window. Each copy is one sample: the winner's
+    time, and a loser's time until the race was decided.
+
+    ``budget``: a ``RetryBudget`` every extra copy must be granted (``ratio`` x first calls; a
+    refused copy is not sent and the race goes on with the copies running), so a latency shift
+    cannot multiply load. With a percentile delay and no ``budget``, the hedge keeps its own:
+    ratio ``1 - q`` (5 % for "p95"), no floor, over ``window``. A fixed delay has none unless
+    given one.
+
+    ``on_result``: a predicate on a returned value meaning "not good enough, keep racing" (the
+    transports pass retryable statuses). ``discard``: called once with every value that is not
+    returned (the transports close losing responses). ``clock``: times the delay and the
+    latencies. Thread-safe; one instance may guard many concurrent calls.
     """
 
-    __slots__ = ("_clock", "_discard", "_on_result", "delay", "max_hedges", "name")
+    __slots__ = (
+        "_budget",
+        "_clock",
+        "_discard",
+        "_fixed",
+        "_lock",
+        "_on_result",
+        "_settings",
+        "_tracker",
+        "delay",
+        "max_hedges",
+        "name",
+    )
 
     def __init__(
         self,
-        delay: float,
+        delay: float | str,
         max_hedges: int = 1,
         *,
+        budget: RetryBudget | None = None,
+        min_delay: float = 0.001,
+        warmup: int = 20,
+        window: float = 30.0,
         on_result: Callable[[Any], bool] | None = None,
         discard: Callable[[Any], object] | None = None,
         clock: Clock | None = None,
         name: str = "hedge",
     ) -> None:
-        check_duration(delay, "delay")
+        quantile: float | None = None
+        if isinstance(delay, str):
+            quantile = parse_percentile(delay, "delay")
+        else:
+            check_duration(delay, "delay")
         check_positive_int(max_hedges, "max_hedges")
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
+        check_duration(min_delay, "min_delay")
+        check_positive_int(warmup, "warmup", minimum=0)
+        check_duration(window, "window", allow_zero=False)
         if on_result is not None and not callable(on_result):
             raise TypeError(f"on_result must be a predicate or None, got {on_result!r}")
         if discard is not None and not callable(discard):
             raise TypeError(f"discard must be callable or None, got {discard!r}")
-        self.delay = float(delay)
+        self._settings: dict[str, Any] = {
+            "delay": delay,
+            "max_hedges": max_hedges,
+            "budget": budget,
+            "min_delay": min_delay,
+            "warmup": warmup,
+            "window": window,
+            "on_result": on_result,
+            "discard": discard,
+            "clock": clock,
+            "name": name,
+        }
+        self.delay: float | str = delay if isinstance(delay, str) else float(delay)
+        self._fixed = None if isinstance(delay, str) else float(delay)
         self.max_hedges = max_hedges
         self._on_result = on_result
         self._discard = discard
         self._clock = clock or SYSTEM_CLOCK
         self.name = name
+        self._lock = threading.Lock()  # the tracker and the budget's bookkeeping
+        self._tracker: LatencyPercentile | None = None
+        self._budget = budget
+        if quantile is not None:
+            self._tracker = LatencyPercentile(
+                quantile, window=window, warmup=warmup, floor=min_delay
+            )
+            if budget is None:
+                self._budget = RetryBudget(
+                    1.0 - quantile, 0.0, window, clock=self._clock, name=f"{name}-budget"
+                )
 
     def __repr__(self) -> str:
         return f"Hedge({self.delay!r}, max_hedges={self.max_hedges!r})"
 
     def replace(self, **changes: Any) -> Hedge:
-        """A new hedge with these settings bar ``changes`` (any constructor keyword)."""
-        settings: dict[str, Any] = {
-            "delay": self.delay,
-            "max_hedges": self.max_hedges,
-            "on_result": self._on_result,
-            "discard": self._discard,
-            "clock": self._clock,
-            "name": self.name,
-        }
-        return Hedge(**{**settings, **changes})
+        """A new hedge with these settings bar ``changes`` (any constructor keyword); a
+        percentile hedge starts with fresh latencies (and its own budget unless one is given)."""
+        return Hedge(**{**self._settings, **changes})
 
     # -- what the race calls back ----------------------------------------------------------------
 
@@ -102,9 +162,36 @@ class Hedge(Policy):
                 _log.exception("hedge %r: discarding a losing result failed", self.name)
 
     def _race(self) -> Race:
-        """The race for one call. The seam for what may vary per call: a delay taken from a
-        latency tracker, a budget that lets a copy start or not."""
-        return Race(self.delay, self.max_hedges + 1, self._accepts, self._drop)
+        """The race for one call: a fixed delay, or the tracked percentile's (a call made while
+        it warms up is not hedged, but counted), with the budget asked before each extra copy."""
+        tracker, budget, attempts = self._tracker, self._budget, self.max_hedges + 1
+        if tracker is None:
+            assert self._fixed is not None
+            if budget is None:
+                return Race(self._fixed, attempts, self._accepts, self._drop)
+            delay = self._fixed
+        else:
+            with self._lock:
+                tracked = tracker.value(self._clock.now())
+            delay = 0.0 if tracked is None else tracked
+            if tracked is None:
+                attempts = 1
+        return TrackedRace(
+            delay,
+            attempts,
+            self._accepts,
+            self._drop,
+            record=None if tracker is None else self._record,
+            budget=budget,
+            now=self._clock.now,
+        )
+
+    def _record(self, latency: float, now: float) -> None:
+        """One copy's latency, into the tracker (under the lock: races end on many threads)."""
+        tracker = self._tracker
+        assert tracker is not None
+        with self._lock:
+            tracker.add(latency, now)
 
     def _start(
         self,
@@ -115,6 +202,8 @@ class Hedge(Policy):
         """Start the next copy (``spawn``), announce it, and ``arm`` the timer for the one after
         it with its delay and the number of the copy it follows — armed first, so that a copy
         advancing a fake clock at once still sees its timer fire."""
+        if isinstance(race, TrackedRace) and not race.may_launch():
+            return  # the budget refused this copy
         delay = race.launch()
         if delay is not None:
             arm(delay, race.launched)
