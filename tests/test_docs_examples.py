@@ -1,7 +1,8 @@
 """Every ```python block of the documentation site runs, page by page, as a reader would run it.
 
 The blocks of one page share a namespace, in order (a later block may use what an earlier one
-built). A page marked ``<!-- docs-test: subprocess -->`` runs in its own interpreter (it sets
+built); a ```toml block whose first line is ``# <file name>`` is written to that file first, in
+the page's own working directory. A page marked ``<!-- docs-test: subprocess -->`` runs in its own interpreter (it sets
 process-wide state such as OpenTelemetry's global providers). A page that talks to
 ``redis://127.0.0.1:6379`` gets the test's own redis-server instead (never the machine's).
 """
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 REDIS_URL = "redis://127.0.0.1:6379"
 _BLOCK = re.compile(r"^```python\n(.*?)^```", flags=re.DOTALL | re.MULTILINE)
+_FILE = re.compile(r"^```toml\n# ([\w.-]+)\n(.*?)^```", flags=re.DOTALL | re.MULTILINE)
 
 
 def page_blocks(page: Path) -> list[str]:
@@ -61,6 +63,8 @@ def test_page_examples_run(
         redis_url = request.getfixturevalue("redis_server").url
     source = _source(text, redis_url)
     monkeypatch.chdir(tmp_path)  # a page may write files (a settings file, a plot)
+    for match in _FILE.finditer(text):
+        (tmp_path / match.group(1)).write_text(match.group(2), encoding="utf-8")
     if "<!-- docs-test: subprocess -->" in text:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         env["PYTHONPATH"] = str(ROOT)

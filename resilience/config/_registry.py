@@ -1,0 +1,382 @@
+"""The registry: named policies built from a configuration, once each, on first use."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from resilience import (
+    AdaptiveConcurrency,
+    AdaptiveThrottle,
+    Bulkhead,
+    CircuitBreaker,
+    Deadline,
+    Fallback,
+    Hedge,
+    Pipeline,
+    RateLimiter,
+    Retry,
+    RetryBudget,
+    Timeout,
+)
+from resilience._clock import Clock
+from resilience.config._kinds import KINDS, PIPELINE_ORDER, build, options
+from resilience.config._values import ConfigError, Origins, as_mapping, from_env, join, merge
+
+__all__ = ["Registry", "read_toml"]
+
+_SECTIONS = ("defaults", "policies", "pipelines", "clients")
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping in a TOML file (``tomllib``; on Python 3.10 install ``tomli``)."""
+    name = "tomllib" if sys.version_info >= (3, 11) else "tomli"
+    try:
+        toml = importlib.import_module(name)
+    except ImportError:  # pragma: no cover - Python 3.10 without tomli
+        raise ImportError("reading TOML on Python 3.10 needs tomli: pip install tomli") from None
+    with Path(path).open("rb") as file:
+        try:
+            loaded: dict[str, Any] = toml.load(file)
+        except toml.TOMLDecodeError as exc:
+            raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    return loaded
+
+
+class Registry:
+    """Named policies, pipelines and clients from one configuration mapping.
+
+    The mapping (what ``tomllib``, ``json`` or ``yaml.safe_load`` return) has four tables:
+
+    - ``defaults.<kind>``: settings every policy of that kind starts from;
+    - ``policies.<name>.<kind>``: the policy of that kind named ``name`` (a dependency, usually:
+      ``policies.payments.retry``, ``policies.payments.circuit_breaker``);
+    - ``pipelines.<name>``: ``policies = [...]``, outermost first, each a reference
+      ``"payments.retry"`` or an inline table ``{timeout = 1.0}``; without one, the pipeline
+      named like a dependency nests its policies in the standard order;
+    - ``clients.<name>``: an httpx client's options (``resilience.http``).
+
+    The kinds are ``fallback``, ``deadline``, ``retry``, ``hedge``, ``adaptive_throttle``,
+    ``circuit_breaker``, ``rate_limiter``, ``adaptive_concurrency``, ``bulkhead``, ``timeout``
+    (the standard nesting order) and ``retry_budget``; each takes its class's keyword arguments.
+    Durations are seconds or strings (``"250ms"``, ``"5s"``); exception filters are class names
+    (``"ConnectionError"``, ``"httpx.TransportError"``); ``store = "<name>"`` picks one of the
+    ``stores`` given here; ``budget = "<name>"`` shares the named retry budget.
+
+    ``env_prefix`` lays the environment over the mapping: with ``env_prefix="APP_"``,
+    ``APP_POLICIES__PAYMENTS__RETRY__ATTEMPTS=4`` sets ``policies.payments.retry.attempts``
+    (see ``from_env``). Everything is checked when the registry is built: a bad value raises
+    ``ConfigError`` naming its key (and the variable that set it). Each policy is built once,
+    on first use, and shared from then on; options that take functions are passed then, in
+    code (``registry.retry("payments", on_result=is_503)``). Thread-safe.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        *,
+        stores: Mapping[str, Any] | None = None,
+        clock: Clock | None = None,
+        env_prefix: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.origins: Origins = {}
+        merged = dict(as_mapping(config or {}, "", self.origins))
+        if env_prefix is not None:
+            env = from_env(env_prefix, os.environ if environ is None else environ, self.origins)
+            merged = merge(merged, env)
+        self.clock = clock
+        self._stores = dict(stores or {})
+        self._built: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+        self._lock = threading.RLock()
+        self._tables = self._sections(merged)
+        self._check()
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], **options: Any) -> Registry:
+        """A registry from a TOML file; ``options`` as for the constructor."""
+        return cls(read_toml(path), **options)
+
+    # -- the configuration ---------------------------------------------------------------------
+
+    def _sections(self, config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+        tables: dict[str, Mapping[str, Any]] = {}
+        for key, value in config.items():
+            if key not in _SECTIONS:
+                close = difflib.get_close_matches(key, _SECTIONS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(key, f"unknown table{hint}; expected {', '.join(_SECTIONS)}")
+            tables[key] = as_mapping(value, key, self.origins)
+        for section in ("defaults", "policies", "pipelines", "clients"):
+            tables.setdefault(section, {})
+        for kind in tables["defaults"]:
+            self._kind(kind, join("defaults", kind))
+        for name, entry in tables["policies"].items():
+            for kind in as_mapping(entry, join("policies", name), self.origins):
+                self._kind(kind, join(join("policies", name), kind))
+        return tables
+
+    def _kind(self, kind: str, path: str) -> None:
+        if kind not in KINDS:
+            close = difflib.get_close_matches(kind, KINDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(path, f"unknown kind{hint}; expected one of {', '.join(KINDS)}")
+
+    def _check(self) -> None:
+        """Build everything once, to fail now rather than on first use; keep nothing."""
+        checker = _Checker(self)
+        for kind, table in self._tables["defaults"].items():
+            options(KINDS[kind], table, join("defaults", kind), checker)
+        for name, entry in self._tables["policies"].items():
+            for kind in entry:
+                checker.policy(kind, name)
+        for name in self._tables["pipelines"]:
+            checker.pipeline(name)
+        from resilience.config._clients import check_client
+
+        for name in self._tables["clients"]:
+            check_client(checker, name)
+
+    def _table(self, kind: str, name: str) -> tuple[object, str]:
+        entry = self._tables["policies"].get(name, {})
+        return entry.get(kind, {}), join(join("policies", name), kind)
+
+    def _base(self, kind: str) -> tuple[object, str]:
+        return self._tables["defaults"].get(kind, {}), join("defaults", kind)
+
+    # -- what the builders need (kinds.Resolver) -----------------------------------------------
+
+    def store(self, name: object, path: str) -> Any:
+        """The store named ``name`` among those given to the registry."""
+        if not isinstance(name, str) or name not in self._stores:
+            known = ", ".join(sorted(self._stores)) or "none were given"
+            raise ConfigError(path, f"names no store given to the registry ({known})", self.origins)
+        return self._stores[name]
+
+    def budget(self, name: str, path: str) -> RetryBudget:
+        """The shared retry budget ``name`` (built on first use)."""
+        found: RetryBudget = self.get("retry_budget", name)
+        return found
+
+    # -- getting policies ----------------------------------------------------------------------
+
+    def get(self, kind: str, name: str, **overrides: Any) -> Any:
+        """The ``kind`` policy named ``name``: built on first use from ``defaults.<kind>`` and
+        ``policies.<name>.<kind>`` (or the defaults alone), then the same object every time.
+        ``overrides`` are options from code (functions); a later call may repeat them or give
+        none, but not give others."""
+        self._kind(kind, join(join("policies", name), kind))
+        with self._lock:
+            found = self._built.get((kind, name))
+            if found is not None:
+                built, used = found
+                if overrides and any(used.get(k, _MISSING) is not v for k, v in overrides.items()):
+                    raise ValueError(
+                        f"{kind} {name!r} was built already with other options from code: "
+                        "pass them on the first call only"
+                    )
+                return built
+            value, path = self._table(kind, name)
+            built = build(
+                KINDS[kind],
+                value,
+                path,
+                self,
+                name=name,
+                base=self._base(kind),
+                overrides=overrides,
+            )
+            self._built[(kind, name)] = (built, dict(overrides))
+            return built
+
+    def retry(self, name: str, **overrides: Any) -> Retry:
+        """The ``Retry`` named ``name`` (see ``get``)."""
+        found: Retry = self.get("retry", name, **overrides)
+        return found
+
+    def retry_budget(self, name: str) -> RetryBudget:
+        """The ``RetryBudget`` named ``name``, shared by every retry that names it."""
+        found: RetryBudget = self.get("retry_budget", name)
+        return found
+
+    def circuit_breaker(self, name: str, **overrides: Any) -> CircuitBreaker:
+        """The ``CircuitBreaker`` named ``name`` (see ``get``)."""
+        found: CircuitBreaker = self.get("circuit_breaker", name, **overrides)
+        return found
+
+    def rate_limiter(self, name: str) -> RateLimiter:
+        """The ``RateLimiter`` named ``name``."""
+        found: RateLimiter = self.get("rate_limiter", name)
+        return found
+
+    def bulkhead(self, name: str) -> Bulkhead:
+        """The ``Bulkhead`` named ``name``."""
+        found: Bulkhead = self.get("bulkhead", name)
+        return found
+
+    def timeout(self, name: str) -> Timeout:
+        """The ``Timeout`` named ``name``."""
+        found: Timeout = self.get("timeout", name)
+        return found
+
+    def deadline(self, name: str) -> Deadline:
+        """The ``Deadline`` named ``name``."""
+        found: Deadline = self.get("deadline", name)
+        return found
+
+    def fallback(self, name: str, **overrides: Any) -> Fallback:
+        """The ``Fallback`` named ``name`` (``handler=`` from code)."""
+        found: Fallback = self.get("fallback", name, **overrides)
+        return found
+
+    def hedge(self, name: str, **overrides: Any) -> Hedge:
+        """The ``Hedge`` named ``name``."""
+        found: Hedge = self.get("hedge", name, **overrides)
+        return found
+
+    def adaptive_concurrency(self, name: str, **overrides: Any) -> AdaptiveConcurrency:
+        """The ``AdaptiveConcurrency`` named ``name``."""
+        found: AdaptiveConcurrency = self.get("adaptive_concurrency", name, **overrides)
+        return found
+
+    def adaptive_throttle(self, name: str, **overrides: Any) -> AdaptiveThrottle:
+        """The ``AdaptiveThrottle`` named ``name``."""
+        found: AdaptiveThrottle = self.get("adaptive_throttle", name, **overrides)
+        return found
+
+    def pipeline(self, name: str) -> Pipeline:
+        """The pipeline ``pipelines.<name>``, or, without one, the policies of
+        ``policies.<name>`` in the standard order (outermost first). Built once."""
+        with self._lock:
+            found = self._built.get(("pipeline", name))
+            if found is None:
+                found = (_pipeline(self, name), {})
+                self._built[("pipeline", name)] = found
+            pipeline: Pipeline = found[0]
+            return pipeline
+
+    def client(self, name: str) -> Any:
+        """The ``httpx.Client`` of ``clients.<name>``, built once (close it at shutdown)."""
+        return self._client(name, asynchronous=False)
+
+    def async_client(self, name: str) -> Any:
+        """The ``httpx.AsyncClient`` of ``clients.<name>``, built once (``aclose`` it)."""
+        return self._client(name, asynchronous=True)
+
+    def _client(self, name: str, *, asynchronous: bool) -> Any:
+        from resilience.config._clients import build_client
+
+        if name not in self._tables["clients"]:
+            raise ConfigError(join("clients", name), "no such client in the configuration")
+        key = ("async_client" if asynchronous else "client", name)
+        with self._lock:
+            found = self._built.get(key)
+            if found is None:
+                found = (build_client(self, name, asynchronous=asynchronous), {})
+                self._built[key] = found
+            return found[0]
+
+    # -- health --------------------------------------------------------------------------------
+
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """Every circuit breaker in use: the registry's, by name, and each client's breaker of
+        its ``base_url`` origin, as ``"<client> <origin>"`` (once it has sent a request)."""
+        with self._lock:
+            built = dict(self._built)
+        found = {
+            name: policy for (kind, name), (policy, _) in built.items() if kind == "circuit_breaker"
+        }
+        from resilience.config._clients import client_breakers
+
+        found.update(client_breakers(built))
+        return found
+
+    def health(self) -> dict[str, Any]:
+        """A health report for an endpoint: ``status`` is ``"ok"`` while no breaker is open,
+        ``"degraded"`` otherwise; ``circuit_breakers`` maps each breaker to its state."""
+        states = {name: breaker.state.value for name, breaker in sorted(self.breakers().items())}
+        status = "ok" if all(state == "closed" for state in states.values()) else "degraded"
+        return {"status": status, "circuit_breakers": states}
+
+
+_MISSING = object()
+
+
+def _pipeline(resolver: Any, name: str) -> Pipeline:
+    """Build pipeline ``name`` through ``resolver`` (a registry, or a checker)."""
+    tables = resolver._tables
+    path = join("pipelines", name)
+    if name not in tables["pipelines"]:
+        entry = tables["policies"].get(name)
+        if entry is None:
+            raise ConfigError(path, "no such pipeline, and no policies of that name")
+        steps = [resolver.get(kind, name) for kind in PIPELINE_ORDER if kind in entry]
+        return Pipeline(*steps, name=name)
+    table = dict(as_mapping(tables["pipelines"][name], path, resolver.origins))
+    listed = table.pop("policies", None)
+    if not isinstance(listed, list) or not listed:
+        raise ConfigError(join(path, "policies"), "must be a non-empty list of policies")
+    steps = [
+        _step(resolver, step, join(join(path, "policies"), i)) for i, step in enumerate(listed)
+    ]
+    try:
+        return Pipeline(*steps, **{"name": name, **table})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(path, str(exc), resolver.origins) from None
+
+
+def _step(resolver: Any, step: object, path: str) -> Any:
+    """One pipeline step: ``"<name>.<kind>"`` (the registry's policy) or ``{<kind> = ...}``."""
+    if isinstance(step, str):
+        name, _, kind = step.rpartition(".")
+        if not name or kind not in KINDS or kind == "retry_budget":
+            raise ConfigError(
+                path, f"must be '<name>.<kind>' (as 'payments.retry') or a table, got {step!r}"
+            )
+        return resolver.get(kind, name)
+    table = as_mapping(step, path, resolver.origins)
+    if len(table) != 1:
+        raise ConfigError(path, f"must hold exactly one kind, as {{timeout = 1.0}}, got {step!r}")
+    ((kind, value),) = table.items()
+    resolver._kind(kind, join(path, kind))
+    return build(KINDS[kind], value, join(path, kind), resolver, base=resolver._base(kind))
+
+
+class _Checker:
+    """Builds like the registry, keeping nothing: what ``Registry`` runs at load."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._tables = registry._tables
+        self.origins = registry.origins
+        self.clock = registry.clock
+
+    def store(self, name: object, path: str) -> Any:
+        return self._registry.store(name, path)
+
+    def budget(self, name: str, path: str) -> RetryBudget:
+        found: RetryBudget = self.get("retry_budget", name)
+        return found
+
+    def get(self, kind: str, name: str) -> Any:
+        self._kind(kind, join(join("policies", name), kind))
+        value, path = self._registry._table(kind, name)
+        return build(KINDS[kind], value, path, self, name=name, base=self._base(kind))
+
+    def policy(self, kind: str, name: str) -> Any:
+        return self.get(kind, name)
+
+    def pipeline(self, name: str) -> Pipeline:
+        return _pipeline(self, name)
+
+    def _kind(self, kind: str, path: str) -> None:
+        self._registry._kind(kind, path)
+
+    def _base(self, kind: str) -> tuple[object, str]:
+        return self._registry._base(kind)

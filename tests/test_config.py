@@ -1,0 +1,341 @@
+"""Configuration from a mapping, a TOML file and the environment: what it builds, and how a bad
+file fails (with the path of the key)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resilience import (
+    Backoff,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    Pipeline,
+    Retry,
+    RetryBudget,
+    Timeout,
+)
+from resilience.config import PIPELINE_ORDER, ConfigError, Registry, build_policy, from_env
+from resilience.stores import MemoryStore
+from resilience.testing import FakeClock, serve_wsgi
+
+SETTINGS = """
+[defaults.circuit_breaker]        # every breaker starts from these
+failure_rate = 0.5
+open_for = "30s"
+
+[policies.payments.retry]
+attempts = 3
+on = ["ConnectionError", "httpx.TransportError"]
+backoff = { initial = "10ms", maximum = "100ms", jitter = "none" }
+budget = "payments"
+
+[policies.payments.retry_budget]
+ratio = 0.5
+
+[policies.payments.circuit_breaker]
+minimum_calls = 4
+
+[policies.search.circuit_breaker]
+failure_rate = 1.0
+minimum_calls = 2
+window_calls = 2
+
+[policies.payments.timeout]
+seconds = "1s"
+
+[pipelines.checkout]
+policies = [
+  { fallback = { value = "queued" } },
+  { deadline = "5s" },
+  "payments.retry",
+  "payments.circuit_breaker",
+]
+
+[clients.payments]
+base_url = "{url}"
+retry = "payments"
+breaker = "payments"
+deadline = "5s"
+timeout_per_attempt = "1s"
+"""
+
+
+def _registry(tmp_path: Path, text: str, **options: Any) -> Registry:
+    path = tmp_path / "resilience.toml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return Registry.from_toml(path, **options)
+
+
+def test_a_toml_file_loads_into_working_policies(tmp_path: Path) -> None:
+    """The acceptance file: two named breakers, a retry sharing a named budget, a pipeline."""
+    clock = FakeClock()
+    registry = _registry(tmp_path, SETTINGS.replace("{url}", "http://127.0.0.1:9"), clock=clock)
+    payments, search = registry.circuit_breaker("payments"), registry.circuit_breaker("search")
+    assert (payments.name, search.name) == ("payments", "search")
+    retry = registry.retry("payments")
+    assert retry is registry.retry("payments")  # get-or-create: one object per name
+    assert retry.budget is registry.retry_budget("payments")
+
+    calls = []
+
+    @registry.pipeline("checkout")
+    def charge() -> str:
+        calls.append(clock.now())
+        raise ConnectionError("bank down")
+
+    assert charge() == "queued"  # the fallback answers once the retries are spent
+    assert len(calls) == 3 and clock.sleeps == [0.01, 0.02]  # attempts and backoff from the file
+    assert charge() == "queued"  # 4 failures in the breaker's window: it opens (minimum_calls=4)
+    assert payments.state is CircuitState.OPEN
+
+    @search
+    def lookup() -> None:
+        raise TimeoutError("slow index")
+
+    for _ in range(2):
+        with pytest.raises(TimeoutError):
+            lookup()
+    with pytest.raises(CircuitOpenError) as refused:
+        lookup()
+    assert refused.value.retry_after == 30.0  # open_for from the shared defaults
+    assert registry.health() == {
+        "status": "degraded",
+        "circuit_breakers": {"payments": "open", "search": "open"},
+    }
+
+
+def test_a_client_from_the_file_retries_against_a_real_server(tmp_path: Path) -> None:
+    """``clients.payments`` builds an httpx client whose transport retries a 503 from a server
+    on 127.0.0.1, with the registry's retry and breaker; the breaker shows in ``health()``."""
+    answers = iter(["503 Service Unavailable", "200 OK"])
+
+    def payments(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response(next(answers), [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with serve_wsgi(payments) as url:
+        registry = _registry(tmp_path, SETTINGS.replace("{url}", url))
+        client = registry.client("payments")
+        assert client is registry.client("payments")
+        with client:
+            assert client.get("/charges/1").status_code == 200
+        health = registry.health()
+    assert health["status"] == "ok"
+    assert f"payments {url}" in health["circuit_breakers"]
+
+
+MALFORMED = [
+    (
+        "[policies.payments.retry]\nattempts = -1\n",
+        "policies.payments.retry.attempts: must be >= 1, got -1",
+    ),
+    (
+        "[policies.payments.circuit_breaker]\nfailure_rate = 1.5\n",
+        "policies.payments.circuit_breaker.failure_rate: must be in (0, 1], got 1.5",
+    ),
+    (
+        "[policies.payments.retry]\nattempts = 3\non = ['NoSuchError']\n",
+        "policies.payments.retry.on[0]: names no exception class: 'NoSuchError'",
+    ),
+    (
+        "[policies.search.circuit_breaker]\nopen_fr = '10s'\n",
+        "policies.search.circuit_breaker.open_fr: unknown option (did you mean 'open_for'?)",
+    ),
+    (
+        "[policies.payments.retry]\nbackoff = { initial = 'soon' }\n",
+        "policies.payments.retry.backoff.initial: must be seconds or a duration",
+    ),
+    (
+        "[pipelines.checkout]\npolicies = ['payments.retry', { timeout = -2 }]\n",
+        "pipelines.checkout.policies[1].timeout.seconds: must be",
+    ),
+    (
+        "[defaults.circuit_breaker]\nminimum_calls = 0\n[policies.a.circuit_breaker]\n",
+        "defaults.circuit_breaker.minimum_calls: must be >= 1, got 0",
+    ),
+    (
+        "[policies.payments.retyr]\nattempts = 2\n",
+        "policies.payments.retyr: unknown kind (did you mean 'retry'?)",
+    ),
+    (
+        "[clients.payments]\nbase_url = 'http://127.0.0.1:9'\nbreaker = 'nobody'\n"
+        "[defaults.circuit_breaker]\nwindow = 'forever'\n",
+        "defaults.circuit_breaker.window: must be seconds or a duration",
+    ),
+    (
+        "[policies.payments.retry]\non_result = 'is_503'\n",
+        "policies.payments.retry.on_result: cannot come from configuration",
+    ),
+    (
+        "[clients.payments]\nbase_url = 'http://127.0.0.1:9'\ndeadlin = '5s'\n",
+        "clients.payments.deadlin: unknown client option (did you mean 'deadline'?)",
+    ),
+    (
+        "[clients.payments]\nretry = { attempts = 0 }\n",
+        "clients.payments.retry.attempts: must be >= 1, got 0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), MALFORMED, ids=[m for _, m in MALFORMED])
+def test_a_malformed_file_fails_at_load_with_the_key_path(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """Each bad file fails when the registry is built, and the message starts with the path of
+    the offending key."""
+    with pytest.raises(ConfigError) as failed:
+        _registry(tmp_path, text)
+    assert str(failed.value).startswith(message), str(failed.value)
+
+
+def test_a_file_that_is_not_toml_names_the_file(tmp_path: Path) -> None:
+    """A syntax error names the file and says it is not valid TOML."""
+    with pytest.raises(ConfigError, match=r"resilience\.toml: not valid TOML"):
+        _registry(tmp_path, "[policies.payments\n")
+
+
+def test_the_environment_overrides_the_file_and_is_named_in_errors(tmp_path: Path) -> None:
+    """``env_prefix`` lays variables over the file (``__`` between levels, JSON values); a bad
+    variable's error names the variable."""
+    environ = {
+        "APP_POLICIES__PAYMENTS__RETRY__ATTEMPTS": "5",
+        "APP_POLICIES__PAYMENTS__RETRY__ON": '["TimeoutError"]',
+        "APP_POLICIES__SEARCH__CIRCUIT_BREAKER__OPEN_FOR": "2m",
+        "OTHER_POLICIES__X__RETRY__ATTEMPTS": "0",
+    }
+    clock = FakeClock()
+    registry = _registry(
+        tmp_path,
+        SETTINGS.replace("{url}", "http://127.0.0.1:9"),
+        env_prefix="APP_",
+        environ=environ,
+        clock=clock,
+    )
+    calls = []
+
+    @registry.retry("payments")
+    def charge() -> None:
+        calls.append(1)
+        raise TimeoutError("slow bank")
+
+    with pytest.raises(TimeoutError):
+        charge()
+    assert len(calls) == 5  # attempts and on= from the environment, over the file's 3
+    breaker = registry.circuit_breaker("search")
+    breaker.open()
+    with pytest.raises(CircuitOpenError) as refused:
+        breaker(lambda: None)()
+    assert refused.value.retry_after == 120.0  # "2m"
+
+    bad = {"APP_POLICIES__PAYMENTS__RETRY__ATTEMPTS": "-1"}
+    with pytest.raises(ConfigError) as failed:
+        Registry({}, env_prefix="APP_", environ=bad)
+    assert str(failed.value) == (
+        "policies.payments.retry.attempts (from $APP_POLICIES__PAYMENTS__RETRY__ATTEMPTS): "
+        "must be >= 1, got -1"
+    )
+
+
+def test_from_env_reads_levels_and_values() -> None:
+    """Variables become nested tables: names lower-cased, values JSON or text."""
+    environ = {
+        "RES_DEFAULTS__RETRY__ATTEMPTS": "4",
+        "RES_POLICIES__BANK__TIMEOUT__SECONDS": "250ms",
+        "RES_POLICIES__BANK__RETRY__ON": '["ConnectionError"]',
+        "UNRELATED": "1",
+    }
+    assert from_env("RES_", environ) == {
+        "defaults": {"retry": {"attempts": 4}},
+        "policies": {
+            "bank": {"timeout": {"seconds": "250ms"}, "retry": {"on": ["ConnectionError"]}}
+        },
+    }
+
+
+def test_a_mapping_from_json_works_as_well(tmp_path: Path) -> None:
+    """The registry takes any mapping: what ``json.loads`` returns builds the same policies."""
+    config = json.loads(
+        '{"policies": {"bank": {"retry": {"attempts": 2}, "timeout": 0.5,'
+        ' "circuit_breaker": {"minimum_calls": 5}}}}'
+    )
+    registry = Registry(config)
+    pipeline = registry.pipeline("bank")  # no pipelines.bank: the standard nesting order
+    assert isinstance(pipeline, Pipeline)
+    assert [type(step) for step in pipeline.policies] == [Retry, CircuitBreaker, Timeout]
+    assert registry.timeout("bank").seconds == 0.5
+
+
+def test_get_or_create_uses_the_defaults_for_unlisted_names() -> None:
+    """A name the file does not list is built from ``defaults.<kind>`` on first use."""
+    registry = Registry({"defaults": {"circuit_breaker": {"minimum_calls": 3, "open_for": "1m"}}})
+    inventory = registry.circuit_breaker("inventory")
+    assert inventory is registry.circuit_breaker("inventory")
+    assert inventory.name == "inventory"
+    assert registry.health() == {"status": "ok", "circuit_breakers": {"inventory": "closed"}}
+
+
+def test_code_only_options_are_given_on_first_use_only() -> None:
+    """Functions come from code on the first call; later calls may repeat them, not change them."""
+    registry = Registry({"policies": {"payments": {"retry": {"attempts": 2}}}})
+
+    def is_503(response: object) -> bool:
+        return response == 503
+
+    retry = registry.retry("payments", on_result=is_503)
+    assert registry.retry("payments") is retry
+    assert registry.retry("payments", on_result=is_503) is retry
+    with pytest.raises(ValueError, match="built already"):
+        registry.retry("payments", on_result=lambda response: False)
+    assert retry(lambda: 503)() == 503  # retried (on_result), then the last result returned
+
+
+def test_stores_are_named_and_budgets_shared() -> None:
+    """``store = "<name>"`` picks a store given to the registry; two retries naming one budget
+    share it; an unknown store fails with the key's path."""
+    store = MemoryStore()
+    registry = Registry(
+        {
+            "policies": {
+                "api": {"rate_limiter": {"rate": 10, "burst": 5, "store": "main"}},
+                "a": {"retry": {"budget": "shared"}},
+                "b": {"retry": {"budget": "shared"}},
+            }
+        },
+        stores={"main": store},
+    )
+    assert registry.rate_limiter("api").try_acquire().allowed
+    assert registry.retry("a").budget is registry.retry("b").budget
+    assert isinstance(registry.retry("a").budget, RetryBudget)
+    with pytest.raises(ConfigError, match=r"^policies\.api\.rate_limiter\.store: names no store"):
+        Registry({"policies": {"api": {"rate_limiter": {"rate": 10, "store": "redis"}}}})
+
+
+def test_build_policy_alone() -> None:
+    """``build_policy`` builds one policy from its table or a bare value, paths from the kind."""
+    retry = build_policy("retry", {"attempts": 4, "backoff": {"initial": "100ms"}})
+    assert isinstance(retry, Retry) and isinstance(retry.backoff, Backoff)
+    assert retry.backoff.initial == 0.1
+    assert build_policy("timeout", "2s").seconds == 2.0
+    with pytest.raises(ConfigError, match=r"^retry\.backoff\.maximum: "):
+        build_policy("retry", {"backoff": {"maximum": -1}})
+    with pytest.raises(ConfigError, match=r"^retri: unknown kind"):
+        build_policy("retri", {})
+
+
+def test_the_standard_nesting_order() -> None:
+    """Without a pipeline, a dependency's policies nest fallback outermost, timeout innermost."""
+    assert PIPELINE_ORDER[0] == "fallback" and PIPELINE_ORDER[-1] == "timeout"
+    assert PIPELINE_ORDER.index("retry") < PIPELINE_ORDER.index("circuit_breaker")
+    assert PIPELINE_ORDER.index("deadline") < PIPELINE_ORDER.index("retry")
+
+
+def test_an_unknown_table_is_refused() -> None:
+    """A misspelt top-level table fails with a suggestion instead of being ignored."""
+    with pytest.raises(ConfigError, match=r"^polices: unknown table \(did you mean 'policies'\?\)"):
+        Registry({"polices": {}})
