@@ -1,10 +1,11 @@
 """Every ```python block of the documentation site runs, page by page, as a reader would run it.
 
 The blocks of one page share a namespace, in order (a later block may use what an earlier one
-built); a ```toml block whose first line is ``# <file name>`` is written to that file first, in
-the page's own working directory. A page marked ``<!-- docs-test: subprocess -->`` runs in its own interpreter (it sets
-process-wide state such as OpenTelemetry's global providers). A page that talks to
-``redis://127.0.0.1:6379`` gets the test's own redis-server instead (never the machine's).
+built); a ```toml block whose first line is ``# <file name>`` is written to that file first,
+in the page's own working directory. A page marked ``<!-- docs-test: subprocess -->`` runs in
+its own interpreter (it sets process-wide state such as OpenTelemetry's global providers). A
+page that talks to ``redis://127.0.0.1:6379`` gets the test's own redis-server instead (never
+the machine's).
 """
 
 from __future__ import annotations
