@@ -21,6 +21,7 @@ from resilience import (
     Timeout,
 )
 from resilience.config import PIPELINE_ORDER, ConfigError, Registry, build_policy, from_env
+from resilience.http import TransportOptions
 from resilience.stores import MemoryStore
 from resilience.testing import FakeClock, serve_wsgi
 
@@ -57,12 +58,15 @@ policies = [
   "payments.circuit_breaker",
 ]
 
+[clients.standard]                # nothing but the address: the standard pipeline
+base_url = "{url}"
+
 [clients.payments]
 base_url = "{url}"
 retry = "payments"
 breaker = "payments"
 deadline = "5s"
-timeout_per_attempt = "1s"
+attempt_timeout = "1s"
 """
 
 
@@ -128,6 +132,19 @@ def test_a_client_from_the_file_retries_against_a_real_server(tmp_path: Path) ->
         health = registry.health()
     assert health["status"] == "ok"
     assert f"payments {url}" in health["circuit_breakers"]
+    options = registry.transport_options("payments")
+    assert options.retry is registry.retry("payments")
+    assert options.breaker is registry.circuit_breaker("payments")
+    assert (options.deadline, options.attempt_timeout) == (5.0, 1.0)
+
+
+def test_a_client_with_only_an_address_gets_the_standard_pipeline(tmp_path: Path) -> None:
+    """``clients.standard`` names nothing but ``base_url``: its options are the standard
+    pipeline's, every one (retry, budget, breaker, deadline, attempt timeout)."""
+    registry = _registry(tmp_path, SETTINGS.replace("{url}", "http://127.0.0.1:9"))
+    assert registry.transport_options("standard") == TransportOptions()
+    with registry.client("standard") as client:
+        assert str(client.base_url) == "http://127.0.0.1:9"
 
 
 MALFORMED = [
@@ -175,6 +192,10 @@ MALFORMED = [
     (
         "[clients.payments]\nbase_url = 'http://127.0.0.1:9'\ndeadlin = '5s'\n",
         "clients.payments.deadlin: unknown client option (did you mean 'deadline'?)",
+    ),
+    (
+        "[clients.payments]\norigins_honour_keys = ['payments.internal']\n",
+        "clients.payments.origins_honour_keys: must name origins like",
     ),
     (
         "[clients.payments]\nretry = { attempts = 0 }\n",

@@ -1,24 +1,26 @@
-"""``clients.<name>``: an httpx client with a resilient transport, from a table.
+"""``clients.<name>``: the transport's options and an httpx client, from a table.
 
-Policy options (``retry``, ``breaker``, ``bulkhead``, ``hedge``) are a policy's name in the
-registry (``"payments"``), an inline table, or ``false`` for none; durations may be strings;
-``limits`` is a table of ``httpx.Limits``; the other keys are ``resilient_client``'s.
+The transport options are ``TransportOptions``' fields: left out, an option keeps the standard
+pipeline's value. ``retry``, ``breaker``, ``bulkhead`` and ``hedge`` are a policy's name in the
+registry (``"payments"``), an inline table, or ``false`` to switch that part off; durations may
+be strings; ``retry_errors`` are exception class names. Every other key goes to httpx
+(``base_url``, ``headers``, ``timeout``, ``limits`` as a table, ...).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from resilience.config._kinds import KINDS, build
-from resilience.config._values import ConfigError, as_mapping, duration, join
-from resilience.http import ResilientTransport, resilient_async_client, resilient_client
+from resilience.config._values import ConfigError, as_mapping, duration, exception_classes, join
+from resilience.http import TransportOptions, resilient_async_client, resilient_client
 
-__all__ = ["check_client", "client_breakers", "client_options"]
+__all__ = ["build_client", "check_client", "client_breakers", "transport_options"]
 
 # option -> the kind of policy it takes
 _POLICIES = {
@@ -27,7 +29,10 @@ _POLICIES = {
     "bulkhead": "bulkhead",
     "hedge": "hedge",
 }
-_DURATIONS = frozenset({"timeout", "timeout_per_attempt", "deadline", "retry_after_max"})
+_DURATIONS = frozenset({"attempt_timeout", "deadline", "retry_after_max"})
+# Options that take a function or an object: given in code, never read from a file.
+_CODE_ONLY = frozenset({"policy_key", "clock", "tracer_provider", "meter_provider"})
+_TRANSPORT = frozenset(field.name for field in dataclasses.fields(TransportOptions)) - _CODE_ONLY
 # httpx.Client's options that a file can spell (not auth, hooks, mounts or a transport)
 _HTTPX = frozenset(
     {
@@ -47,46 +52,49 @@ _HTTPX = frozenset(
         "default_encoding",
     }
 )
-_CODE_ONLY = frozenset({"clock", "tracer_provider", "meter_provider", "inner"})
 
 
-def _transport_options() -> frozenset[str]:
-    names = inspect.signature(ResilientTransport).parameters
-    return frozenset(names) - _CODE_ONLY - {"timeout"} | {"timeout_per_attempt"}
-
-
-def client_options(resolver: Any, name: str) -> dict[str, Any]:
-    """``resilient_client``'s keyword arguments for ``clients.<name>``, every value checked."""
+def _split(resolver: Any, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(transport options, httpx options) of ``clients.<name>``, every value converted."""
     path = join("clients", name)
     table = as_mapping(resolver._tables["clients"][name], path, resolver.origins)
-    known = _transport_options() | _HTTPX
-    arguments: dict[str, Any] = {}
+    origins = resolver.origins
+    transport: dict[str, Any] = {}
+    client: dict[str, Any] = {}
     for option, raw in table.items():
         where = join(path, option)
-        if option not in known:
-            close = difflib.get_close_matches(option, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(where, f"unknown client option{hint}", resolver.origins)
+        if option in _CODE_ONLY:
+            raise ConfigError(where, "cannot come from configuration (pass it in code)", origins)
         if option in _POLICIES:
-            arguments[option] = _policy(resolver, _POLICIES[option], raw, where)
+            transport[option] = _policy(resolver, _POLICIES[option], raw, where)
         elif option in _DURATIONS:
-            arguments[option] = duration(raw, where, resolver.origins)
+            transport[option] = duration(raw, where, origins)
+        elif option == "retry_errors":
+            found = exception_classes(raw, where, origins)
+            transport[option] = found if isinstance(found, tuple) else (found,)
+        elif option in _TRANSPORT:
+            transport[option] = raw
+        elif option == "timeout":
+            client[option] = duration(raw, where, origins)
         elif option == "limits":
-            limits = as_mapping(raw, where, resolver.origins)
             try:
-                arguments[option] = httpx.Limits(**limits)
+                client[option] = httpx.Limits(**as_mapping(raw, where, origins))
             except TypeError as exc:
-                raise ConfigError(where, str(exc), resolver.origins) from None
+                raise ConfigError(where, str(exc), origins) from None
+        elif option in _HTTPX:
+            client[option] = raw
         else:
-            arguments[option] = raw
+            close = difflib.get_close_matches(option, _TRANSPORT | _HTTPX, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(where, f"unknown client option{hint}", origins)
     if resolver.clock is not None:
-        arguments["clock"] = resolver.clock
-    return arguments
+        transport["clock"] = resolver.clock
+    return transport, client
 
 
 def _policy(resolver: Any, kind: str, raw: object, path: str) -> Any:
-    if raw is False or raw is None:
-        return None
+    if raw is False:
+        return None  # this part of the standard pipeline switched off
     if isinstance(raw, str):
         return resolver.get(kind, raw)
     return build(KINDS[kind], raw, path, resolver, base=resolver._base(kind))
@@ -94,18 +102,27 @@ def _policy(resolver: Any, kind: str, raw: object, path: str) -> Any:
 
 def _located(exc: Exception, path: str, table: Mapping[str, Any], origins: Any) -> ConfigError:
     option, _, rest = str(exc).partition(" ")
-    option = "timeout_per_attempt" if option == "timeout" and "timeout" not in table else option
     if option in table and rest:
         return ConfigError(join(path, option), rest, origins)
     return ConfigError(path, str(exc), origins)
 
 
+def transport_options(resolver: Any, name: str) -> TransportOptions:
+    """The ``TransportOptions`` of ``clients.<name>`` (httpx's own options left out)."""
+    transport, _ = _split(resolver, name)
+    try:
+        return TransportOptions(**transport)
+    except (TypeError, ValueError) as exc:
+        table = resolver._tables["clients"][name]
+        raise _located(exc, join("clients", name), table, resolver.origins) from None
+
+
 def build_client(resolver: Any, name: str, *, asynchronous: bool) -> Any:
     """An ``httpx.Client`` (or ``AsyncClient``) for ``clients.<name>``."""
-    arguments = client_options(resolver, name)
+    transport, client = _split(resolver, name)
     make = resilient_async_client if asynchronous else resilient_client
     try:
-        return make(**arguments)
+        return make(**transport, **client)
     except (TypeError, ValueError) as exc:
         table = resolver._tables["clients"][name]
         raise _located(exc, join("clients", name), table, resolver.origins) from None
@@ -117,13 +134,14 @@ def check_client(resolver: Any, name: str) -> None:
 
 
 def client_breakers(built: Mapping[tuple[str, str], tuple[Any, Any]]) -> dict[str, Any]:
-    """The breaker of each built client's ``base_url`` origin, as ``"<client> <origin>"``."""
+    """The breaker of each built client's ``base_url`` origin, as ``"<client> <origin>"``
+    (present once the client has sent a request there)."""
     found: dict[str, Any] = {}
     for (kind, name), (client, _) in built.items():
         if kind not in ("client", "async_client") or not str(client.base_url):
             continue
-        transport = client._transport
-        breaker = transport.breaker_for(client.base_url) if transport is not None else None
+        breaker_for = getattr(client._transport, "breaker_for", None)
+        breaker = breaker_for(client.base_url) if breaker_for is not None else None
         if breaker is not None:
             origin = str(client.base_url.copy_with(path="/", query=None, fragment=None))
             found[f"{name} {origin.rstrip('/')}"] = breaker

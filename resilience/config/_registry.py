@@ -28,6 +28,7 @@ from resilience import (
 from resilience._clock import Clock
 from resilience.config._kinds import KINDS, PIPELINE_ORDER, build, options
 from resilience.config._values import ConfigError, Origins, as_mapping, from_env, join, merge
+from resilience.http import TransportOptions
 
 __all__ = ["Registry", "read_toml"]
 
@@ -268,6 +269,16 @@ class Registry:
     def async_client(self, name: str) -> Any:
         """The ``httpx.AsyncClient`` of ``clients.<name>``, built once (``aclose`` it)."""
         return self._client(name, asynchronous=True)
+
+    def transport_options(self, name: str) -> TransportOptions:
+        """The ``TransportOptions`` of ``clients.<name>``, for a transport you build yourself
+        (``ResilientTransport.with_options(inner, options)``); each call builds them anew, with
+        the registry's policies."""
+        from resilience.config._clients import transport_options
+
+        if name not in self._tables["clients"]:
+            raise ConfigError(join("clients", name), "no such client in the configuration")
+        return transport_options(self, name)
 
     def _client(self, name: str, *, asynchronous: bool) -> Any:
         from resilience.config._clients import build_client
