@@ -50,8 +50,9 @@ demo: $(STAMP)
 	$(BIN)/python examples/checkout.py
 	$(BIN)/python examples/flaky_payments.py
 
+# Every scenario, full length; the plots of the run go to docs/plots/ (the Benchmarks page).
 bench: $(BENCH_STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --plots docs/plots
 
 # The documentation site (mkdocs.yml): strict, so a broken link, anchor or API reference
 # entry fails the build. Every ```python block of docs/ runs in tests/test_docs_examples.py.

@@ -1,8 +1,11 @@
-"""``python -m benchmarks [SCENARIO ...] [--quick]``: run some scenarios, or all of them.
+"""``python -m benchmarks [SCENARIO ...] [--quick] [--plots DIR]``: run some scenarios, or all.
 
 Flags after the scenario names are handed to each scenario (``--quick`` works for all of them;
-``python -m benchmarks overhead --rounds 9`` passes a scenario's own options). A scenario that
-fails is reported and the others still run; the exit status is then 1.
+``python -m benchmarks overhead --rounds 9`` passes a scenario's own options), except
+``--plots DIR``: at the end, one SVG per scenario that recorded tables is written there
+(``make bench`` writes docs/plots/), stamped with the run's date and machine. Long runs print a
+progress line per round on stderr. A scenario that fails is reported and the others still run;
+the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ import importlib
 import sys
 import time
 import traceback
+from pathlib import Path
+
+from benchmarks import _plots
+from benchmarks._harness import header
 
 SCENARIOS = [
     "overhead",
@@ -32,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         print(f"scenarios: {', '.join(SCENARIOS)}")
         return 0
+    plots = None
+    if "--plots" in args:
+        at = args.index("--plots")
+        if at + 1 >= len(args):
+            raise SystemExit("--plots needs a directory")
+        plots = Path(args[at + 1])
+        args = args[:at] + args[at + 2 :]
+    stamp = "   ".join(line.lstrip("# ") for line in header([]).splitlines()[:2])
     chosen = [arg for arg in args if arg in SCENARIOS]
     flags = [arg for arg in args if arg not in SCENARIOS]
     unknown = [arg for arg in flags if not arg.startswith("-") and not arg.isdigit()]
@@ -40,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for name in chosen or SCENARIOS:
         print(f"\n=== {name} ===", flush=True)
+        _plots.begin(name)
         started = time.monotonic()
         try:
             importlib.import_module(f"benchmarks.{name}").main(flags)
@@ -50,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             failed.append(name)
         print(f"# {name}: {time.monotonic() - started:.1f} s", flush=True)
+    if plots is not None:
+        for path in _plots.write(plots, stamp, chosen or SCENARIOS):
+            print(f"# plot: {path}", flush=True)
     if failed:
         print(f"\nfailed scenarios: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -26,6 +26,8 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from benchmarks import _plots
+
 __all__ = [
     "Case",
     "Result",
@@ -148,6 +150,7 @@ def run_cases(
     max_seconds: float,
     sample_seconds: float = 2.0,
     slices: int = 1,
+    title: str | None = None,
 ) -> list[Result]:
     """Warm each case up, then time them round robin for ``rounds`` rounds.
 
@@ -158,10 +161,46 @@ def run_cases(
     per-round pairs stay aligned); a sample stops early after ``sample_seconds``. All cases
     run on one event loop (async ones awaited, sync ones called), so async clients keep their
     connections from round to round.
+
+    Each round prints a progress line on stderr (the time left); the medians are recorded for
+    the scenario's plot under ``title`` (default: the first case's group, or "table N").
     """
     if rounds < 1 or batch < 1 or slices < 1:
         raise ValueError("rounds, batch and slices must be >= 1")
-    return asyncio.run(_run(cases, rounds, batch, max_seconds, sample_seconds, slices))
+    results = asyncio.run(_run(cases, rounds, batch, max_seconds, sample_seconds, slices))
+    _plots.record(
+        _plots.Chart(
+            title=title or (cases[0].group if cases and cases[0].group else "µs per call"),
+            unit="µs per call (median; whiskers: min-max over rounds)",
+            labels=[result.name for result in results],
+            series={"median": [result.median for result in results]},
+            spread=[(result.low, result.high) for result in results],
+            note=f"{len(results[0].samples) if results else 0} rounds of {batch} calls",
+        )
+    )
+    return results
+
+
+class _Progress:
+    """A line per round on stderr: rounds done, time spent, an estimate of the time left (the
+    rounds to go at the mean round's pace, capped by the time budget: a round started before
+    the budget runs out is finished)."""
+
+    def __init__(self, rounds: int, max_seconds: float) -> None:
+        self.rounds = rounds
+        self.max_seconds = max_seconds
+        self.started = time.monotonic()
+        self.live = sys.stderr.isatty()
+
+    def round_done(self, done: int) -> None:
+        spent = time.monotonic() - self.started
+        pace = spent / done
+        left = min((self.rounds - done) * pace, max(0.0, self.max_seconds - spent) + pace)
+        line = f"  round {done}/{self.rounds}  {spent:5.1f} s  ~{left:4.0f} s left"
+        if done == self.rounds or spent > self.max_seconds:
+            line = f"  {done} rounds in {spent:.1f} s" + " " * 12
+        end = "\r" if self.live and done < self.rounds and spent <= self.max_seconds else "\n"
+        print(line, end=end, file=sys.stderr, flush=True)
 
 
 async def _run(
@@ -178,6 +217,7 @@ async def _run(
     for case in cases:  # warm-up: caches, lazy imports, specialised bytecode
         await _time(case, max(1, batch // 10), int(sample_seconds * _NS) // 4)
     deadline = time.monotonic() + max_seconds
+    progress = _Progress(rounds, max_seconds)
     count = len(cases)
     for round_number in range(rounds):
         totals = [[0, 0, 0] for _ in cases]
@@ -193,6 +233,7 @@ async def _run(
         for result, (wall, cpu, done) in zip(results, totals, strict=True):
             result.samples.append(wall / done / 1000.0)
             result.cpu_samples.append(cpu / done / 1000.0)
+        progress.round_done(round_number + 1)
         if time.monotonic() > deadline:
             break
     return results

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks import _plots
 from benchmarks._harness import header
 from resilience import Backoff, CircuitBreaker, Retry, RetryBudget
 from resilience.http import ResilientTransport
@@ -202,6 +203,27 @@ CLIENTS: list[tuple[str, Callable[..., Callable[[str], httpx.Response]]]] = [
 ]
 
 
+def _record(rows: dict[str, list[PhaseResult]], calls: int) -> None:
+    """The table as two panels of the scenario's plot: success and amplification per phase."""
+    names = list(rows)
+    note = f"{calls} calls per phase"
+    success = {
+        phase: [100.0 * rows[name][i].ok / calls for name in names]
+        for i, phase in enumerate(PHASES)
+    }
+    load = {
+        phase: [rows[name][i].received / calls for name in names] for i, phase in enumerate(PHASES)
+    }
+    _plots.record(_plots.Chart("calls that succeeded", "% of calls", names, success, note=note))
+    _plots.record(
+        _plots.Chart("requests the dependency received per call", "requests per call", names, load)
+    )
+    duplicates = {"lost responses": [float(rows[name][-1].duplicates) for name in names]}
+    _plots.record(
+        _plots.Chart("POSTs the service processed twice", "duplicate POSTs", names, duplicates)
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a fast smoke run")
@@ -213,12 +235,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# {calls} calls per phase; success % / requests received per call\n")
     heads = "".join(f" {phase:>17}" for phase in PHASES)
     print(f"{'client':<24}{heads} {'duplicates':>11}")
+    rows: dict[str, list[PhaseResult]] = {}
     for name, build in CLIENTS:
-        results = run_client(build, calls)
+        results = rows[name] = run_client(build, calls)
         cells = "".join(
             f" {100.0 * r.ok / r.calls:7.1f}% {r.received / r.calls:6.2f}x  " for r in results
         )
         print(f"{name:<24}{cells} {results[-1].duplicates:>11}", flush=True)
+    _record(rows, calls)
     print(
         "\nduplicates: POSTs the service processed again without an idempotency key (ours sends\n"
         "a key, so a server with IdempotencyMiddleware answers the resend from its record)."
