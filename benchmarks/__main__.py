@@ -31,6 +31,8 @@ SCENARIOS = [
     "fleet",
     "overload",
 ]
+# Scenarios that draw their own plots: they take --plots DIR themselves.
+OWN_PLOTS = frozenset({"fleet"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         _plots.begin(name)
         started = time.monotonic()
         try:
-            importlib.import_module(f"benchmarks.{name}").main(flags)
+            own = ["--plots", str(plots)] if plots is not None and name in OWN_PLOTS else []
+            importlib.import_module(f"benchmarks.{name}").main(flags + own)
         except SystemExit as exit_:  # argparse: --help exits 0, a bad option 2
             if exit_.code not in (0, None):
                 failed.append(name)
