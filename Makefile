@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: test lint typecheck pytest demo bench docs docs-serve release-check install redis-server clean
+.PHONY: test check lint typecheck pytest test-pythons demo bench docs docs-serve release-check install redis-server clean
 
 test: install redis-server lint typecheck pytest
 
@@ -46,6 +46,21 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
+# The quick loop: lint, then every test that starts no redis-server, no HTTP server and no
+# example (markers in pyproject.toml), property tests on 10 examples each. `make test` runs all.
+# Bytecode is cached even where the environment turns it off: recompiling the package and
+# re-rewriting the tests' asserts cost more than the tests themselves.
+check: $(STAMP)
+	$(BIN)/ruff check resilience tests benchmarks examples
+	$(BIN)/ruff format --check resilience tests benchmarks examples
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -m "not redis and not server and not examples" \
+		--hypothesis-profile=check
+
+# The whole suite on the oldest Python we claim and the newest CPython here, in .venv-<version>
+# (see .ci/pythons); a missing interpreter is skipped with a warning.
+test-pythons: redis-server
+	.ci/pythons
+
 demo: $(STAMP)
 	$(BIN)/python examples/checkout.py
 	$(BIN)/python examples/flaky_payments.py
@@ -68,4 +83,4 @@ release-check: $(STAMP)
 	$(BIN)/python .ci/release_check.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis site
+	rm -rf $(VENV) .venv-3.* .mypy_cache .pytest_cache .ruff_cache .hypothesis site

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import hypothesis
 import pytest
 import trio
 
@@ -142,3 +143,33 @@ from tests.redis_server import (  # noqa: E402, F401  (fixtures)
     redis_server,
     redis_server_session,
 )
+
+# -- markers: what a test starts, so `make check` can leave it out -----------------------------
+# Registered in pyproject.toml (--strict-markers). A test using one of these fixtures is marked
+# here; a test that starts a server or runs an example by itself carries its mark explicitly.
+_MARKED_BY_FIXTURE = {
+    "redis": {"redis_server", "redis_server_session", "redis_cluster"},
+    "server": {"http_server", "http_server_session"},
+}
+
+
+# `make check` (the quick loop) runs with --hypothesis-profile=check: every property test runs,
+# on fewer examples; `make test` and CI run each with the examples it asks for.
+hypothesis.settings.register_profile("check", max_examples=10)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the servers its fixtures start (directly or through other fixtures);
+    under the "check" profile, cap the examples of property tests that set their own."""
+    quick = getattr(hypothesis.settings, "_current_profile", None) == "check"
+    cap = hypothesis.settings.get_profile("check").max_examples
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in _MARKED_BY_FIXTURE.items():
+            if used & fixtures:
+                item.add_marker(marker)
+        test = getattr(item, "obj", None)
+        chosen = getattr(test, "_hypothesis_internal_use_settings", None)  # set by @settings
+        if quick and chosen is not None and chosen.max_examples > cap:
+            capped = hypothesis.settings(chosen, max_examples=cap)
+            test._hypothesis_internal_use_settings = capped  # type: ignore[union-attr]

@@ -53,6 +53,7 @@ def test_the_site_has_runnable_examples() -> None:
     assert {"getting-started.md", "concepts.md", "testing.md", "migrating.md"} <= names
 
 
+@pytest.mark.examples
 @pytest.mark.parametrize("page", PAGES, ids=[str(page.relative_to(DOCS)) for page in PAGES])
 def test_page_examples_run(
     page: Path, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -38,6 +38,7 @@ class Orders:
         await send({"type": "http.response.body", "body": body})
 
 
+@pytest.mark.server
 def test_a_post_the_server_acted_on_is_not_resent_by_default(driver: Driver) -> None:
     """Default client, a server that ignores keys: the handler runs, the connection drops
     before the answer; the POST (keyed, but to an origin not declared key-honouring) is not
@@ -51,6 +52,7 @@ def test_a_post_the_server_acted_on_is_not_resent_by_default(driver: Driver) -> 
     assert orders.runs == 1
 
 
+@pytest.mark.server
 def test_a_keyed_post_to_a_key_honouring_origin_is_resent_and_replayed(driver: Driver) -> None:
     """With the origin declared key-honouring and our IdempotencyMiddleware in front: the
     first answer is lost, the resend with the same key gets the stored 201 — one execution."""

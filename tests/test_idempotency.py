@@ -215,7 +215,7 @@ def wsgi_app(payments: Payments) -> Any:
     )
 
 
-@pytest.fixture(params=["asgi", "wsgi"])
+@pytest.fixture(params=[pytest.param(k, marks=pytest.mark.server) for k in ("asgi", "wsgi")])
 def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, Payments]]:
     """The payments app behind the middleware, served for real, ASGI and WSGI alike."""
     payments = Payments()
@@ -388,6 +388,7 @@ def test_key_scope_keeps_callers_apart(clock: FakeClock) -> None:
     assert isinstance(alice, str) and isinstance(bob, str) and alice != bob
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 def test_a_replay_is_an_event_on_the_server_span(kind: str) -> None:
     """Behind OpenTelemetry's own ASGI/WSGI middleware, a replayed POST shows
@@ -467,6 +468,7 @@ def test_a_cancelled_asgi_request_releases_its_claim(clock: FakeClock) -> None:
     ).outcome == ("claimed")
 
 
+@pytest.mark.server
 def test_a_rerun_handler_repeats_its_downstream_keys(clock: FakeClock) -> None:
     """order -> payments -> bank, payments and bank behind IdempotencyMiddleware. The first run
     of the payments handler charges the bank, then crashes; the order service retries with the
@@ -533,6 +535,7 @@ def test_derived_keys_are_uuid_shaped_and_depend_on_the_incoming_key() -> None:
     assert (parsed.version, parsed.variant, str(parsed)) == (8, uuid.RFC_4122, keys[0])
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 def test_a_keyed_body_over_max_body_gets_413(kind: str) -> None:
     """Bodies are fingerprinted in memory: past ``max_body`` a keyed request is refused (413)

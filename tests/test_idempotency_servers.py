@@ -29,6 +29,8 @@ BODY = b'{"cents": 1250}'
 
 Serve = Callable[..., AbstractContextManager[str]]
 
+pytestmark = pytest.mark.server
+
 
 @contextmanager
 def _serve(kind: str, redis: RedisServer | None = None, **options: Any) -> Iterator[str]:

@@ -9,6 +9,7 @@ with the file and line to look at.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,9 @@ def _imports_of(name: str, path: Path, known: dict[str, Path]) -> Iterator[Impor
     yield from visit(tree, False)
 
 
+@functools.cache
 def all_imports() -> list[Import]:
+    """Every import in the package (read once per run: three tests use them)."""
     known = modules()
     return [found for name, path in known.items() for found in _imports_of(name, path, known)]
 

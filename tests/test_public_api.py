@@ -123,6 +123,7 @@ def test_readme_has_python_examples() -> None:
     assert len(_readme_blocks()) >= 2
 
 
+@pytest.mark.examples
 @pytest.mark.parametrize("index", range(len(_readme_blocks())))
 def test_readme_example_runs(index: int) -> None:
     """Every ```python block of the README runs as it is."""
@@ -130,6 +131,7 @@ def test_readme_example_runs(index: int) -> None:
     exec(compile(code, f"README.md[python block {index}]", "exec"), {"__name__": "readme"})
 
 
+@pytest.mark.examples
 def test_demo_absorbs_the_injected_faults(capsys: pytest.CaptureFixture[str]) -> None:
     """``make demo``'s script runs, and the resilient run shows no failed charge."""
     runpy.run_path(str(ROOT / "examples" / "flaky_payments.py"), run_name="__main__")
@@ -145,6 +147,7 @@ def test_package_ships_py_typed() -> None:
     assert (Path(resilience.__file__).parent / "py.typed").exists()
 
 
+@pytest.mark.examples
 def test_checkout_example_charges_every_order_at_most_once() -> None:
     """The checkout example over real HTTP (a shorter run): through 503s, slow charges the
     caller gave up on, crashes after charging the bank and an outage, the resilient order
@@ -168,6 +171,7 @@ def test_checkout_example_charges_every_order_at_most_once() -> None:
     assert row.outcomes["queued"] >= 1  # the outage was felt, and absorbed
 
 
+@pytest.mark.examples
 def test_telemetry_example_prints_attempt_spans_and_metrics() -> None:
     """``examples/telemetry.py`` (in its own process: it installs global OTel providers) prints a
     CLIENT span per attempt, the retry event on the order span, and the metrics."""

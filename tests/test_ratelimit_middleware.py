@@ -34,7 +34,7 @@ def hello_wsgi(environ: Any, start_response: Any) -> list[bytes]:
     return [b"hello"]
 
 
-@pytest.fixture(params=["asgi", "wsgi"])
+@pytest.fixture(params=[pytest.param(k, marks=pytest.mark.server) for k in ("asgi", "wsgi")])
 def served(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[str]:
     """2 requests per minute per caller (burst 1: two at once), callers told by X-Client."""
     limiter = RateLimiter(2, per=60.0, burst=1, name="api", clock=clock)

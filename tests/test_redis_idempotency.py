@@ -99,6 +99,7 @@ def _charging_wsgi(charges: list[bytes]) -> Any:
     return app
 
 
+@pytest.mark.server
 def test_two_wsgi_replicas_share_records(redis_server: RedisServer) -> None:
     """A retry that lands on another replica is answered from the first replica's record."""
     charges: list[bytes] = []
@@ -116,6 +117,7 @@ def test_two_wsgi_replicas_share_records(redis_server: RedisServer) -> None:
     assert len(charges) == 1
 
 
+@pytest.mark.server
 def test_asgi_with_an_async_redis_client(redis_server: RedisServer) -> None:
     """The ASGI middleware runs its steps on a ``redis.asyncio`` client."""
     charges: list[bytes] = []
@@ -153,6 +155,7 @@ def test_middleware_refuses_a_store_of_the_wrong_colour(redis_server: RedisServe
     asyncio.run(client.aclose())
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("fail_open", [False, True])
 def test_redis_outage_refuses_unless_fail_open(redis_server: RedisServer, fail_open: bool) -> None:
     """Redis down: keyed requests get 503 (fail closed, whatever the store's on_error), or run
