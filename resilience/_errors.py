@@ -18,7 +18,17 @@ after which the same call may be admitted. They pickle with their data and their
 
 from __future__ import annotations
 
+import sys
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    _Timeout = TimeoutError
+else:  # 3.10: asyncio.TimeoutError is not yet the builtin; code catching either catches ours
+    import asyncio
+
+    class _Timeout(TimeoutError, asyncio.TimeoutError):
+        """Both timeouts of Python 3.10, as one base."""
+
 
 __all__ = [
     "BulkheadFullError",
@@ -117,7 +127,7 @@ class ThrottledError(ResilienceError):
         return (type(self), (self.name, self.probability), self.__dict__)
 
 
-class DeadlineExceededError(ResilienceError, TimeoutError):
+class DeadlineExceededError(ResilienceError, _Timeout):
     """A ``Timeout`` or ``Deadline`` of ``timeout`` seconds ran out before the call finished."""
 
     def __init__(self, name: str, timeout: float) -> None:

@@ -43,7 +43,8 @@ limiters: weakref.WeakSet[RateLimiter] = weakref.WeakSet()
 
 def _value(counter: itertools.count[int]) -> int:
     """The next value an ``itertools.count`` would give, i.e. how many it has given."""
-    return int(counter.__reduce__()[1][0])
+    # repr is "count(N)": __reduce__ said the same, but is deprecated in 3.13, gone in 3.14.
+    return int(repr(counter)[6:-1])
 
 
 class RateLimiter(Policy):

@@ -61,12 +61,17 @@ def test_tasks_run_through_the_breaker_concurrently(state: str) -> None:
         half_open(breaker, clock)
 
     async def scenario() -> list[int]:
-        barrier = asyncio.Barrier(PARTIES)
+        arrived: list[int] = []
+        everyone = asyncio.Event()  # (asyncio.Barrier is 3.11+)
 
         @breaker
         async def all_together() -> int:
-            async with asyncio.timeout(10):
-                return await barrier.wait()  # each task gets a distinct arrival index
+            index = len(arrived)  # each task gets a distinct arrival index
+            arrived.append(index)
+            if len(arrived) == PARTIES:
+                everyone.set()
+            await asyncio.wait_for(everyone.wait(), 10)  # only once all 16 are inside
+            return index
 
         return await asyncio.gather(*(all_together() for _ in range(PARTIES)))
 
