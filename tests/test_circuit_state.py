@@ -84,6 +84,14 @@ def test_opening_bumps_the_generation_clears_the_window_and_logs_the_change() ->
     assert sm.changes == [(CLOSED, OPEN)]
 
 
+def test_retry_after_never_exceeds_open_for() -> None:
+    """Right after opening, retry_after is open_for, not an ulp more: opened at 5.101380514788434,
+    (opened_at + 5.0) - now rounds to 5.000000000000001."""
+    sm = machine(open_for=5.0)
+    trip(sm, now=5.101380514788434)
+    assert sm.retry_after(5.101380514788434) == 5.0
+
+
 def test_open_rejects_until_open_for_then_admits_a_trial() -> None:
     """Open rejects with the time left as retry_after; at open_for exactly it admits a trial."""
     sm = machine(open_for=10.0)

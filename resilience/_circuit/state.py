@@ -111,7 +111,9 @@ class StateMachine:
     def retry_after(self, now: float) -> float:
         """Seconds until a rejected call could be admitted (0.0 while half-open)."""
         if self.state is _OPEN:
-            return max(0.0, self.opened_at + self.open_for - now)
+            # Within [0, open_for]: (opened_at + open_for) - now rounds past open_for by an ulp
+            # when now is a hair after opened_at.
+            return min(self.open_for, max(0.0, self.opened_at + self.open_for - now))
         return 0.0
 
     def record(self, permit: int, failed: bool, slow: bool, now: float) -> None:
