@@ -155,8 +155,8 @@ def test_many_half_open_slots_are_leased(redis_server: RedisServer) -> None:
 def test_open_for_runs_on_redis_time(redis_server: RedisServer) -> None:
     """open_for=0.2 s: rejected with retry_after ~0.2 s, admitted once Redis's clock says so."""
     one = breaker(redis_server, open_for=0.2)
-    one.open()
-    opened = redis_ms(redis_server)
+    opened = redis_ms(redis_server)  # at or before the opening (read after, a loaded machine
+    one.open()  # could put milliseconds between the two and fail a correct breaker)
     with pytest.raises(CircuitOpenError) as rejected:
         one(succeed)()
     assert 0.1 < rejected.value.retry_after <= 0.2
