@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from resilience import (
@@ -212,6 +212,7 @@ def test_default_burst_is_one_periods_worth(clock: FakeClock) -> None:
 
 
 @settings(max_examples=300, deadline=None)
+@example(first=("a", "a:a"), second=("a:a", "a"))
 @given(
     first=st.tuples(
         st.text("a:", min_size=1, max_size=4), st.none() | st.text("a:\0", min_size=1, max_size=4)

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from resilience import RateLimitedError, RateLimiter, StoreRecovered, StoreUnavailable
@@ -205,3 +205,37 @@ def test_async_decorator_on_a_redis_asyncio_client(redis_server: RedisServer) ->
     results, retry_after = asyncio.run(scenario())
     assert results == ["charged", "charged"]
     assert retry_after == pytest.approx(60.0, abs=0.5)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@example(first=("a", "a:a"), second=("a:a", "a"))
+@given(
+    first=st.tuples(
+        st.text("a:{}", min_size=1, max_size=4),
+        st.none() | st.text("a:{}\0", min_size=1, max_size=4),
+    ),
+    second=st.tuples(
+        st.text("a:{}", min_size=1, max_size=4),
+        st.none() | st.text("a:{}\0", min_size=1, max_size=4),
+    ),
+)
+def test_distinct_limiters_and_partitions_never_share_a_redis_key(
+    redis_server: RedisServer, first: tuple[str, str | None], second: tuple[str, str | None]
+) -> None:
+    """On Redis too (hash tags and all), two (name, partition) pairs that differ never meet
+    in one bucket: limiter "a" with partition "a:a" and limiter "a:a" with partition "a"
+    used to share the key "resilience:{a:a:a}:gcra"."""
+    assume(first != second)
+    client: Any = redis_server.client()
+    try:
+        client.flushall()
+        store = RedisStore(client)
+        one = RateLimiter(1, per=60.0, name=first[0], store=store)
+        two = RateLimiter(1, per=60.0, name=second[0], store=store)
+        assert one.try_acquire(partition=first[1]).allowed
+        assert two.try_acquire(partition=second[1]).allowed
+        assert not one.try_acquire(partition=first[1]).allowed
+    finally:
+        client.close()
