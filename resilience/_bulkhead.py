@@ -11,20 +11,18 @@ cancellation) after it was handed a permit passes the permit on, so none is ever
 
 from __future__ import annotations
 
-import asyncio
-import math
-import sys
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from resilience import _events
-from resilience._clock import async_library
 from resilience._context import remaining
 from resilience._errors import BulkheadFullError
 from resilience._policy import Policy
 from resilience._validate import check_duration, check_positive_int
+from resilience._wake import async_wake
 
 __all__ = ["Bulkhead"]
 
@@ -188,108 +186,41 @@ class Bulkhead(Policy):
 
     # -- shells --------------------------------------------------------------------------------
 
-    def _must_wait(self, waiter: _Waiter) -> bool:
-        """Queue ``waiter``: ``False`` when it was granted a permit at once, ``True`` when it
-        must wait; ``BulkheadFullError`` when the queue is full."""
+    @contextmanager
+    def _queued(self, wake: Callable[[], None]) -> Iterator[bool]:
+        """Queue a waiter woken by ``wake``; say whether the caller must wait (``False``: a
+        permit was free at once). When the block ends, the waiter keeps a permit it was handed,
+        even as its wait runs out; interrupted, it passes one on; not granted, it is rejected.
+        ``BulkheadFullError`` at once when the queue is full."""
+        waiter = _Waiter(wake)
         queued = self._enqueue(waiter)
-        if queued is None:
-            return True
+        if queued is False:
+            raise self._rejected()
         if queued:
-            return False
-        raise self._rejected()
-
-    def _waited(self, waiter: _Waiter, interrupted: bool) -> None:
-        """The wait ended (woken, timed out, or ``interrupted``): keep a permit it was handed,
-        or pass it on when interrupted; not granted and not interrupted: rejected."""
-        granted = self._abandon(waiter)
-        if interrupted:
-            if granted:
+            yield False
+            return
+        try:
+            yield True
+        except BaseException:
+            if self._abandon(waiter):
                 self._release()  # granted while we were interrupted: pass it on
-        elif not granted:
+            raise
+        if not self._abandon(waiter):
             raise self._rejected()
 
     def _wait_sync(self) -> None:
         """The slow path: queue and wait for a permit, or raise ``BulkheadFullError``."""
         event = threading.Event()
-        waiter = _Waiter(event.set)
-        if not self._must_wait(waiter):
-            return
-        try:
-            event.wait(self._wait_limit())
-        except BaseException:
-            self._waited(waiter, interrupted=True)
-            raise
-        self._waited(waiter, interrupted=False)
-
-    async def _wait_trio(self) -> None:
-        """The slow path under trio: a ``trio.Event``, set from whichever thread releases."""
-        import trio
-
-        event = trio.Event()
-        token = trio.lowlevel.current_trio_token()
-
-        def wake() -> None:
-            try:
-                token.run_sync_soon(event.set)
-            except trio.RunFinishedError:
-                pass  # the run is over: the waiter has passed its permit on already
-
-        waiter = _Waiter(wake)
-        if not self._must_wait(waiter):
-            return
-        limit = self._wait_limit()
-        try:
-            with trio.move_on_after(math.inf if limit is None else max(0.0, limit)):
-                await event.wait()
-        except BaseException:  # cancelled from outside: trio.Cancelled
-            self._waited(waiter, interrupted=True)
-            raise
-        self._waited(waiter, interrupted=False)
+        with self._queued(event.set) as must_wait:
+            if must_wait:
+                event.wait(self._wait_limit())
 
     async def _wait_async(self) -> None:
-        """The slow path for coroutines; a cancelled waiter passes on a permit it was handed."""
-        if async_library() != "asyncio":
-            return await self._wait_trio()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(_resolve, future)
-
-        waiter = _Waiter(wake)
-        if not self._must_wait(waiter):
-            return
-        # Not asyncio.wait_for: before 3.12 it swallows a cancellation that races the wake-up.
-        timed_out = False
-
-        def expire() -> None:
-            nonlocal timed_out
-            if not future.done():
-                timed_out = True
-                future.cancel()
-
-        task = asyncio.current_task()
-        cancelling = _cancelling(task)  # pending before we wait: not a cancellation of the wait
-        limit = self._wait_limit()
-        timer = loop.call_later(max(0.0, limit), expire) if limit is not None else None
-        try:
-            await future
-        except asyncio.CancelledError:
-            cancelled_by_caller = not timed_out or _cancelling(task) > cancelling
-            if self._abandon(waiter):
-                if not cancelled_by_caller:
-                    return  # the permit arrived just as the wait ran out: keep it
-                self._release()  # granted while we were being cancelled: pass it on
-            if cancelled_by_caller:
-                raise
-            raise self._rejected() from None
-        except BaseException:
-            if self._abandon(waiter):
-                self._release()
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
+        """The slow path for coroutines, under asyncio or trio."""
+        wake = async_wake()
+        with self._queued(wake.set) as must_wait:
+            if must_wait:
+                await wake.wait(self._wait_limit())
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
         try_acquire, wait, release = self._try_acquire, self._wait_sync, self._release
@@ -316,19 +247,3 @@ class Bulkhead(Policy):
                 release()
 
         return bounded
-
-
-if sys.version_info >= (3, 11):
-
-    def _cancelling(task: asyncio.Task[Any] | None) -> int:
-        return 0 if task is None else task.cancelling()
-
-else:  # no cancellation counts: a cancellation racing the time-out cannot be told apart
-
-    def _cancelling(task: asyncio.Task[Any] | None) -> int:
-        return 0
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

@@ -8,7 +8,6 @@ durations on the injected one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import weakref
@@ -29,6 +28,7 @@ from resilience._validate import (
     check_positive_int,
     exception_predicate,
 )
+from resilience._wake import async_wake
 
 __all__ = ["AdaptiveConcurrency", "concurrency_limiters"]
 
@@ -249,15 +249,13 @@ class AdaptiveConcurrency(Policy):
 
     async def _wait_async(self) -> int:
         """The slow path for coroutines; a cancelled waiter passes on a slot it was handed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        waiter = Waiter(lambda: loop.call_soon_threadsafe(_resolve, future))
+        wake = async_wake()  # asyncio or trio
+        waiter = Waiter(wake.set)
         if not self._enqueue(waiter):
             raise self._rejected()
         if not waiter.granted:
             try:
-                # asyncio.wait neither cancels the future nor swallows our own cancellation.
-                await asyncio.wait((future,), timeout=self._wait_limit())
+                await wake.wait(self._wait_limit())
             except BaseException:
                 self._give_up(waiter)
                 raise
@@ -310,8 +308,3 @@ class AdaptiveConcurrency(Policy):
 def _wake(waiters: Any) -> None:
     for waiter in waiters:
         waiter.wake()
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

@@ -85,11 +85,13 @@ class _TimeBudget(Policy):
     # -- decorator shells ----------------------------------------------------------------------
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        enter = self._enter
+        seconds, clock = self.seconds, self._clock
 
         def bounded(*args: Any, **kwargs: Any) -> T:
-            token = enter()[0]
+            token, scope = enter_deadline(seconds, clock)  # self._enter(), inlined: per call
             try:
+                if scope.remaining() <= 0.0:
+                    raise self._exceeded()
                 return fn(*args, **kwargs)
             finally:
                 exit_deadline(token)

@@ -8,6 +8,8 @@ import pickle
 import threading
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from resilience import (
@@ -203,6 +205,41 @@ def test_a_queued_call_is_refused_when_the_deadline_passes_first() -> None:
     finally:
         gate.finish()
     assert limiter.waiting == 0 and limiter.in_flight == 0
+
+
+def test_a_queued_coroutine_gets_the_freed_slot(async_colour: Colour) -> None:
+    """Under asyncio and under trio, an excess coroutine waits in the queue and runs once the
+    slot frees (woken in the running library's own way)."""
+    limiter = AdaptiveConcurrency(AimdLimit(initial_limit=1), max_waiting=1, max_wait=WAIT)
+    order: list[str] = []
+
+    async def until(condition: Any) -> None:
+        for _ in range(10_000):
+            if condition():
+                return
+            await anyio.lowlevel.checkpoint()
+        raise AssertionError("timed out")
+
+    async def main() -> None:
+        release = anyio.Event()
+
+        @limiter
+        async def work(name: str) -> None:
+            order.append(name)
+            if name == "first":
+                await release.wait()
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as group:
+                group.start_soon(work, "first")
+                await until(lambda: limiter.in_flight == 1)
+                group.start_soon(work, "second")
+                await until(lambda: limiter.waiting == 1)
+                release.set()
+
+    async_colour.run(main)
+    assert order == ["first", "second"]
+    assert limiter.in_flight == 0 and limiter.waiting == 0
 
 
 def test_async_cancellation_releases_the_slot_and_the_queue_place() -> None:

@@ -28,6 +28,7 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -226,29 +227,30 @@ class Hedge(Policy):
     ) -> Any:
         loop = asyncio.get_running_loop()
         race, timer = self._race(), _Timer()
-        inbox: asyncio.Queue[Item] = asyncio.Queue()
-        running: set[asyncio.Task[Any]] = set()
+        inbox = _Inbox(loop)
+        running: dict[int, asyncio.Task[None]] = {}
 
-        def report(task: asyncio.Task[Any]) -> None:
-            running.discard(task)
-            if task.cancelled():
-                inbox.put_nowait((False, asyncio.CancelledError()))
-            elif task.exception() is not None:
-                inbox.put_nowait((False, task.exception()))
-            else:
-                inbox.put_nowait((True, task.result()))
-
-        async def copy() -> Any:
-            return await fn(*args, **kwargs)
+        async def copy(number: int) -> None:
+            try:
+                outcome: Item = (True, await fn(*args, **kwargs))
+            except BaseException as exc:
+                outcome = (False, exc)
+                if not isinstance(exc, Exception):  # a cancellation (ours, at the end), an exit
+                    del running[number]
+                    inbox.put(outcome)
+                    raise
+            del running[number]  # before the race hears of it: done, nothing to cancel
+            inbox.put(outcome)
 
         def spawn() -> None:
-            task = loop.create_task(copy())
-            running.add(task)
-            task.add_done_callback(report)
+            running[race.launched] = loop.create_task(copy(race.launched))
 
         def arm(delay: float, number: int) -> None:
-            tick = _threadsafe(loop.call_soon_threadsafe, inbox.put_nowait, number)
-            timer.set(self._clock.call_later(delay, tick))
+            timer.set(
+                self._clock.call_later(
+                    delay, _threadsafe(loop.call_soon_threadsafe, inbox.put, number)
+                )
+            )
 
         try:
             self._start(race, spawn, arm)
@@ -258,12 +260,12 @@ class Hedge(Policy):
         finally:
             race.abandon()  # no-op once decided
             timer.set(None)
-            for task in running:
+            for task in running.values():
                 task.cancel()
             if running:
-                await asyncio.wait(running)  # their outcomes reach the inbox first
-            while not inbox.empty():
-                race.late(inbox.get_nowait())
+                await asyncio.wait(running.values())
+            for item in inbox.drain():
+                race.late(item)
         return race.result()
 
     async def _run_trio(
@@ -371,6 +373,35 @@ class Hedge(Policy):
             return race.result()  # type: ignore[no-any-return]
 
         return hedged
+
+
+class _Inbox:
+    """What a race's copies and timers hand the asyncio shell, in order: an ``asyncio.Queue``
+    without the bounds and bookkeeping this one waiter never needs."""
+
+    __slots__ = ("_items", "_loop", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._items: deque[Item] = deque()
+        self._loop = loop
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: Item) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Item:
+        while not self._items:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        return self._items.popleft()
+
+    def drain(self) -> list[Item]:
+        items = list(self._items)
+        self._items.clear()
+        return items
 
 
 class _Timer:
