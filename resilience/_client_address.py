@@ -11,14 +11,15 @@ count instead; the partition is always an address in canonical form, never raw h
 
 IPv6 callers are grouped by network (``ipv6_prefix``, /64 by default): one host commonly
 holds a whole /64, and a bucket per address would give it 2**64 of them. A request without
-a peer address (a server on a Unix socket) is counted as ``"unknown"``: such a server must
-say who calls with its own ``partition``.
+a peer address (a server on a Unix socket) is counted as ``"unknown"`` (with one warning):
+such a server must say who calls with its own ``partition``.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import re
 from collections.abc import Iterable
 from typing import Final
@@ -31,6 +32,7 @@ _TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP field na
 _MAX_HOPS: Final = 32  # entries of the header examined, at most
 _CACHED: Final = 4096  # (peer, header) pairs whose partition is remembered
 UNKNOWN: Final = "unknown"
+_log: Final = logging.getLogger("resilience")
 
 
 def _parse(text: str) -> _Address | None:
@@ -57,7 +59,7 @@ class ClientAddress:
     Give both or neither. Checked at construction; ``of`` never raises.
     """
 
-    __slots__ = ("_exact", "_networks", "_resolve", "header", "ipv6_prefix")
+    __slots__ = ("_exact", "_networks", "_resolve", "_warned", "header", "ipv6_prefix")
 
     def __init__(
         self,
@@ -99,11 +101,20 @@ class ClientAddress:
         self._networks = tuple(n for n in networks if n.num_addresses > 1)
         # Parsing addresses costs ~15 us a request; callers come back with the same text.
         self._resolve = functools.lru_cache(maxsize=_CACHED)(self._resolve_uncached)
+        self._warned = False
 
     def of(self, peer: str | None, forwarded: str | None) -> str:
         """The partition of a request from ``peer`` (the server's text for it) whose
         ``client_header`` field lines, joined with ``","``, are ``forwarded``."""
         if not peer:
+            if not self._warned:
+                self._warned = True  # a race may log it twice: harmless
+                _log.warning(
+                    "resilience: RateLimitMiddleware got a request without a peer address (a "
+                    "server on a Unix socket?); such requests share one bucket, %r: pass "
+                    "partition= to tell their callers apart",
+                    UNKNOWN,
+                )
             return UNKNOWN
         if self.header is None or not forwarded:
             if ":" not in peer:  # IPv4 as servers write it: canonical already

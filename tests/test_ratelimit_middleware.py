@@ -210,6 +210,18 @@ def test_client_addresses_are_canonical_and_grouped() -> None:
     assert ClientAddress(ipv6_prefix=128).of("2001:db8::1", None) == "2001:db8::1"
 
 
+def test_requests_without_a_peer_address_share_a_bucket_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server on a Unix socket gives no peer address: those requests are "unknown" (one
+    bucket), and the operator is told once to pass partition=."""
+    address = ClientAddress()
+    with caplog.at_level(logging.WARNING, logger="resilience"):
+        assert [address.of(peer, None) for peer in (None, "", None)] == ["unknown"] * 3
+    (record,) = caplog.records
+    assert "partition=" in record.getMessage()
+
+
 def test_partitioning_options_are_checked_at_construction(clock: FakeClock) -> None:
     """A header without proxies (anybody could write it), proxies that are not addresses, a
     shared limit with a partition or with proxy options fail at construction, naming the
