@@ -9,7 +9,7 @@ from typing import Any
 from resilience._context import end_serving_key, serving_key
 from resilience._idempotency.policy import Idempotency, Verdict
 from resilience._idempotency.rules import StoredResponse, fingerprint, storable_headers
-from resilience.asgi._lease import Lease
+from resilience.asgi._keeper import Held, Keeper
 from resilience.asgi._shared import ASGIApp, Message, Receive, Scope, Send, answer
 from resilience.stores._protocols import AsyncIdempotencyStore
 
@@ -71,6 +71,7 @@ class IdempotencyMiddleware:
         self._methods = self.rules.methods
         header = self.rules.caller_header
         self._credential = header.lower().encode("latin-1") if header else None
+        self._keeper = Keeper(self.rules)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in self._methods:
@@ -116,8 +117,8 @@ class IdempotencyMiddleware:
             if verdict.token is None:  # the store is down and fail_open said run anyway
                 await self.app(scope, replay, send)
             else:
-                run = _Run(rules, screened, payload, verdict.token, send)
-                await run.run(self.app, scope, replay)
+                held = self._keeper.hold(screened, payload, verdict.token)
+                await _Run(rules, self._keeper, held, send).run(self.app, scope, replay)
         finally:
             end_serving_key(serving)
 
@@ -130,25 +131,19 @@ class _Run:
         "buffering",
         "chunks",
         "done",
-        "fingerprint",
         "headers",
-        "lease",
+        "held",
+        "keeper",
         "length",
-        "record",
         "rules",
         "send",
         "size",
         "started",
         "status",
-        "token",
     )
 
-    def __init__(
-        self, rules: Idempotency, record: str, fingerprint: str, token: str, send: Send
-    ) -> None:
-        self.rules, self.record, self.fingerprint = rules, record, fingerprint
-        self.token, self.send = token, send
-        self.lease = Lease(rules, record, fingerprint, token)
+    def __init__(self, rules: Idempotency, keeper: Keeper, held: Held, send: Send) -> None:
+        self.rules, self.keeper, self.held, self.send = rules, keeper, held, send
         self.started = time.monotonic()
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -195,23 +190,23 @@ class _Run:
         """Store the response (``body``; ``None`` with ``ended``: it was not kept) or, when it
         did not end or says "not processed", release the claim."""
         self.done = True
-        rules, store = self.rules, self.rules.store
-        await self.lease.stop()
+        rules, store, held = self.rules, self.rules.store, self.held
+        await self.keeper.drop(held)
         rules.took(time.monotonic() - self.started)
         if not ended or not rules.keeps(self.status):
-            await store.idempotency_release_async(self.record, self.token)
+            await store.idempotency_release_async(held.record, held.token)
             return
         if body is None:
             data = rules.unkept(self.status)
         else:
             data = StoredResponse(self.status, storable_headers(self.headers), body).encode()
         outcome = await store.idempotency_complete_async(
-            self.record, self.fingerprint, self.token, data, rules.ttl
+            held.record, held.fingerprint, held.token, data, rules.ttl
         )
-        if outcome == "lost" and not self.lease.lost:
+        if outcome == "lost" and not held.lost:
             rules.claim_lost("complete")
         elif outcome == "unavailable":
-            self.lease.complete_later(data)
+            self.keeper.complete_later(held, data)
 
 
 async def _read_body(receive: Receive, limit: int, length: bytes | None) -> bytes | bool | None:
