@@ -360,3 +360,30 @@ def test_an_unknown_table_is_refused() -> None:
     """A misspelt top-level table fails with a suggestion instead of being ignored."""
     with pytest.raises(ConfigError, match=r"^polices: unknown table \(did you mean 'policies'\?\)"):
         Registry({"polices": {}})
+
+
+def test_adaptive_policies_and_a_percentile_hedge_from_configuration() -> None:
+    """Limit algorithms nest by name (a window over Vegas); a hedge may wait for a latency
+    percentile and spend a shared budget; an unknown algorithm names its key."""
+    registry = Registry(
+        {
+            "policies": {
+                "db": {
+                    "adaptive_concurrency": {
+                        "algorithm": {"windowed": {"algorithm": {"vegas": {"max_limit": 50}}}},
+                        "max_waiting": 10,
+                        "max_wait": "50ms",
+                    },
+                    "hedge": {"delay": "p95", "budget": "db"},
+                    "adaptive_throttle": {"k": 1.5, "on": "ConnectionError"},
+                },
+            }
+        }
+    )
+    pipeline = registry.pipeline("db")
+    kinds = [type(policy).__name__ for policy in pipeline.policies]
+    assert kinds == ["Hedge", "AdaptiveThrottle", "AdaptiveConcurrency"]
+    assert registry.hedge("db")._settings["budget"] is registry.retry_budget("db")
+    assert registry.hedge("db").delay == "p95"
+    with pytest.raises(ConfigError, match=r"^policies\.db\.adaptive_concurrency\.algorithm: "):
+        Registry({"policies": {"db": {"adaptive_concurrency": {"algorithm": "cubic"}}}})

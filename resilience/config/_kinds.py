@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,6 +31,8 @@ from resilience import (
     Retry,
     RetryBudget,
     Timeout,
+    VegasLimit,
+    WindowedLimit,
 )
 from resilience._clock import Clock
 from resilience.config._values import (
@@ -69,6 +72,9 @@ _DURATIONS = frozenset(
         "maximum",
         "per",
         "timeout",
+        "min_window",
+        "max_window",
+        "min_delay",
     }
 )
 # Options that name exception classes.
@@ -125,12 +131,24 @@ def _algorithm(value: object, path: str, resolver: Resolver) -> object:
     return build(_ALGORITHMS[name], options, join(path, name), resolver)
 
 
+def _hedge_delay(value: object, path: str, resolver: Resolver) -> object:
+    """Seconds, a duration, or a latency percentile the hedge tracks (``"p95"``)."""
+    if isinstance(value, str) and re.fullmatch(r"p\d+(\.\d+)?", value):
+        return value
+    return duration(value, path, resolver.origins)
+
+
 def _store(value: object, path: str, resolver: Resolver) -> object:
     return resolver.store(value, path)
 
 
 BACKOFF = Kind("backoff", Backoff)
-_ALGORITHMS = {"gradient2": Kind("gradient2", Gradient2Limit), "aimd": Kind("aimd", AimdLimit)}
+_ALGORITHMS = {
+    "vegas": Kind("vegas", VegasLimit),
+    "gradient2": Kind("gradient2", Gradient2Limit),
+    "aimd": Kind("aimd", AimdLimit),
+    "windowed": Kind("windowed", WindowedLimit, special={"algorithm": _algorithm}),
+}
 _STORE = {"store": _store}
 
 KINDS: dict[str, Kind] = {
@@ -139,7 +157,7 @@ KINDS: dict[str, Kind] = {
         Kind("fallback", Fallback),
         Kind("deadline", Deadline, scalar="seconds"),
         Kind("retry", Retry, special={"backoff": _backoff, "budget": _budget}),
-        Kind("hedge", Hedge, scalar="delay"),
+        Kind("hedge", Hedge, scalar="delay", special={"delay": _hedge_delay, "budget": _budget}),
         Kind("adaptive_throttle", AdaptiveThrottle),
         Kind("circuit_breaker", CircuitBreaker, special=_STORE),
         Kind("rate_limiter", RateLimiter, special=_STORE),
