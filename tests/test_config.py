@@ -15,7 +15,9 @@ from resilience import (
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
+    Hedge,
     Pipeline,
+    RateLimiter,
     Retry,
     RetryBudget,
     Timeout,
@@ -80,11 +82,14 @@ def test_a_toml_file_loads_into_working_policies(tmp_path: Path) -> None:
     """The acceptance file: two named breakers, a retry sharing a named budget, a pipeline."""
     clock = FakeClock()
     registry = _registry(tmp_path, SETTINGS.replace("{url}", "http://127.0.0.1:9"), clock=clock)
-    payments, search = registry.circuit_breaker("payments"), registry.circuit_breaker("search")
+    payments, search = (
+        registry.get(CircuitBreaker, "payments"),
+        registry.get(CircuitBreaker, "search"),
+    )
     assert (payments.name, search.name) == ("payments", "search")
-    retry = registry.retry("payments")
-    assert retry is registry.retry("payments")  # get-or-create: one object per name
-    assert retry.budget is registry.retry_budget("payments")
+    retry = registry.get(Retry, "payments")
+    assert retry is registry.get(Retry, "payments")  # get-or-create: one object per name
+    assert retry.budget is registry.get(RetryBudget, "payments")
 
     calls = []
 
@@ -133,8 +138,8 @@ def test_a_client_from_the_file_retries_against_a_real_server(tmp_path: Path) ->
     assert health["status"] == "ok"
     assert f"payments {url}" in health["circuit_breakers"]
     options = registry.transport_options("payments")
-    assert options.retry is registry.retry("payments")
-    assert options.breaker is registry.circuit_breaker("payments")
+    assert options.retry is registry.get(Retry, "payments")
+    assert options.breaker is registry.get(CircuitBreaker, "payments")
     assert (options.deadline, options.attempt_timeout) == (5.0, 1.0)
 
 
@@ -240,7 +245,7 @@ def test_the_environment_overrides_the_file_and_is_named_in_errors(tmp_path: Pat
     )
     calls = []
 
-    @registry.retry("payments")
+    @registry.get(Retry, "payments")
     def charge() -> None:
         calls.append(1)
         raise TimeoutError("slow bank")
@@ -248,7 +253,7 @@ def test_the_environment_overrides_the_file_and_is_named_in_errors(tmp_path: Pat
     with pytest.raises(TimeoutError):
         charge()
     assert len(calls) == 5  # attempts and on= from the environment, over the file's 3
-    breaker = registry.circuit_breaker("search")
+    breaker = registry.get(CircuitBreaker, "search")
     breaker.open()
     with pytest.raises(CircuitOpenError) as refused:
         breaker(lambda: None)()
@@ -289,14 +294,14 @@ def test_a_mapping_from_json_works_as_well(tmp_path: Path) -> None:
     pipeline = registry.pipeline("bank")  # no pipelines.bank: the standard nesting order
     assert isinstance(pipeline, Pipeline)
     assert [type(step) for step in pipeline.policies] == [Retry, CircuitBreaker, Timeout]
-    assert registry.timeout("bank").seconds == 0.5
+    assert registry.get(Timeout, "bank").seconds == 0.5
 
 
 def test_get_or_create_uses_the_defaults_for_unlisted_names() -> None:
     """A name the file does not list is built from ``defaults.<kind>`` on first use."""
     registry = Registry({"defaults": {"circuit_breaker": {"minimum_calls": 3, "open_for": "1m"}}})
-    inventory = registry.circuit_breaker("inventory")
-    assert inventory is registry.circuit_breaker("inventory")
+    inventory = registry.get(CircuitBreaker, "inventory")
+    assert inventory is registry.get(CircuitBreaker, "inventory")
     assert inventory.name == "inventory"
     assert registry.health() == {"status": "ok", "circuit_breakers": {"inventory": "closed"}}
 
@@ -308,11 +313,11 @@ def test_code_only_options_are_given_on_first_use_only() -> None:
     def is_503(response: object) -> bool:
         return response == 503
 
-    retry = registry.retry("payments", on_result=is_503)
-    assert registry.retry("payments") is retry
-    assert registry.retry("payments", on_result=is_503) is retry
+    retry = registry.get(Retry, "payments", on_result=is_503)
+    assert registry.get(Retry, "payments") is retry
+    assert registry.get(Retry, "payments", on_result=is_503) is retry
     with pytest.raises(ValueError, match="built already"):
-        registry.retry("payments", on_result=lambda response: False)
+        registry.get(Retry, "payments", on_result=lambda response: False)
     assert retry(lambda: 503)() == 503  # retried (on_result), then the last result returned
 
 
@@ -330,9 +335,9 @@ def test_stores_are_named_and_budgets_shared() -> None:
         },
         stores={"main": store},
     )
-    assert registry.rate_limiter("api").try_acquire().allowed
-    assert registry.retry("a").budget is registry.retry("b").budget
-    assert isinstance(registry.retry("a").budget, RetryBudget)
+    assert registry.get(RateLimiter, "api").try_acquire().allowed
+    assert registry.get(Retry, "a").budget is registry.get(Retry, "b").budget
+    assert isinstance(registry.get(Retry, "a").budget, RetryBudget)
     with pytest.raises(ConfigError, match=r"^policies\.api\.rate_limiter\.store: names no store"):
         Registry({"policies": {"api": {"rate_limiter": {"rate": 10, "store": "redis"}}}})
 
@@ -383,7 +388,16 @@ def test_adaptive_policies_and_a_percentile_hedge_from_configuration() -> None:
     pipeline = registry.pipeline("db")
     kinds = [type(policy).__name__ for policy in pipeline.policies]
     assert kinds == ["Hedge", "AdaptiveThrottle", "AdaptiveConcurrency"]
-    assert registry.hedge("db")._settings["budget"] is registry.retry_budget("db")
-    assert registry.hedge("db").delay == "p95"
+    assert registry.get(Hedge, "db")._settings["budget"] is registry.get(RetryBudget, "db")
+    assert registry.get(Hedge, "db").delay == "p95"
     with pytest.raises(ConfigError, match=r"^policies\.db\.adaptive_concurrency\.algorithm: "):
         Registry({"policies": {"db": {"adaptive_concurrency": {"algorithm": "cubic"}}}})
+
+
+def test_get_by_class_or_by_key_returns_the_same_policy() -> None:
+    """``get(CircuitBreaker, name)`` (typed) and ``get("circuit_breaker", name)`` are one object;
+    a class that is no configurable kind is refused."""
+    registry = Registry({})
+    assert registry.get(CircuitBreaker, "x") is registry.get("circuit_breaker", "x")
+    with pytest.raises(TypeError, match="policy class or a configuration key"):
+        registry.get(dict, "x")

@@ -88,7 +88,7 @@ class Kind:
     """One configurable class: ``scalar`` is the option a bare value sets (``timeout = 1.0``)."""
 
     key: str
-    cls: Callable[..., Any]
+    cls: type[Any]
     scalar: str | None = None
     special: Mapping[str, Callable[[object, str, Resolver], object]] = field(default_factory=dict)
 

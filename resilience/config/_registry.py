@@ -9,21 +9,12 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from resilience import (
-    AdaptiveConcurrency,
-    AdaptiveThrottle,
-    Bulkhead,
     CircuitBreaker,
-    Deadline,
-    Fallback,
-    Hedge,
     Pipeline,
-    RateLimiter,
-    Retry,
     RetryBudget,
-    Timeout,
 )
 from resilience._clock import Clock
 from resilience.config._kinds import KINDS, PIPELINE_ORDER, build, options
@@ -33,6 +24,8 @@ from resilience.http import TransportOptions
 __all__ = ["Registry", "read_toml"]
 
 _SECTIONS = ("defaults", "policies", "pipelines", "clients")
+_KEYS: dict[type[Any], str] = {kind.cls: key for key, kind in KINDS.items()}
+T = TypeVar("T")
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -75,7 +68,7 @@ class Registry:
     (see ``from_env``). Everything is checked when the registry is built: a bad value raises
     ``ConfigError`` naming its key (and the variable that set it). Each policy is built once,
     on first use, and shared from then on; options that take functions are passed then, in
-    code (``registry.retry("payments", on_result=is_503)``). Thread-safe.
+    code (``registry.get(Retry, "payments", on_result=is_503)``). Thread-safe.
     """
 
     def __init__(
@@ -162,16 +155,29 @@ class Registry:
 
     def budget(self, name: str, path: str) -> RetryBudget:
         """The shared retry budget ``name`` (built on first use)."""
-        found: RetryBudget = self.get("retry_budget", name)
-        return found
+        return self.get(RetryBudget, name)
 
     # -- getting policies ----------------------------------------------------------------------
 
-    def get(self, kind: str, name: str, **overrides: Any) -> Any:
-        """The ``kind`` policy named ``name``: built on first use from ``defaults.<kind>`` and
-        ``policies.<name>.<kind>`` (or the defaults alone), then the same object every time.
-        ``overrides`` are options from code (functions); a later call may repeat them or give
-        none, but not give others."""
+    @overload
+    def get(self, kind: type[T], name: str, **overrides: Any) -> T: ...
+
+    @overload
+    def get(self, kind: str, name: str, **overrides: Any) -> Any: ...
+
+    def get(self, kind: type[Any] | str, name: str, **overrides: Any) -> Any:
+        """The policy of ``kind`` named ``name``: ``registry.get(CircuitBreaker, "payments")``
+        (typed), or by the configuration's key, ``registry.get("circuit_breaker", "payments")``.
+
+        Built on first use from ``defaults.<kind>`` and ``policies.<name>.<kind>`` (or the
+        defaults alone), then the same object every time. ``overrides`` are options from code
+        (functions, such as ``on_result``); a later call may repeat them or give none, but not
+        give others."""
+        if not isinstance(kind, str):
+            key = _KEYS.get(kind)
+            if key is None:
+                raise TypeError(f"kind must be a policy class or a configuration key, got {kind!r}")
+            kind = key
         self._kind(kind, join(join("policies", name), kind))
         with self._lock:
             found = self._built.get((kind, name))
@@ -195,61 +201,6 @@ class Registry:
             )
             self._built[(kind, name)] = (built, dict(overrides))
             return built
-
-    def retry(self, name: str, **overrides: Any) -> Retry:
-        """The ``Retry`` named ``name`` (see ``get``)."""
-        found: Retry = self.get("retry", name, **overrides)
-        return found
-
-    def retry_budget(self, name: str) -> RetryBudget:
-        """The ``RetryBudget`` named ``name``, shared by every retry that names it."""
-        found: RetryBudget = self.get("retry_budget", name)
-        return found
-
-    def circuit_breaker(self, name: str, **overrides: Any) -> CircuitBreaker:
-        """The ``CircuitBreaker`` named ``name`` (see ``get``)."""
-        found: CircuitBreaker = self.get("circuit_breaker", name, **overrides)
-        return found
-
-    def rate_limiter(self, name: str) -> RateLimiter:
-        """The ``RateLimiter`` named ``name``."""
-        found: RateLimiter = self.get("rate_limiter", name)
-        return found
-
-    def bulkhead(self, name: str) -> Bulkhead:
-        """The ``Bulkhead`` named ``name``."""
-        found: Bulkhead = self.get("bulkhead", name)
-        return found
-
-    def timeout(self, name: str) -> Timeout:
-        """The ``Timeout`` named ``name``."""
-        found: Timeout = self.get("timeout", name)
-        return found
-
-    def deadline(self, name: str) -> Deadline:
-        """The ``Deadline`` named ``name``."""
-        found: Deadline = self.get("deadline", name)
-        return found
-
-    def fallback(self, name: str, **overrides: Any) -> Fallback:
-        """The ``Fallback`` named ``name`` (``handler=`` from code)."""
-        found: Fallback = self.get("fallback", name, **overrides)
-        return found
-
-    def hedge(self, name: str, **overrides: Any) -> Hedge:
-        """The ``Hedge`` named ``name``."""
-        found: Hedge = self.get("hedge", name, **overrides)
-        return found
-
-    def adaptive_concurrency(self, name: str, **overrides: Any) -> AdaptiveConcurrency:
-        """The ``AdaptiveConcurrency`` named ``name``."""
-        found: AdaptiveConcurrency = self.get("adaptive_concurrency", name, **overrides)
-        return found
-
-    def adaptive_throttle(self, name: str, **overrides: Any) -> AdaptiveThrottle:
-        """The ``AdaptiveThrottle`` named ``name``."""
-        found: AdaptiveThrottle = self.get("adaptive_throttle", name, **overrides)
-        return found
 
     def pipeline(self, name: str) -> Pipeline:
         """The pipeline ``pipelines.<name>``, or, without one, the policies of
