@@ -169,6 +169,10 @@ class AdaptiveConcurrency(Policy):
         with self._lock:
             return self._admission.try_acquire()
 
+    def _enter_sync(self) -> int:
+        """A permit, after a wait in the queue if need be, or ``ConcurrencyLimitedError``."""
+        return self._try_acquire() or self._wait_sync()
+
     def _rejected(self) -> ConcurrencyLimitedError:
         admission = self._admission
         with self._lock:

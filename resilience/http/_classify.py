@@ -28,12 +28,14 @@ __all__ = [
     "KEYED_METHODS",
     "KEYED_RETRY_STATUSES",
     "NEVER_SENT_ERRORS",
+    "OVERLOAD_STATUSES",
     "RETRY_ERRORS",
     "RETRY_STATUSES",
     "UNPROCESSED_STATUSES",
     "Classifier",
     "OriginKey",
     "has_key",
+    "refused_for_load",
     "origin_key",
     "request_of",
 ]
@@ -61,6 +63,10 @@ UNPROCESSED_STATUSES = frozenset({429})
 
 # Statuses that count against the circuit breaker: the server failed. 4xx are the caller's.
 BREAKER_FAILURE_STATUSES = frozenset(range(500, 600))
+
+# Statuses by which the server refuses for load (RFC 6585 §4 429, RFC 9110 §15.6.4 503): a drop
+# for an adaptive concurrency limit, and not an accept for the client-side throttle.
+OVERLOAD_STATUSES = frozenset({429, 503})
 
 # Failures that prove the request never reached the server: safe to resend for any method.
 NEVER_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
@@ -172,3 +178,8 @@ def request_of(outcome: object) -> httpx.Request | None:
 def has_key(request: httpx.Request) -> bool:
     """Whether the request carries an Idempotency-Key."""
     return IDEMPOTENCY_KEY in request.headers
+
+
+def refused_for_load(result: object) -> bool:
+    """Whether ``result`` is a response by which the server refused for load (429, 503)."""
+    return isinstance(result, httpx.Response) and result.status_code in OVERLOAD_STATUSES

@@ -32,10 +32,12 @@ import httpx
 from resilience._bulkhead import Bulkhead
 from resilience._circuit.breaker import CircuitBreaker
 from resilience._clock import Clock
+from resilience._concurrency import AdaptiveConcurrency
 from resilience._hedge import Hedge
 from resilience._retry.backoff import Backoff
 from resilience._retry.budget import RetryBudget
 from resilience._retry.retry import Retry
+from resilience._throttle import AdaptiveThrottle
 from resilience._validate import check_duration
 from resilience.http._classify import (
     BREAKER_FAILURE_STATUSES,
@@ -83,6 +85,8 @@ class TransportKwargs(TypedDict, total=False):
     retry: Retry | None
     breaker: CircuitBreaker | None
     bulkhead: Bulkhead | None
+    limiter: AdaptiveConcurrency | None
+    throttle: AdaptiveThrottle | None
     attempt_timeout: float | None
     deadline: float | None
     hedge: Hedge | None
@@ -108,6 +112,11 @@ class TransportOptions:
 
     - ``retry``, ``breaker``, ``bulkhead``, ``hedge``: templates, copied per policy key (by
       default the origin: scheme, host, port); ``None`` switches the part off.
+    - ``limiter`` (an ``AdaptiveConcurrency``) and ``throttle`` (an ``AdaptiveThrottle``):
+      templates too, off by default; each attempt passes them (throttle, then limiter) before
+      the breaker. The limiter counts timeouts and 429/503 answers as drops; the throttle counts
+      transport errors and 429/503 answers as not accepted. Their refusals
+      (``ThrottledError``, ``ConcurrencyLimitedError``) are final: never retried.
     - ``attempt_timeout``: seconds per attempt; ``deadline``: seconds for the whole call,
       retries and waits included (``None``: no limit of ours).
     - ``idempotency_keys``: add an ``Idempotency-Key`` to POST and PATCH (``key_style``:
@@ -128,6 +137,8 @@ class TransportOptions:
     retry: Retry | None = STANDARD_RETRY
     breaker: CircuitBreaker | None = STANDARD_BREAKER
     bulkhead: Bulkhead | None = None
+    limiter: AdaptiveConcurrency | None = None
+    throttle: AdaptiveThrottle | None = None
     attempt_timeout: float | None = STANDARD_ATTEMPT_TIMEOUT
     deadline: float | None = STANDARD_DEADLINE
     hedge: Hedge | None = None
@@ -150,6 +161,8 @@ class TransportOptions:
         _of_type(self.retry, Retry, "retry")
         _of_type(self.breaker, CircuitBreaker, "breaker")
         _of_type(self.bulkhead, Bulkhead, "bulkhead")
+        _of_type(self.limiter, AdaptiveConcurrency, "limiter")
+        _of_type(self.throttle, AdaptiveThrottle, "throttle")
         _of_type(self.hedge, Hedge, "hedge")
         check_duration(self.attempt_timeout, "attempt_timeout", allow_zero=False)
         check_duration(self.deadline, "deadline", allow_zero=False)

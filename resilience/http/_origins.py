@@ -1,10 +1,10 @@
 """The per-origin registry: each policy key's copies of the templates, assembled once.
 
 A transport keeps one ``Origin`` per policy key (by default the origin: scheme, host, port):
-its own copies of the retry (with its budget), breaker, bulkhead and hedge templates, on the
-transport's clock, wired to the transport's HTTP rules, and the send functions built from
-them once — plain, and hedged for idempotent requests. Built on a key's first request, under a
-lock; read without one afterwards.
+its own copies of the retry (with its budget), throttle, limiter, breaker, bulkhead and hedge
+templates, on the transport's clock, wired to the transport's HTTP rules, and the send
+functions built from them once — plain, and hedged for idempotent requests. Built on a key's
+first request, under a lock; read without one afterwards.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import httpx
 from resilience._bulkhead import Bulkhead
 from resilience._circuit.breaker import CircuitBreaker
 from resilience._clock import Clock
-from resilience._hedge import Hedge
+from resilience._concurrency import AdaptiveConcurrency
 from resilience._pipeline import Pipeline
 from resilience._policy import Policy
 from resilience._retry.budget import RetryBudget
-from resilience.http._classify import origin_key
+from resilience._throttle import AdaptiveThrottle
+from resilience.http._classify import origin_key, refused_for_load
 from resilience.http._options import TransportOptions
 
 __all__ = ["Origin", "Origins", "Verdicts"]
@@ -41,6 +42,8 @@ class Origin:
     breaker: CircuitBreaker | None
     bulkhead: Bulkhead | None
     budget: RetryBudget | None
+    limiter: AdaptiveConcurrency | None = None
+    throttle: AdaptiveThrottle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,24 @@ class Origins:
                     name=f"{retry.name}[{label}]",
                 )
             )
+        clocked = {"clock": given_clock} if given_clock is not None else {}
+        throttle = limiter = None
+        if options.throttle is not None:  # what is sent stays under k x what is accepted
+            throttle = options.throttle.replace(
+                name=f"{options.throttle.name}[{label}]",
+                on=httpx.TransportError,
+                on_result=refused_for_load,
+                **clocked,
+            )
+            inner.append(throttle)
+        if options.limiter is not None:  # as many in flight as the origin absorbs
+            limiter = options.limiter.replace(
+                name=f"{options.limiter.name}[{label}]",
+                on=(httpx.TimeoutException, TimeoutError),
+                on_result=refused_for_load,
+                **clocked,
+            )
+            inner.append(limiter)
         if breaker is not None:
             inner.append(breaker)
         bulkhead = None
@@ -134,16 +155,14 @@ class Origins:
         plain = wrap(Pipeline(*outer, *inner, tracing=False) if outer or inner else None)
         hedged = plain
         if options.hedge is not None:
-            hedge = Hedge(
-                options.hedge.delay,
-                options.hedge.max_hedges,
+            hedge = options.hedge.replace(  # a percentile hedge: this origin's own latencies
                 on_result=verdicts.retry_response,
                 discard=verdicts.discard,
                 clock=self.clock,
                 name=f"{options.hedge.name}[{label}]",
             )
             hedged = wrap(Pipeline(*outer, hedge, *inner, tracing=False))
-        return Origin(plain, hedged, breaker, bulkhead, budget)
+        return Origin(plain, hedged, breaker, bulkhead, budget, limiter, throttle)
 
 
 def _label(key: Hashable) -> str:

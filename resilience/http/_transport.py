@@ -2,7 +2,8 @@
 
 A request flows: ``begin_call`` (what the request carries is saved; an Idempotency-Key for
 POST/PATCH; the policy key's guarded send, built once in ``_origins``; the call's deadline
-published) -> Retry -> [Hedge, idempotent requests only] -> CircuitBreaker -> Bulkhead ->
+published) -> Retry -> [Hedge, idempotent requests only] -> [AdaptiveThrottle] ->
+[AdaptiveConcurrency] -> CircuitBreaker -> Bulkhead ->
 ``_attempt`` (``prepare_attempt``: httpx timeouts capped by min(attempt timeout, time left),
 which is also sent as ``Request-Timeout-Ms``; the inner transport; ``answered`` or ``failed``)
 -> ``end_call`` (the deadline withdrawn; the request put back as the caller built it). The
@@ -366,8 +367,10 @@ class ResilientTransport(_Resilient, httpx.BaseTransport):
     - ``retry``: attempts, backoff and budget come from this ``Retry``; its ``on`` narrows the
       errors the HTTP rules retry; its ``on_result`` adds responses to retry (it sees status
       and headers; the body is not read yet).
-    - ``breaker``, ``bulkhead``, ``hedge``: templates, copied per policy key (the origin unless
-      ``policy_key`` says otherwise), on the transport's ``clock``.
+    - ``breaker``, ``bulkhead``, ``hedge``, ``limiter``, ``throttle``: templates, copied per
+      policy key (the origin unless ``policy_key`` says otherwise), on the transport's
+      ``clock``. ``limiter`` (``AdaptiveConcurrency``) and ``throttle`` (``AdaptiveThrottle``)
+      are off by default; see ``TransportOptions``.
     - ``attempt_timeout`` and ``deadline``: each attempt's httpx timeouts are min(attempt
       timeout, time left), and that is sent as ``Request-Timeout-Ms`` (``deadline_header``;
       ``None`` to not send it). A spent deadline raises ``DeadlineExceededError``.

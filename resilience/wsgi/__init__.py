@@ -1,5 +1,5 @@
-"""WSGI middleware: exactly-once effects for keyed requests, deadlines from the wire, and rate
-limits with their header fields.
+"""WSGI middleware: exactly-once effects for keyed requests, deadlines from the wire, rate
+limits with their header fields, and an adaptive concurrency limit (503 past it).
 
 The twins of ``resilience.asgi`` for Flask, Django and other WSGI applications, with the same
 decisions; the state is the store's (``MemoryStore``, or ``RedisStore`` over a synchronous
@@ -11,8 +11,14 @@ decisions; the state is the store's (``MemoryStore``, or ``RedisStore`` over a s
 from resilience._public import publish as _publish
 from resilience.wsgi._deadline import DeadlineMiddleware
 from resilience.wsgi._idempotency import IdempotencyMiddleware
+from resilience.wsgi._limiter import ConcurrencyLimitMiddleware
 from resilience.wsgi._ratelimit import RateLimitMiddleware
 
-__all__ = ["DeadlineMiddleware", "IdempotencyMiddleware", "RateLimitMiddleware"]
+__all__ = [
+    "ConcurrencyLimitMiddleware",
+    "DeadlineMiddleware",
+    "IdempotencyMiddleware",
+    "RateLimitMiddleware",
+]
 
 _publish(__name__, globals(), __all__)
