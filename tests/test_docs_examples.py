@@ -82,3 +82,19 @@ def test_page_examples_run(
         return
     namespace = {"__name__": f"docs.{page.stem}"}
     exec(compile(source, str(page.relative_to(ROOT)), "exec"), namespace)
+
+
+def _nav_pages() -> list[str]:
+    """The pages mkdocs.yml's nav lists (``- Title: page.md`` or ``- page.md``)."""
+    text = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    nav = text[text.index("\nnav:") :]
+    return re.findall(r"^\s+- (?:[^:\n]+: )?([\w/.-]+\.md)\s*$", nav, flags=re.MULTILINE)
+
+
+def test_every_page_is_in_the_nav_and_every_nav_entry_exists() -> None:
+    """A page added under docs/ must be placed in mkdocs.yml's nav (the strict build refuses an
+    orphan), and every nav entry names a page that exists: checked here, in ``make test``."""
+    listed = _nav_pages()
+    pages = sorted(str(page.relative_to(DOCS)) for page in DOCS.rglob("*.md"))
+    assert sorted(set(listed)) == pages
+    assert len(listed) == len(set(listed))
