@@ -49,6 +49,14 @@ class Attempts:
         self.previous_delay: float | None = None
         self._pending: tuple[object, float, str] | None = None
 
+    def after(
+        self, error: BaseException | None, result: object, time_left: float | None
+    ) -> float | None:
+        """``after_exception(error)`` when the attempt raised, else ``after_result(result)``."""
+        if error is not None:
+            return self.after_exception(error, time_left)
+        return self.after_result(result, time_left)
+
     def after_exception(self, exc: BaseException, time_left: float | None) -> float | None:
         """Return the delay before the next attempt, or ``None`` to re-raise ``exc``.
 

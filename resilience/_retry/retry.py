@@ -137,10 +137,7 @@ class Retry(Policy):
         def loop(error: Exception | None, result: Any, args: Any, kwargs: Any) -> T:
             attempts = Attempts(core)
             while True:
-                if error is not None:
-                    delay = attempts.after_exception(error, remaining())
-                else:
-                    delay = attempts.after_result(result, remaining())
+                delay = attempts.after(error, result, remaining())
                 if delay is not None and budget is not None:
                     delay = attempts.budget_answered(budget.try_spend())
                 if delay is None:
@@ -179,10 +176,7 @@ class Retry(Policy):
         async def loop(error: Exception | None, result: Any, args: Any, kwargs: Any) -> T:
             attempts = Attempts(core)
             while True:
-                if error is not None:
-                    delay = attempts.after_exception(error, remaining())
-                else:
-                    delay = attempts.after_result(result, remaining())
+                delay = attempts.after(error, result, remaining())
                 if delay is not None and budget is not None:
                     delay = attempts.budget_answered(await budget.try_spend_async())
                 if delay is None:
