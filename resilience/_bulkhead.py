@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from resilience import _events
-from resilience._context import remaining
+from resilience._context import queue_wait_limit
 from resilience._errors import BulkheadFullError
 from resilience._policy import Policy
 from resilience._validate import check_duration, check_positive_int
@@ -173,12 +173,6 @@ class Bulkhead(Policy):
             self._waiters.remove(waiter)
             return False
 
-    def _wait_limit(self) -> float | None:
-        left = remaining()
-        if self.max_wait is None:
-            return left
-        return self.max_wait if left is None else min(self.max_wait, left)
-
     def _rejected(self) -> BulkheadFullError:
         if _events.listeners:
             _events.emit(_events.BulkheadRejected(self.name, self.max_concurrent))
@@ -213,14 +207,14 @@ class Bulkhead(Policy):
         event = threading.Event()
         with self._queued(event.set) as must_wait:
             if must_wait:
-                event.wait(self._wait_limit())
+                event.wait(queue_wait_limit(self.max_wait))
 
     async def _wait_async(self) -> None:
         """The slow path for coroutines, under asyncio or trio."""
         wake = async_wake()
         with self._queued(wake.set) as must_wait:
             if must_wait:
-                await wake.wait(self._wait_limit())
+                await wake.wait(queue_wait_limit(self.max_wait))
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
         try_acquire, wait, release = self._try_acquire, self._wait_sync, self._release

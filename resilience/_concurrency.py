@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from resilience import _events
 from resilience._adaptive.admission import Admission, Waiter
 from resilience._adaptive.limits import LimitAlgorithm, VegasLimit, WindowedLimit
 from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._context import remaining
+from resilience._context import queue_wait_limit
 from resilience._errors import ConcurrencyLimitedError
 from resilience._policy import Policy
 from resilience._validate import (
@@ -226,47 +227,45 @@ class AdaptiveConcurrency(Policy):
             _log.exception("adaptive concurrency %r: a drop predicate raised", self.name)
             return True
 
-    def _wait_limit(self) -> float | None:
-        left = remaining()
-        if self.max_wait is None:
-            return left
-        return self.max_wait if left is None else min(self.max_wait, left)
-
     # -- shells --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _queued(self, wake: Callable[[], object]) -> Iterator[Waiter]:
+        """Queue a waiter woken by ``wake`` (granted at once when a slot is free), or raise
+        ``ConcurrencyLimitedError`` when the queue is full. Interrupted, it leaves the queue and
+        passes on a slot handed to it meanwhile."""
+        waiter = Waiter(wake)
+        if not self._enqueue(waiter):
+            raise self._rejected()
+        try:
+            yield waiter
+        except BaseException:
+            self._give_up(waiter)
+            raise
+
+    def _claimed(self, waiter: Waiter) -> int:
+        """The wait is over: the waiter's permit, or ``ConcurrencyLimitedError`` (it ran out)."""
+        permit = self._claim(waiter)
+        if not permit:
+            raise self._rejected()
+        return permit
 
     def _wait_sync(self) -> int:
         """The slow path: queue and wait for a slot, or raise ``ConcurrencyLimitedError``."""
         event = threading.Event()
-        waiter = Waiter(event.set)
-        if not self._enqueue(waiter):
-            raise self._rejected()
-        if not waiter.granted:
-            try:
-                event.wait(self._wait_limit())
-            except BaseException:
-                self._give_up(waiter)
-                raise
-        permit = self._claim(waiter)
-        if not permit:
-            raise self._rejected()
-        return permit
+        with self._queued(event.set) as waiter:
+            if not waiter.granted:
+                event.wait(queue_wait_limit(self.max_wait))
+        return self._claimed(waiter)
 
     async def _wait_async(self) -> int:
-        """The slow path for coroutines; a cancelled waiter passes on a slot it was handed."""
-        wake = async_wake()  # asyncio or trio
-        waiter = Waiter(wake.set)
-        if not self._enqueue(waiter):
-            raise self._rejected()
-        if not waiter.granted:
-            try:
-                await wake.wait(self._wait_limit())
-            except BaseException:
-                self._give_up(waiter)
-                raise
-        permit = self._claim(waiter)
-        if not permit:
-            raise self._rejected()
-        return permit
+        """The slow path for coroutines, under asyncio or trio; a cancelled waiter passes on a
+        slot it was handed."""
+        wake = async_wake()
+        with self._queued(wake.set) as waiter:
+            if not waiter.granted:
+                await wake.wait(queue_wait_limit(self.max_wait))
+        return self._claimed(waiter)
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
         try_acquire, wait, now = self._try_acquire, self._wait_sync, self._clock.now
