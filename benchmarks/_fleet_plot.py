@@ -31,7 +31,7 @@ def plot(results: Sequence[Result], scenario: Scenario, directory: str) -> Path:
     figure, (goodput, leaf, latency) = plt.subplots(
         3, 1, figsize=(9, 10), gridspec_kw={"height_ratios": [3, 3, 2]}
     )
-    start, end = scenario.incident
+    start, end = results[0].incident
     for result in results:
         seconds = range(len(result.series_goodput))
         goodput.plot(seconds, result.series_goodput, label=result.config, linewidth=1.2)

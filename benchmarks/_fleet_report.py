@@ -30,6 +30,7 @@ class Result:
     p50: float = math.nan  # latency of successful requests, seconds
     p99: float = math.nan
     recovered_after: float | None = None  # seconds after the incident ended; None: never
+    incident: tuple[float, float] = (0.0, 0.0)  # as run (--quick shortens it), seconds
     series_offered: list[float] = field(default_factory=list)  # per second of the run
     series_goodput: list[float] = field(default_factory=list)
     series_leaf: list[float] = field(default_factory=list)

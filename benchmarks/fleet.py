@@ -142,7 +142,7 @@ def _summarise(
     duration: float,
 ) -> Result:
     start, end = incident
-    result = Result(scenario.name, config.name, capacity)
+    result = Result(scenario.name, config.name, capacity, incident=(start, end))
     buckets = len(leaf_counts) - 1
     offered = [0] * buckets
     good = [0] * buckets
