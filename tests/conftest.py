@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -130,6 +131,33 @@ def _no_leftover_listeners() -> Iterator[None]:
     before = _events.listeners
     yield
     assert _events.listeners == before, "a test left an event listener subscribed"
+
+
+@pytest.fixture(autouse=True)
+def _servers_are_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that serves on a socket says so (``@pytest.mark.server``), so that `make check`
+    leaves it out: one that listens without the mark fails, naming the address."""
+    node = request.node
+    if node.get_closest_marker("server") or node.get_closest_marker("examples"):
+        yield
+        return
+    listened: list[object] = []
+    original = socket.socket.listen
+
+    def listen(self: socket.socket, *args: Any) -> None:
+        listened.append(self.getsockname())
+        original(self, *args)
+
+    socket.socket.listen = listen  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        socket.socket.listen = original  # type: ignore[method-assign]
+    if listened:
+        pytest.fail(
+            f"{node.nodeid} listened on {listened[0]} without @pytest.mark.server "
+            "(the marker lets `make check` leave out the tests that start servers)"
+        )
 
 
 from tests.http_server import (  # noqa: E402, F401  (fixtures)

@@ -6,6 +6,8 @@ the cheap configurations (naive retries multiply the events by ~240).
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks._fleet_hedge import render_hedge, run_hedges
 from benchmarks._fleet_report import render
 from benchmarks._fleet_sim import ERROR, EXPIRED, OK, Leaf, Sim
@@ -21,6 +23,7 @@ def tables(seed: int) -> str:
     return "\n\n".join(text)
 
 
+@pytest.mark.examples
 def test_the_same_seed_prints_the_same_tables() -> None:
     """Two runs with one seed print identical tables; another seed prints other numbers."""
     first = tables(7)

@@ -66,6 +66,7 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, App, AdaptiveC
             yield url, app, limiter
 
 
+@pytest.mark.server
 def test_past_the_limit_a_request_gets_503_without_reaching_the_app(
     served: tuple[str, App, AdaptiveConcurrency],
 ) -> None:
@@ -86,6 +87,7 @@ def test_past_the_limit_a_request_gets_503_without_reaching_the_app(
     wait_until(lambda: limiter.in_flight == 0, "the slot to be freed")
 
 
+@pytest.mark.server
 def test_the_apps_503_is_a_drop_and_a_failure_frees_the_slot(
     served: tuple[str, App, AdaptiveConcurrency],
 ) -> None:

@@ -119,6 +119,7 @@ def test_a_toml_file_loads_into_working_policies(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.server
 def test_a_client_from_the_file_retries_against_a_real_server(tmp_path: Path) -> None:
     """``clients.payments`` builds an httpx client whose transport retries a 503 from a server
     on 127.0.0.1, with the registry's retry and breaker; the breaker shows in ``health()``."""

@@ -132,6 +132,7 @@ def serving(kind: str, limiter: RateLimiter, **options: Any) -> Iterator[str]:
             yield url
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 def test_callers_are_partitioned_by_peer_address_by_default(kind: str, clock: FakeClock) -> None:
     """One client spending its quota does not refuse another: with no partition given, each
@@ -144,6 +145,7 @@ def test_callers_are_partitioned_by_peer_address_by_default(kind: str, clock: Fa
     assert other.status_code == 200
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 def test_callers_a_partition_cannot_place_fall_back_to_their_address(
     kind: str, clock: FakeClock
@@ -164,6 +166,7 @@ def test_callers_a_partition_cannot_place_fall_back_to_their_address(
     assert keyed == [200, 429]
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 def test_a_global_limit_is_an_explicit_choice(kind: str, clock: FakeClock) -> None:
     """shared=True puts every caller in one bucket."""
@@ -173,6 +176,7 @@ def test_a_global_limit_is_an_explicit_choice(kind: str, clock: FakeClock) -> No
     assert statuses == [200, 429]
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 def test_a_proxy_header_is_believed_only_from_trusted_proxies(kind: str, clock: FakeClock) -> None:
     """From a trusted proxy, X-Forwarded-For names the caller (its rightmost untrusted entry,
@@ -249,6 +253,7 @@ def test_partitioning_options_are_checked_at_construction(clock: FakeClock) -> N
 # -- what a refusal says, and that it is logged (#12 item 17) -------------------------------
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 def test_t_is_not_one_off_from_float_rounding(kind: str) -> None:
     """Ten requests to RateLimiter(10) at a clock of 1000 s: the quota is whole again in one
@@ -260,6 +265,7 @@ def test_t_is_not_one_off_from_float_rounding(kind: str) -> None:
     assert last.headers["ratelimit"] == '"default";r=0;t=1'
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 def test_the_429_names_the_violated_policy_and_is_logged(
     kind: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
@@ -298,6 +304,7 @@ def test_the_resilience_logger_has_a_null_handler() -> None:
     assert done.returncode == 0 and "unseen" not in done.stderr
 
 
+@pytest.mark.server
 def test_a_denying_store_outage_is_a_503_not_a_quota(redis_server: RedisServer) -> None:
     """With on_error="deny" and Redis killed, the answer is 503 with the reduced-capacity
     problem type and Retry-After (the caller exceeded nothing), with no made-up RateLimit
@@ -315,6 +322,7 @@ def test_a_denying_store_outage_is_a_503_not_a_quota(redis_server: RedisServer) 
     assert "ratelimit" not in down.headers and "ratelimit-policy" in down.headers
 
 
+@pytest.mark.server
 def test_a_denying_store_outage_is_a_503_under_wsgi(redis_server: RedisServer) -> None:
     """The same under WSGI over a sync client, on wsgiref; an allowing store passes requests
     without RateLimit numbers it does not have."""

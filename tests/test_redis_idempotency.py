@@ -238,6 +238,7 @@ def _redis_serve(kind: str, redis_server: RedisServer, **options: Any) -> Any:
     return _serve(kind, redis=redis_server, **options)
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 def test_a_handler_that_outlives_its_lease_is_not_run_twice(
     redis_server: RedisServer, kind: str
@@ -269,6 +270,7 @@ def _records(redis_server: RedisServer) -> list[bytes]:
         client.close()
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 def test_redis_restarting_mid_handler_does_not_run_it_twice(
     redis_server: RedisServer, kind: str
@@ -292,6 +294,7 @@ def test_redis_restarting_mid_handler_does_not_run_it_twice(
     assert replay.headers["idempotent-replayed"] == "true" and runs == 1
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 def test_concurrent_retries_while_redis_is_down_all_get_503(
     redis_server: RedisServer, kind: str
@@ -319,6 +322,7 @@ def test_concurrent_retries_while_redis_is_down_all_get_503(
     assert answers[0].json()["type"].endswith("#temporary-reduced-capacity")
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 def test_a_completion_that_meets_an_outage_is_stored_once_redis_is_back(
     redis_server: RedisServer, kind: str
