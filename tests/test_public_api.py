@@ -236,6 +236,8 @@ def test_names_default_to_the_kind() -> None:
     assert resilience.Deadline(1.0).name == "deadline"
     assert resilience.Fallback(None).name == "fallback"
     assert resilience.Hedge(0.1).name == "hedge"
+    assert resilience.AdaptiveConcurrency().name == "adaptive_concurrency"
+    assert resilience.AdaptiveThrottle().name == "adaptive_throttle"
 
 
 def _redis_store() -> Any:
