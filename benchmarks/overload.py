@@ -131,6 +131,10 @@ def percentile(latencies: list[float], q: int) -> float:
     return statistics.quantiles(latencies, n=100, method="inclusive")[q - 1]
 
 
+def _ms(seconds: float) -> str:
+    return "-" if math.isnan(seconds) else f"{seconds * 1000:.0f}"
+
+
 def render(runs: list[Run], unloaded: Run) -> str:
     base = percentile(unloaded.answered, 99)
     lines = [
@@ -145,10 +149,10 @@ def render(runs: list[Run], unloaded: Run) -> str:
     for run in runs:
         goodput = len(run.answered) / run.seconds
         p50, p99 = percentile(run.answered, 50), percentile(run.answered, 99)
+        ratio = "-" if math.isnan(p99) else f"{p99 / base:.1f}"
         lines.append(
             f"| {run.name} | {run.offered} | {goodput:.1f} | {goodput / CAPACITY:.0%} "
-            f"| {run.refused} | {run.failed} | {p50 * 1000:.0f} | {p99 * 1000:.0f} "
-            f"| {p99 / base:.1f} |"
+            f"| {run.refused} | {run.failed} | {_ms(p50)} | {_ms(p99)} | {ratio} |"
         )
     return "\n".join(lines)
 
