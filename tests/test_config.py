@@ -402,3 +402,24 @@ def test_get_by_class_or_by_key_returns_the_same_policy() -> None:
     assert registry.get(CircuitBreaker, "x") is registry.get("circuit_breaker", "x")
     with pytest.raises(TypeError, match="policy class or a configuration key"):
         registry.get(dict, "x")
+
+
+def test_client_options_that_take_functions_come_from_code() -> None:
+    """A file cannot set ``policy_key`` (a function): the error names the key and says how to
+    pass it; given in code, it reaches the transport's options, once."""
+    with pytest.raises(ConfigError, match=r"^clients\.api\.policy_key: cannot come from config"):
+        Registry({"clients": {"api": {"policy_key": "by_route"}}})
+    registry = Registry({"clients": {"api": {"base_url": "http://127.0.0.1:9", "deadline": "2s"}}})
+
+    def by_route(request: Any) -> object:
+        return request.url.path
+
+    options = registry.transport_options("api", policy_key=by_route)
+    assert options.policy_key is by_route and options.deadline == 2.0
+    with pytest.raises(TypeError, match="belong in the configuration"):
+        registry.transport_options("api", deadline=3.0)
+    client = registry.client("api", policy_key=by_route)
+    assert registry.client("api") is client
+    with pytest.raises(ValueError, match="built already"):
+        registry.client("api", policy_key=lambda request: "other")
+    client.close()

@@ -30,9 +30,24 @@ _POLICIES = {
     "hedge": "hedge",
 }
 _DURATIONS = frozenset({"attempt_timeout", "deadline", "retry_after_max"})
-# Options that take a function or an object: given in code, never read from a file.
-_CODE_ONLY = frozenset({"policy_key", "clock", "tracer_provider", "meter_provider"})
-_TRANSPORT = frozenset(field.name for field in dataclasses.fields(TransportOptions)) - _CODE_ONLY
+# The transport options a file can hold (plain values); the others take functions or objects
+# (policy_key, the clock, providers, a dead-letter queue...) and are given in code.
+_PLAIN = frozenset(
+    {
+        "idempotency_keys",
+        "origins_honour_keys",
+        "key_style",
+        "derive_keys",
+        "retry_statuses",
+        "breaker_statuses",
+        "retry_errors",
+        "deadline_header",
+        "tracing",
+    }
+)
+_ALL = frozenset(field.name for field in dataclasses.fields(TransportOptions))
+_TRANSPORT = (_PLAIN | _DURATIONS | set(_POLICIES)) & _ALL
+_CODE_ONLY = _ALL - _TRANSPORT
 # httpx.Client's options that a file can spell (not auth, hooks, mounts or a transport)
 _HTTPX = frozenset(
     {
@@ -64,7 +79,10 @@ def _split(resolver: Any, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     for option, raw in table.items():
         where = join(path, option)
         if option in _CODE_ONLY:
-            raise ConfigError(where, "cannot come from configuration (pass it in code)", origins)
+            problem = (
+                f"cannot come from configuration: pass it in code, client({name!r}, {option}=...)"
+            )
+            raise ConfigError(where, problem, origins)
         if option in _POLICIES:
             transport[option] = _policy(resolver, _POLICIES[option], raw, where)
         elif option in _DURATIONS:
@@ -107,22 +125,35 @@ def _located(exc: Exception, path: str, table: Mapping[str, Any], origins: Any) 
     return ConfigError(path, str(exc), origins)
 
 
-def transport_options(resolver: Any, name: str) -> TransportOptions:
-    """The ``TransportOptions`` of ``clients.<name>`` (httpx's own options left out)."""
+def _code(code: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(code) - _CODE_ONLY
+    if unknown:
+        raise TypeError(
+            f"options {sorted(unknown)} belong in the configuration; from code pass only "
+            f"{', '.join(sorted(_CODE_ONLY))}"
+        )
+    return dict(code)
+
+
+def transport_options(resolver: Any, name: str, code: Mapping[str, Any]) -> TransportOptions:
+    """The ``TransportOptions`` of ``clients.<name>`` (httpx's own options left out), with
+    ``code`` (the options a file cannot hold)."""
     transport, _ = _split(resolver, name)
+    given = _code(code)
     try:
-        return TransportOptions(**transport)
+        return TransportOptions(**transport, **given)
     except (TypeError, ValueError) as exc:
         table = resolver._tables["clients"][name]
         raise _located(exc, join("clients", name), table, resolver.origins) from None
 
 
-def build_client(resolver: Any, name: str, *, asynchronous: bool) -> Any:
-    """An ``httpx.Client`` (or ``AsyncClient``) for ``clients.<name>``."""
+def build_client(resolver: Any, name: str, code: Mapping[str, Any], *, asynchronous: bool) -> Any:
+    """An ``httpx.Client`` (or ``AsyncClient``) for ``clients.<name>``, with ``code``."""
     transport, client = _split(resolver, name)
+    given = _code(code)
     make = resilient_async_client if asynchronous else resilient_client
     try:
-        return make(**transport, **client)
+        return make(**transport, **given, **client)
     except (TypeError, ValueError) as exc:
         table = resolver._tables["clients"][name]
         raise _located(exc, join("clients", name), table, resolver.origins) from None
@@ -130,7 +161,7 @@ def build_client(resolver: Any, name: str, *, asynchronous: bool) -> Any:
 
 def check_client(resolver: Any, name: str) -> None:
     """Build ``clients.<name>`` once and close it: what loading runs."""
-    build_client(resolver, name, asynchronous=False).close()
+    build_client(resolver, name, {}, asynchronous=False).close()
 
 
 def client_breakers(built: Mapping[tuple[str, str], tuple[Any, Any]]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -179,27 +179,29 @@ class Registry:
                 raise TypeError(f"kind must be a policy class or a configuration key, got {kind!r}")
             kind = key
         self._kind(kind, join(join("policies", name), kind))
+        value, path = self._table(kind, name)
+        base = self._base(kind)
+        return self._once(
+            (kind, name),
+            overrides,
+            lambda: build(
+                KINDS[kind], value, path, self, name=name, base=base, overrides=overrides
+            ),
+        )
+
+    def _once(self, key: tuple[str, str], code: dict[str, Any], make: Callable[[], Any]) -> Any:
+        """The object built for ``key``, made by ``make`` on first use; ``code`` (options from
+        code) may be repeated or left out later, not changed."""
         with self._lock:
-            found = self._built.get((kind, name))
-            if found is not None:
-                built, used = found
-                if overrides and any(used.get(k, _MISSING) is not v for k, v in overrides.items()):
-                    raise ValueError(
-                        f"{kind} {name!r} was built already with other options from code: "
-                        "pass them on the first call only"
-                    )
-                return built
-            value, path = self._table(kind, name)
-            built = build(
-                KINDS[kind],
-                value,
-                path,
-                self,
-                name=name,
-                base=self._base(kind),
-                overrides=overrides,
-            )
-            self._built[(kind, name)] = (built, dict(overrides))
+            found = self._built.get(key)
+            if found is None:
+                found = self._built[key] = (make(), dict(code))
+            built, used = found
+            if code and any(used.get(option, _MISSING) is not v for option, v in code.items()):
+                raise ValueError(
+                    f"{key[0]} {key[1]!r} was built already with other options from code: "
+                    "pass them on the first call only"
+                )
             return built
 
     def pipeline(self, name: str) -> Pipeline:
@@ -213,36 +215,37 @@ class Registry:
             pipeline: Pipeline = found[0]
             return pipeline
 
-    def client(self, name: str) -> Any:
-        """The ``httpx.Client`` of ``clients.<name>``, built once (close it at shutdown)."""
-        return self._client(name, asynchronous=False)
+    def client(self, name: str, **code: Any) -> Any:
+        """The ``httpx.Client`` of ``clients.<name>``, built once (close it at shutdown).
+        ``code``: the transport options a file cannot hold (``policy_key``, a dead-letter
+        queue...), given on the first call."""
+        return self._client(name, code, asynchronous=False)
 
-    def async_client(self, name: str) -> Any:
+    def async_client(self, name: str, **code: Any) -> Any:
         """The ``httpx.AsyncClient`` of ``clients.<name>``, built once (``aclose`` it)."""
-        return self._client(name, asynchronous=True)
+        return self._client(name, code, asynchronous=True)
 
-    def transport_options(self, name: str) -> TransportOptions:
+    def transport_options(self, name: str, **code: Any) -> TransportOptions:
         """The ``TransportOptions`` of ``clients.<name>``, for a transport you build yourself
         (``ResilientTransport.with_options(inner, options)``); each call builds them anew, with
         the registry's policies."""
         from resilience.config._clients import transport_options
 
+        self._has_client(name)
+        return transport_options(self, name, code)
+
+    def _has_client(self, name: str) -> None:
         if name not in self._tables["clients"]:
             raise ConfigError(join("clients", name), "no such client in the configuration")
-        return transport_options(self, name)
 
-    def _client(self, name: str, *, asynchronous: bool) -> Any:
+    def _client(self, name: str, code: dict[str, Any], *, asynchronous: bool) -> Any:
         from resilience.config._clients import build_client
 
-        if name not in self._tables["clients"]:
-            raise ConfigError(join("clients", name), "no such client in the configuration")
+        self._has_client(name)
         key = ("async_client" if asynchronous else "client", name)
-        with self._lock:
-            found = self._built.get(key)
-            if found is None:
-                found = (build_client(self, name, asynchronous=asynchronous), {})
-                self._built[key] = found
-            return found[0]
+        return self._once(
+            key, code, lambda: build_client(self, name, code, asynchronous=asynchronous)
+        )
 
     # -- health --------------------------------------------------------------------------------
 
