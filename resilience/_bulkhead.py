@@ -21,7 +21,7 @@ from resilience import _events
 from resilience._context import queue_wait_limit
 from resilience._errors import BulkheadFullError
 from resilience._policy import Policy
-from resilience._validate import check_duration, check_positive_int
+from resilience._validate import check_positive_int, check_queue
 from resilience._wake import async_wake
 
 __all__ = ["Bulkhead"]
@@ -67,14 +67,7 @@ class Bulkhead(Policy):
         name: str = "bulkhead",
     ) -> None:
         check_positive_int(max_concurrent, "max_concurrent")
-        check_positive_int(max_waiting, "max_waiting", minimum=0)
-        check_duration(max_wait, "max_wait")
-        if max_waiting and max_wait == 0.0:
-            raise ValueError(
-                "max_wait must be > 0 (or None for no limit) when max_waiting > 0, got 0.0"
-            )
-        if not max_waiting and max_wait:
-            raise ValueError(f"max_wait has no effect without max_waiting > 0, got {max_wait!r}")
+        check_queue(max_waiting, max_wait)
         self.max_concurrent = max_concurrent
         self.max_waiting = max_waiting
         self.max_wait = max_wait

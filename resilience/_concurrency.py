@@ -22,13 +22,7 @@ from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._context import queue_wait_limit
 from resilience._errors import ConcurrencyLimitedError
 from resilience._policy import Policy
-from resilience._validate import (
-    ExceptionFilter,
-    check_duration,
-    check_name,
-    check_positive_int,
-    exception_predicate,
-)
+from resilience._validate import ExceptionFilter, check_name, check_queue, exception_predicate
 from resilience._wake import async_wake
 
 __all__ = ["AdaptiveConcurrency", "concurrency_limiters"]
@@ -94,17 +88,10 @@ class AdaptiveConcurrency(Policy):
             algorithm = WindowedLimit(VegasLimit())
         elif not all(callable(getattr(algorithm, m, None)) for m in ("update", "replace")):
             raise TypeError(
-                f"algorithm must be a limit algorithm such as Gradient2Limit() or AimdLimit(), "
-                f"got {algorithm!r}"
+                "algorithm must be a limit algorithm such as VegasLimit(), Gradient2Limit() or "
+                f"AimdLimit(), got {algorithm!r}"
             )
-        check_positive_int(max_waiting, "max_waiting", minimum=0)
-        check_duration(max_wait, "max_wait")
-        if max_waiting and max_wait == 0.0:
-            raise ValueError(
-                "max_wait must be > 0 (or None for no limit) when max_waiting > 0, got 0.0"
-            )
-        if not max_waiting and max_wait:
-            raise ValueError(f"max_wait has no effect without max_waiting > 0, got {max_wait!r}")
+        check_queue(max_waiting, max_wait)
         if on_result is not None and not callable(on_result):
             raise TypeError(f"on_result must be a predicate or None, got {on_result!r}")
         name = check_name(name, "adaptive_concurrency")

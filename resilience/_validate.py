@@ -10,6 +10,7 @@ __all__ = [
     "check_duration",
     "check_name",
     "check_positive_int",
+    "check_queue",
     "check_ratio",
     "exception_predicate",
     "refuse_unknown",
@@ -67,6 +68,19 @@ def check_positive_int(value: int | None, name: str, *, minimum: int = 1) -> Non
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def check_queue(max_waiting: int, max_wait: float | None) -> None:
+    """Check a queue's settings (Bulkhead, AdaptiveConcurrency): room for ``max_waiting``
+    calls, each waiting at most ``max_wait`` seconds (``None``: no limit of its own)."""
+    check_positive_int(max_waiting, "max_waiting", minimum=0)
+    check_duration(max_wait, "max_wait")
+    if max_waiting and max_wait == 0.0:
+        raise ValueError(
+            "max_wait must be > 0 (or None for no limit) when max_waiting > 0, got 0.0"
+        )
+    if not max_waiting and max_wait:
+        raise ValueError(f"max_wait has no effect without max_waiting > 0, got {max_wait!r}")
 
 
 def check_ratio(value: float, name: str, *, allow_zero: bool = False) -> None:
