@@ -4,6 +4,8 @@ budget that refuses extra copies once they pass their share of first calls."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from resilience import Hedge, HedgeSent, RetryBudget
 from resilience._hedge.tracked import TrackedRace
@@ -117,3 +119,65 @@ def test_bad_settings_fail_at_construction(
     with pytest.raises(error) as raised:
         Hedge(**kwargs)  # type: ignore[arg-type]
     assert message in str(raised.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["tick", "ok", "fail"]), max_size=12),
+    st.integers(1, 4),
+    st.integers(0, 3),
+)
+def test_a_tracked_race_never_outruns_its_budget_nor_hangs(
+    events: list[str], attempts: int, grants: int
+) -> None:
+    """Fed any sequence of ticks and outcomes (as the shells feed it), a tracked race starts
+    extra copies only when the budget grants one, never leaves a caller waiting on nothing
+    (no copy running, none to come, not decided), and records one sample per copy started
+    when a copy wins."""
+    asked: list[bool] = []
+    recorded: list[float] = []
+
+    class Budget:
+        def record_attempt(self) -> None:
+            pass
+
+        def try_spend(self) -> bool:
+            asked.append(len(asked) < grants)
+            return asked[-1]
+
+    clock = FakeClock()
+    race = TrackedRace(
+        0.1,
+        attempts,
+        lambda v: True,
+        lambda v: None,
+        record=lambda latency, now: recorded.append(latency),
+        budget=Budget(),  # type: ignore[arg-type]
+        now=clock.now,
+    )
+
+    def start() -> None:
+        if race.may_launch():
+            race.launch()
+
+    start()
+    pending = 1
+    for event in events:
+        if race.decided:
+            break
+        clock.advance(0.05)
+        if event == "tick":
+            launch = race.step(race.launched)
+        elif pending:
+            pending -= 1
+            launch = race.step((event == "ok", "v" if event == "ok" else ValueError()))
+        else:
+            continue
+        if launch:
+            before = race.launched
+            start()
+            pending += race.launched - before
+        assert race.launched - 1 == asked.count(True)
+        assert race.decided or race.running > 0
+    if recorded:
+        assert len(recorded) == race.launched
