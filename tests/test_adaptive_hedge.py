@@ -181,3 +181,14 @@ def test_a_tracked_race_never_outruns_its_budget_nor_hangs(
         assert race.decided or race.running > 0
     if recorded:
         assert len(recorded) == race.launched
+
+
+def test_a_budget_that_must_be_awaited_is_refused() -> None:
+    """The race asks its budget without awaiting: one on redis.asyncio is refused at once."""
+    redis = pytest.importorskip("redis")
+    from resilience.stores import RedisStore
+
+    store = RedisStore(redis.asyncio.Redis(host="127.0.0.1", port=1))  # no I/O at construction
+    budget = RetryBudget(0.05, name="hedges", store=store)
+    with pytest.raises(TypeError, match="budget must answer without awaiting"):
+        Hedge("p95", budget=budget)

@@ -63,6 +63,14 @@ def test_floor_and_tail() -> None:
     assert fast.value(5.0) == 0.002
 
 
+def test_any_float_is_counted_without_raising() -> None:
+    """NaN, negatives, zero and infinity land in the end buckets; none raises."""
+    tracker = LatencyPercentile(0.5, warmup=1)
+    for latency in (math.nan, -1.0, 0.0, math.inf, 1e308):
+        tracker.add(latency, 0.0)
+    assert tracker.samples(0.0) == 5 and tracker.value(0.0) is not None
+
+
 def test_old_samples_leave_the_window() -> None:
     """After a latency shift, the value follows once the old samples have left."""
     tracker = LatencyPercentile(0.5, window=1.0, warmup=1)

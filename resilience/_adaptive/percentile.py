@@ -48,8 +48,9 @@ def bucket(latency: float) -> int:
     """The index of the bucket ``latency`` (seconds) falls in."""
     if not latency > LOW:  # also NaN: a clock that stepped back says nothing
         return 0
-    index = math.ceil(math.log(latency / LOW) / _LOG_GROWTH - 1e-9)
-    return index if index < _BUCKETS else _BUCKETS - 1
+    if latency >= _EDGES[-1]:  # also infinity, which has no logarithm to round
+        return _BUCKETS - 1
+    return math.ceil(math.log(latency / LOW) / _LOG_GROWTH - 1e-9)
 
 
 class LatencyPercentile:

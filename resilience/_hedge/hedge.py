@@ -104,6 +104,11 @@ class Hedge(Policy):
         check_positive_int(max_hedges, "max_hedges")
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
+        if budget is not None and budget.is_async:  # the race asks it without awaiting
+            raise TypeError(
+                "budget must answer without awaiting: a RetryBudget in memory or on a "
+                f"synchronous RedisStore, got one on redis.asyncio ({budget!r})"
+            )
         check_duration(min_delay, "min_delay")
         check_positive_int(warmup, "warmup", minimum=0)
         check_duration(window, "window", allow_zero=False)
