@@ -1,12 +1,13 @@
 """Requests per second through httpx with ResilientTransport vs bare httpx and the peers.
 
 Same loopback server (its own process, pinned to another core), keep-alive, one request at a
-time, interleaved rounds. Ours: retry + breaker + deadline + idempotency keys, tracing off
-(the ``telemetry`` scenario measures it on). Peers: httpx-retries' RetryTransport and a
-tenacity-wrapped call.
-Target (issue 3): >= 0.97 of bare throughput, sync and async. A floor case
-(``benchmarks/_floor.py``: the same work, only its essentials, inlined in one frame) shows how
-much of that budget any transport doing this work leaves.
+time, interleaved rounds. Ours: the standard pipeline (``ResilientTransport()`` with no options:
+30 s deadline, 10 s attempt timeout, retry with a budget, breaker), tracing off (the
+``telemetry`` scenario measures it on). Peers: httpx-retries' RetryTransport and a
+tenacity-wrapped call. A floor case (``benchmarks/_floor.py``: the same work, only its
+essentials, inlined in one frame) is what any transport doing this work costs at least; issue
+11 asks ours to stay within 2 % of it in instructions (``instructions``) and reports the
+wall-clock ratios here.
 
 Also shows why our install brings ``sniffio``: httpcore imports it on every async request, and
 when it is missing each failed import searches sys.path again. That case is simulated by a
@@ -32,7 +33,6 @@ import httpx
 
 from benchmarks._floor import FloorTransport
 from benchmarks._harness import Case, Result, header, paired, run_cases
-from resilience import Backoff, CircuitBreaker, Retry, RetryBudget
 from resilience.http import DEADLINE_HEADER, AsyncResilientTransport, ResilientTransport
 
 HEADER_ONLY = f"bare httpx.Client + {DEADLINE_HEADER} header"
@@ -61,12 +61,8 @@ def loopback_server() -> Iterator[str]:
 
 
 def ours_options() -> dict[str, Any]:
-    return {
-        "retry": Retry(3, backoff=Backoff(initial=0.05, maximum=1.0), budget=RetryBudget()),
-        "breaker": CircuitBreaker("bench", minimum_calls=20),
-        "deadline": 5.0,
-        "tracing": False,
-    }
+    """The standard pipeline, tracing off."""
+    return {"tracing": False}
 
 
 class _MissingSniffio:
@@ -219,8 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     ratio_sync = paired(sync, "bare httpx.Client", "ResilientTransport")
     ratio_async = paired(asyncs, "bare httpx.AsyncClient", "AsyncResilientTransport")
     print(
-        f"\nthroughput vs bare (paired): sync {ratio_sync:.3f}, async {ratio_async:.3f} "
-        f"(target >= 0.97): {'MET' if min(ratio_sync, ratio_async) >= 0.97 else 'MISSED'}"
+        f"\nthroughput vs bare (paired), the standard pipeline: sync {ratio_sync:.3f}, "
+        f"async {ratio_async:.3f}"
     )
     # Where the sync gap goes: httpx's own cost of carrying one more request header, and ours.
     header_only = paired(sync, "bare httpx.Client", HEADER_ONLY)

@@ -230,10 +230,13 @@ def resilient(payments: str, notifications: str) -> tuple[PlaceOrder, Callable[[
         except httpx.HTTPError:
             return "failed"
         if charged.status_code != 201:
-            # 503: payments sheds load; 409: an earlier attempt of this charge (same key) is
-            # still running there, so it may yet succeed. Either way: charge it later, with
-            # the same key, and the payments service replays instead of charging twice.
-            return "queued" if charged.status_code in (409, 503) else "failed"
+            # 5xx: payments shed load, crashed or ran out of time (it may have charged); 409:
+            # an earlier attempt of this charge (same key) is still running there. Either way:
+            # charge it later, with the same key, and payments replays instead of charging
+            # twice. Only a definite refusal (4xx) fails the order.
+            return (
+                "queued" if charged.status_code == 409 or charged.status_code >= 500 else "failed"
+            )
         try:  # best effort: the order is paid either way
             notify_client.post(f"{notifications}/notify", json={"order": order})
         except httpx.HTTPError:
