@@ -111,6 +111,8 @@ def shop() -> Iterator[tuple[str, Shop]]:
         yield url, app
 
 
+pytestmark = pytest.mark.server  # every test here talks to the shop on 127.0.0.1
+
 FLAVOURS = ["bare", "sync", "asyncio", "trio"]
 
 
