@@ -88,7 +88,7 @@ def test_a_retry_waits_out_a_breaker_that_reopens_in_time(driver: Driver, http_s
         clock=clock,
     )
     assert driver.send(transport, "GET", f"{http_server.url}/r").status_code == 200
-    assert clock.sleeps == [0.5, 2.0]
+    assert clock.sleeps == [0.5, 2.001]  # the open time, and a millisecond past it
 
 
 def test_a_409_in_progress_is_waited_on_without_spending_attempts(

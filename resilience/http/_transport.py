@@ -65,6 +65,9 @@ __all__ = ["DEADLINE_HEADER", "AsyncResilientTransport", "ResilientTransport"]
 # How long past its deadline a call may be when its last attempt's capped timeout fires (the
 # OS rounds socket timeouts): within this, the timeout is the deadline's.
 _DEADLINE_SLACK = 0.01
+# A retry that waits for the origin's breaker to turn half-open arrives this long after it
+# does (a wait of exactly the open time lands on the boundary, where float rounding decides).
+_PAST_OPEN = 0.001
 # At most this many waits for one attempt answered 409 "still in progress" (the deadline
 # bounds them first, as a rule).
 MAX_IN_PROGRESS_POLLS = 20
@@ -249,13 +252,18 @@ class _Calls:
 
     def wait_hint(self, breaker: CircuitBreaker | None) -> Callable[[object], float | None]:
         """The least wait before the next attempt, for one origin: the server's Retry-After
-        (with a little jitter on top), the time a 409 "in progress" deserves, or — when longer
-        — the time the origin's breaker stays open (past the deadline, the retry stops)."""
+        (with a little jitter on top), or — when longer — the time the origin's breaker stays
+        open, plus ``_PAST_OPEN`` so the retry arrives when it admits its trial (when that is
+        past the deadline, the retry stops at once)."""
 
         def hint(outcome: object) -> float | None:
             wait = self.asked_wait(outcome)
             open_for = breaker_open_for(breaker)
-            return open_for if open_for > 0.0 and (wait is None or open_for > wait) else wait
+            if open_for > 0.0:
+                open_for += _PAST_OPEN
+                if wait is None or open_for > wait:
+                    return open_for
+            return wait
 
         return hint
 
