@@ -1,8 +1,9 @@
 """The application behind the middleware in the server tests, ASGI and WSGI alike.
 
-Tests talk to it over HTTP only, so the same test drives uvicorn in this process and gunicorn
-in a child process. ``POST /charges`` runs a charge whose behaviour the ``X-Test`` header picks
-(headers are not part of the payload's fingerprint); ``GET /stats`` tells what ran;
+Tests talk to it over HTTP only, so the same test drives uvicorn in this process, gunicorn
+in a child process and hypercorn under trio (``tests.trio_server``). ``POST /charges`` runs a
+charge whose behaviour the ``X-Test`` header picks (headers are not part of the payload's
+fingerprint); ``GET /stats`` tells what ran;
 ``GET /release`` lets held handlers go on. ``build_wsgi()`` is what gunicorn loads: it reads
 its middleware options from ``RESILIENCE_TEST_OPTIONS`` (JSON) and ``RESILIENCE_TEST_REDIS``.
 
@@ -20,8 +21,10 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import sniffio
 
 from resilience import remaining
 
@@ -172,7 +175,7 @@ def asgi_app(ledger: Ledger) -> Any:
         if path == "/gated" or behaviour == "gated":
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"first;", "more_body": True})
-            await asyncio.to_thread(ledger.hold)
+            await _in_thread(ledger.hold)
             left = json.dumps({"remaining": remaining()}).encode()
             await send({"type": "http.response.body", "body": left})
             return
@@ -184,11 +187,11 @@ def asgi_app(ledger: Ledger) -> Any:
             more = message.get("more_body", False)
         run = ledger.start()
         if behaviour == "hold" or (behaviour == "hold-first" and run == 1):
-            await asyncio.to_thread(ledger.hold)
+            await _in_thread(ledger.hold)
         if behaviour == "crash":
             raise RuntimeError("the handler failed")
         if behaviour == "deadline":
-            await asyncio.to_thread(_time_out)
+            await _in_thread(_time_out)
         if behaviour == "401":
             await _respond(send, 401, b"expired", [(b"www-authenticate", b"Bearer")])
             return
@@ -206,6 +209,17 @@ def asgi_app(ledger: Ledger) -> Any:
         await _respond(send, 201, payload, [(b"set-cookie", b"session=s%d" % run)])
 
     return app
+
+
+async def _in_thread(work: Callable[[], object]) -> None:
+    """Run blocking ``work`` in a worker thread (in a copy of this context), under asyncio or
+    trio (``tests.trio_server`` serves this app under trio)."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        await trio.to_thread.run_sync(work)
+    else:
+        await asyncio.to_thread(work)
 
 
 async def _respond(send: Any, status: int, body: bytes, extra: list[Any] | None = None) -> None:

@@ -23,7 +23,8 @@ class IdempotencyMiddleware:
     ``Retry-After``) while running, 422 on a reused key, 400 on a malformed key or without a
     caller identity, 503 while the store is down; replays marked ``Idempotent-Replayed:
     true``. The store must answer without blocking the event loop: ``MemoryStore``, or
-    ``RedisStore`` over a ``redis.asyncio`` client.
+    ``RedisStore`` over a ``redis.asyncio`` client (asyncio only). Runs under asyncio and trio
+    servers alike (``hypercorn --worker-class trio``).
 
     Options: ``store`` (default: a ``MemoryStore``); ``methods`` whose keys are honoured
     (POST, PATCH); ``required`` (a keyless request gets 400); ``ttl`` (s a response is kept);

@@ -3,18 +3,28 @@ them all every ``lease / 3`` s while their handlers run, and retries completions
 could not take while it was down (``Idempotency.next_beat``).
 
 A request costs two dict operations (``hold``, ``drop``): no timer, no task of its own. The
-task starts with the first claim and ends after a beat with none left.
+task starts with the first claim and ends after a beat with none left: an asyncio task, or
+under trio (which has no detached tasks) a system task of the run. The beat waits on
+``_wake``'s wake-ups, so its body is the same under both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
+from resilience._clock import async_library
 from resilience._idempotency.policy import Idempotency
+from resilience._wake import AsyncWake, async_wake
 
 __all__ = ["Held", "Keeper"]
+
+_log = logging.getLogger("resilience")
+
+# The loop running this thread, or None (under trio): unlike get_running_loop, never raises.
+_running_loop = asyncio._get_running_loop
 
 
 class Held:
@@ -24,11 +34,22 @@ class Held:
 
     def __init__(self, record: str, fingerprint: str, token: str) -> None:
         self.record, self.fingerprint, self.token = record, fingerprint, token
-        self.busy: asyncio.Future[None] | None = None  # set while a beat works on it
+        self.busy: AsyncWake | None = None  # set while a beat works on it
         self.done = False
         self.lost = False  # a beat found the claim taken: said once, not again at completion
         self.response: bytes | None = None
         self.since: float | None = None
+
+
+class _Beat:
+    """One heartbeat task: ``wake`` cuts its current wait short; ``over`` once it returned."""
+
+    __slots__ = ("over", "task", "wake")
+
+    def __init__(self) -> None:
+        self.over = False
+        self.wake = async_wake()
+        self.task: object = None  # the asyncio task, kept referenced while it runs
 
 
 class Keeper:
@@ -37,9 +58,8 @@ class Keeper:
     def __init__(self, rules: Idempotency) -> None:
         self.rules = rules
         self._held: dict[int, Held] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+        self._beat: _Beat | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the beat's loop (None: trio)
 
     def hold(self, record: str, fingerprint: str, token: str) -> Held:
         held = Held(record, fingerprint, token)
@@ -48,11 +68,19 @@ class Keeper:
 
     def _add(self, held: Held) -> None:
         self._held[id(held)] = held
-        task = self._task
-        if task is None or task.done() or self._loop is not asyncio.get_running_loop():
-            self._loop = asyncio.get_running_loop()
-            self._wake = asyncio.Event()
-            self._task = self._loop.create_task(self._beat(self._wake))
+        beat = self._beat
+        if beat is None or beat.over or self._loop is not _running_loop():
+            self._start()
+
+    def _start(self) -> None:
+        self._beat = beat = _Beat()
+        self._loop = _running_loop()
+        if async_library() == "asyncio":
+            beat.task = asyncio.get_running_loop().create_task(self._run(beat))
+        else:
+            import trio
+
+            trio.lowlevel.spawn_system_task(self._run, beat, name="resilience idempotency leases")
 
     async def drop(self, held: Held) -> None:
         """Stop renewing ``held``, waiting for a beat working on it (a late renewal must not
@@ -61,38 +89,43 @@ class Keeper:
         self._held.pop(id(held), None)
         busy = held.busy
         if busy is not None:
-            await asyncio.wait({busy})
+            await busy.wait(None)
 
     def complete_later(self, held: Held, response: bytes) -> None:
         """The store was down when the handler finished: keep trying to store ``response``."""
         held.response, held.since, held.done = response, time.monotonic(), False
         self._add(held)
-        assert self._wake is not None
-        self._wake.set()  # the first retry comes soon, not a whole lease / 3 later
+        assert self._beat is not None
+        self._beat.wake.set()  # the first retry comes soon, not a whole lease / 3 later
 
-    async def _beat(self, wake: asyncio.Event) -> None:
+    async def _run(self, beat: _Beat) -> None:
+        """Beat until no claim is left; a failure is logged (under trio it would end the run)
+        and the next claim starts a new beat."""
+        try:
+            await self._beats(beat)
+        except Exception:
+            _log.exception("idempotency %r: the lease heartbeat failed", self.rules.name)
+        finally:
+            beat.over = True
+
+    async def _beats(self, beat: _Beat) -> None:
         rules = self.rules
         wait = rules.lease / 3.0
         while True:
-            try:
-                await asyncio.wait_for(wake.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
-            wake.clear()
+            await beat.wake.wait(wait)
+            beat.wake = async_wake()
             if not self._held:
-                if self._task is asyncio.current_task():
-                    self._task = None
                 return
             wait = rules.lease / 3.0
             for held in list(self._held.values()):
                 if held.done:
                     continue
-                held.busy = asyncio.get_running_loop().create_future()
+                held.busy = busy = async_wake()
                 try:
                     delay = await self._step(held)
                 finally:
-                    busy, held.busy = held.busy, None
-                    busy.set_result(None)
+                    held.busy = None
+                    busy.set()
                 if delay is None:
                     held.done = True
                     self._held.pop(id(held), None)
