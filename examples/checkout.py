@@ -16,9 +16,12 @@ The same 90 orders, 30 ms apart, are placed by three order services:
 - **resilience**: ``ResilientTransport`` (retry with budget and backoff, breaker, deadline,
   ``Idempotency-Key`` on every charge, and ``origins_honour_keys=True``: payments is ours,
   behind ``IdempotencyMiddleware``, so a keyed charge may be resent after a timeout or a 5xx)
-  and a ``Fallback`` that queues the order when payments is unavailable; notifications are
-  best effort (notifications does not dedupe by key, so a POST it may have acted on is not
-  resent: a failed notification is dropped).
+  and a dead-letter queue (``dead_letter=``, SQLite in a temp dir) that keeps every charge
+  the transport could not finish — payments down, the breaker open, the outcome unknown after
+  a timeout — with its key; when payments has recovered, a ``replay`` charges the backlog with
+  the same keys, so a charge that did go through is answered from payments' record, not made
+  again. Notifications are best effort (notifications does not dedupe by key, so a POST it
+  may have acted on is not resent: a failed notification is dropped).
 
 The table shows what each cost: orders paid, duplicate bank charges, requests payments received.
 Payments derives the key of its bank call from the order service's key, so a payments run that
@@ -32,11 +35,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,6 +58,7 @@ from resilience import (
     subscribe,
 )
 from resilience.asgi import DeadlineMiddleware, IdempotencyMiddleware
+from resilience.deadletter import DeadLetterQueue, SQLiteStore, parked_entry, replay
 from resilience.http import AsyncResilientTransport, ResilientTransport
 from resilience.stores import MemoryStore
 from resilience.testing import serve_asgi, serve_wsgi
@@ -91,7 +98,11 @@ class Payments:
     received: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    recovered: bool = False  # set once the orders are placed: no more faults
+
     def fault(self) -> str:
+        if self.recovered:
+            return "ok"
         if self.order in self.outage:
             return "down"
         roll = self.rng.random()
@@ -159,7 +170,29 @@ class Notifications:
 PlaceOrder = Callable[[str], str]
 
 
-def bare(payments: str, notifications: str) -> tuple[PlaceOrder, Callable[[], None]]:
+@dataclass
+class Drain:
+    """The dead-letter backlog: how many charges were parked, how many the replay charged,
+    how many are left, and how long it took once payments had recovered."""
+
+    parked: int
+    charged: int
+    left: int
+    seconds: float
+    where: str
+
+
+@dataclass
+class Service:
+    """An order service: ``place`` one order, ``close`` it, and (with a dead-letter queue)
+    ``drain`` its backlog once payments has recovered."""
+
+    place: PlaceOrder
+    close: Callable[[], None]
+    drain: Callable[[], Drain] | None = None
+
+
+def bare(payments: str, notifications: str) -> Service:
     client = httpx.Client(timeout=ATTEMPT_TIMEOUT)
 
     def place(order: str) -> str:
@@ -175,10 +208,10 @@ def bare(payments: str, notifications: str) -> tuple[PlaceOrder, Callable[[], No
             pass
         return "paid"
 
-    return place, client.close
+    return Service(place, client.close)
 
 
-def naive(payments: str, notifications: str) -> tuple[PlaceOrder, Callable[[], None]]:
+def naive(payments: str, notifications: str) -> Service:
     client = httpx.Client(timeout=ATTEMPT_TIMEOUT)
 
     def post(url: str, order: str) -> httpx.Response | None:
@@ -200,20 +233,21 @@ def naive(payments: str, notifications: str) -> tuple[PlaceOrder, Callable[[], N
         post(f"{notifications}/notify", order)
         return "paid"
 
-    return place, client.close
+    return Service(place, client.close)
 
 
-def resilient(payments: str, notifications: str) -> tuple[PlaceOrder, Callable[[], None]]:
-    charge_client = httpx.Client(
-        transport=ResilientTransport(
-            retry=Retry(6, backoff=Backoff(initial=0.02, maximum=0.2), budget=RetryBudget()),
-            breaker=CircuitBreaker("payments", failure_rate=0.5, minimum_calls=6, open_for=0.3),
-            attempt_timeout=ATTEMPT_TIMEOUT,
-            deadline=2.0,  # the whole charge, retries included
-            origins_honour_keys=True,  # payments dedupes by Idempotency-Key (it is ours)
-            tracing=False,
-        )
-    )
+def resilient(payments: str, notifications: str) -> Service:
+    folder = Path(tempfile.mkdtemp(prefix="checkout-"))
+    backlog = DeadLetterQueue(SQLiteStore(folder / "dead-letters.sqlite3", name="payments"))
+    charging: dict[str, Any] = {
+        "retry": Retry(6, backoff=Backoff(initial=0.02, maximum=0.2), budget=RetryBudget()),
+        "breaker": CircuitBreaker("payments", failure_rate=0.5, minimum_calls=6, open_for=0.3),
+        "attempt_timeout": ATTEMPT_TIMEOUT,
+        "deadline": 2.0,  # the whole charge, retries included
+        "origins_honour_keys": True,  # payments dedupes by Idempotency-Key (it is ours)
+        "tracing": False,
+    }
+    charge_client = httpx.Client(transport=ResilientTransport(dead_letter=backlog, **charging))
     notify_client = httpx.Client(
         transport=ResilientTransport(retry=Retry(3, backoff=Backoff(initial=0.01)), tracing=False)
     )
@@ -221,33 +255,44 @@ def resilient(payments: str, notifications: str) -> tuple[PlaceOrder, Callable[[
     def place(order: str) -> str:
         try:
             charged = charge_client.post(f"{payments}/charges", json={"order": order})
-        except CircuitOpenError:
-            return "queued"  # payments is down: take the order, charge it later
-        except httpx.TransportError:
-            # Timed out or cut off (deadline included): payments may have charged. The outcome
-            # is unknown, not failed: charge it later with the same key (it replays if done).
-            return "queued"
-        except httpx.HTTPError:
-            return "failed"
+        except (CircuitOpenError, httpx.HTTPError) as exc:
+            # Payments down (the breaker open), or the outcome unknown (timed out, cut off):
+            # the transport parked the charge, with its key, for a replay once payments is back.
+            return "queued" if parked_entry(exc) is not None else "failed"
         if charged.status_code != 201:
             # 5xx: payments shed load, crashed or ran out of time (it may have charged); 409:
-            # an earlier attempt of this charge (same key) is still running there. Either way:
-            # charge it later, with the same key, and payments replays instead of charging
-            # twice. Only a definite refusal (4xx) fails the order.
-            return (
-                "queued" if charged.status_code == 409 or charged.status_code >= 500 else "failed"
-            )
+            # an earlier attempt of this charge (same key) is still running there. Either way
+            # the transport parked it, with its key: the replay charges it later, and payments
+            # replays instead of charging twice. Only a definite refusal (4xx) fails the order.
+            return "queued" if parked_entry(charged) is not None else "failed"
         try:  # best effort: the order is paid either way
             notify_client.post(f"{notifications}/notify", json={"order": order})
         except httpx.HTTPError:
             pass
         return "paid"
 
+    def drain() -> Drain:
+        parked = backlog.depth().ready
+        started = time.monotonic()
+        charged = 0
+        # A client of its own: a background job, not a customer waiting, so it allows each
+        # charge 2 s instead of 0.1 s; the standard breaker and retry budget keep it from
+        # storming payments should it fall over again. Same keys, same payments.
+        transport = ResilientTransport(attempt_timeout=2.0, origins_honour_keys=True, tracing=False)
+        with httpx.Client(transport=transport) as replayer:
+            for _ in range(10):  # a run visits each entry once; bounded, like every loop here
+                charged += replay(replayer, backlog, max_time=60.0).succeeded
+                if backlog.depth().ready == 0:
+                    break
+        return Drain(parked, charged, backlog.depth().ready, time.monotonic() - started, "SQLite")
+
     def close() -> None:
         charge_client.close()
         notify_client.close()
+        backlog.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
-    return place, close
+    return Service(place, close, drain)
 
 
 @dataclass
@@ -262,6 +307,14 @@ class Row:
     notified: int
     elapsed: float
     transitions: list[str]
+    orders: int = ORDERS
+    drain: Drain | None = None  # the dead-letter backlog, charged after payments recovered
+    lost: int = 0  # orders neither charged nor kept to be charged later
+
+    @property
+    def paid(self) -> int:
+        """Orders paid, at once or by the replay of the backlog."""
+        return self.outcomes["paid"] + (self.drain.charged if self.drain else 0)
 
     def __str__(self) -> str:
         line = (
@@ -269,12 +322,21 @@ class Row:
             f"{self.outcomes['failed']:>7} {self.duplicates:>10} {self.unknown:>15} "
             f"{self.requests:>9} {self.notified:>9} {self.elapsed:>6.1f}s"
         )
-        return line + (f"   breaker: {' '.join(self.transitions)}" if self.transitions else "")
+        line += f"   breaker: {' '.join(self.transitions)}" if self.transitions else ""
+        drain = self.drain
+        if drain is not None:
+            line += (
+                f"\n{'':<15} dead letters: {drain.parked} charges parked ({drain.where}); "
+                f"payments recovered, a replay charged {drain.charged} in {drain.seconds:.2f}s"
+                f"\n{'':<15} paid {self.paid} of {self.orders}, duplicates {self.duplicates}, "
+                f"lost {self.lost}, left in the queue {drain.left}"
+            )
+        return line
 
 
 def run(
     name: str,
-    build: Callable[[str, str], tuple[PlaceOrder, Callable[[], None]]],
+    build: Callable[[str, str], Service],
     orders: int = ORDERS,
     outage: range = OUTAGE,
 ) -> Row:
@@ -297,26 +359,36 @@ def run(
             serve_wsgi(notifications.app()) as note_url,
         ):
             payments.bank = bank_url
-            place, close = build(pay_url, note_url)
+            service = build(pay_url, note_url)
+            drained = None
             try:
                 for number in range(orders):
                     time.sleep(PAUSE)
                     payments.order = number
-                    outcomes[place(f"order-{number}")] += 1
+                    outcomes[service.place(f"order-{number}")] += 1
+                elapsed = time.monotonic() - started
+                if service.drain is not None:
+                    payments.recovered = True
+                    drained = service.drain()
             finally:
-                close()
+                service.close()
     finally:
         unsubscribe()
     duplicates = sum(count - 1 for count in bank.charges.values() if count > 1)
+    paid = outcomes["paid"] + (drained.charged if drained else 0)
+    waiting = drained.left if drained else outcomes["queued"]
     return Row(
         name,
         outcomes,
         duplicates,
-        unknown=len(bank.charges) - outcomes["paid"],
+        unknown=len(bank.charges) - paid,
         requests=payments.received,
         notified=notifications.sent,
-        elapsed=time.monotonic() - started,
+        elapsed=elapsed,
         transitions=transitions,
+        orders=orders,
+        drain=drained,
+        lost=orders - len(bank.charges) - min(waiting, orders - len(bank.charges)),
     )
 
 
@@ -331,7 +403,9 @@ def main() -> None:
         print(run(name, build), flush=True)
     print(
         "\nduplicates: extra bank charges of one order; charged, unpaid: charged by the bank, but\n"
-        "the order service believes it failed (a customer charged for an order marked failed)."
+        "the order service believes it failed (a customer charged for an order marked failed);\n"
+        "queued: parked in the dead-letter queue with its key, charged by the replay once\n"
+        "payments recovered; lost: neither charged nor kept to be charged."
     )
 
 

@@ -148,11 +148,12 @@ def test_package_ships_py_typed() -> None:
 
 
 @pytest.mark.examples
-def test_checkout_example_charges_every_order_at_most_once() -> None:
-    """The checkout example over real HTTP (a shorter run): through 503s, slow charges the
-    caller gave up on, crashes after charging the bank and an outage, the resilient order
-    service never has an order charged twice and never marks a charged order failed; every
-    order is paid or queued."""
+def test_checkout_example_charges_every_order_exactly_once() -> None:
+    """``make demo``'s checkout run for the resilient order service, over real HTTP: through
+    503s, slow charges the caller gave up on, crashes after charging the bank and an outage,
+    no order is charged twice or marked failed; the charges it could not finish are parked in
+    a dead-letter queue and, once payments has recovered, a replay charges every one: the
+    table shows paid 90 of 90, duplicates 0, lost 0, and the queue empty."""
     import sys
 
     sys.path.insert(0, str(ROOT / "examples"))
@@ -160,15 +161,15 @@ def test_checkout_example_charges_every_order_at_most_once() -> None:
         import checkout
     finally:
         sys.path.remove(str(ROOT / "examples"))
-    row = checkout.run("resilience", checkout.resilient, orders=30, outage=range(10, 16))
-    assert row.duplicates == 0
-    # A queued order may already be charged (payments crashed after charging the bank and the
-    # open breaker refused the retry); charged later with the same key, it replays. None of the
-    # paid or failed orders is charged wrongly.
-    assert row.unknown <= row.outcomes["queued"]
+    row = checkout.run("resilience", checkout.resilient)
     assert row.outcomes["failed"] == 0
-    assert row.outcomes["paid"] + row.outcomes["queued"] == 30
-    assert row.outcomes["queued"] >= 1  # the outage was felt, and absorbed
+    assert row.outcomes["queued"] >= 15  # the outage was felt: its charges were parked
+    assert row.drain is not None
+    assert (row.drain.parked, row.drain.charged, row.drain.left) == (
+        row.outcomes["queued"], row.outcomes["queued"], 0,
+    )  # fmt: skip
+    assert (row.paid, row.duplicates, row.unknown, row.lost) == (90, 0, 0, 0)
+    assert "paid 90 of 90, duplicates 0, lost 0, left in the queue 0" in str(row)
 
 
 @pytest.mark.examples

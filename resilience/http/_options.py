@@ -39,6 +39,7 @@ from resilience._retry.budget import RetryBudget
 from resilience._retry.retry import Retry
 from resilience._throttle import AdaptiveThrottle
 from resilience._validate import check_duration
+from resilience.deadletter import DeadLetterQueue
 from resilience.http._classify import (
     BREAKER_FAILURE_STATUSES,
     RETRY_ERRORS,
@@ -104,6 +105,7 @@ class TransportKwargs(TypedDict, total=False):
     tracing: bool
     tracer_provider: object
     meter_provider: object
+    dead_letter: DeadLetterQueue | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,10 @@ class TransportOptions:
       its origin), e.g. for a breaker per route.
     - ``retry_after_max``, ``deadline_header``, ``clock``, ``tracing``, ``tracer_provider``,
       ``meter_provider``: as documented on ``ResilientTransport``.
+    - ``dead_letter``: a ``resilience.deadletter.DeadLetterQueue`` that keeps the keyed calls
+      ending without an answer (retries, budget or deadline spent, breaker open, 409, a lost
+      response), for a later replay with the same key (``None``: off). Against an origin not
+      declared in ``origins_honour_keys`` only calls that were never sent are kept.
     """
 
     retry: Retry | None = STANDARD_RETRY
@@ -156,6 +162,7 @@ class TransportOptions:
     tracing: bool = True
     tracer_provider: object = None
     meter_provider: object = None
+    dead_letter: DeadLetterQueue | None = None
 
     def __post_init__(self) -> None:
         _of_type(self.retry, Retry, "retry")
@@ -164,6 +171,7 @@ class TransportOptions:
         _of_type(self.limiter, AdaptiveConcurrency, "limiter")
         _of_type(self.throttle, AdaptiveThrottle, "throttle")
         _of_type(self.hedge, Hedge, "hedge")
+        _of_type(self.dead_letter, DeadLetterQueue, "dead_letter")
         check_duration(self.attempt_timeout, "attempt_timeout", allow_zero=False)
         check_duration(self.deadline, "deadline", allow_zero=False)
         check_duration(self.retry_after_max, "retry_after_max")

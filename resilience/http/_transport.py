@@ -125,6 +125,7 @@ class _Calls:
             if options.tracing
             else None
         )
+        self.dead_letter = options.dead_letter
 
     # -- per call ------------------------------------------------------------------------------
     # One request runs: begin_call, then per attempt prepare_attempt and answered (or failed),
@@ -174,6 +175,28 @@ class _Calls:
         if scope is None or scope.at - scope.clock.now() > _DEADLINE_SLACK:
             return None
         return self._exceeded(request)
+
+    def raised(self, exc: Exception, request: httpx.Request) -> Exception:
+        """The error the caller gets for a call that raised ``exc``: the one
+        ``DeadlineExceededError`` when the deadline is why, else ``exc``; parked first when a
+        dead-letter queue is set (the note goes on the error the caller gets)."""
+        error: Exception = exc
+        if isinstance(exc, httpx.TimeoutException):
+            error = self.timed_out(exc, request) or exc
+        if self.dead_letter is not None:
+            honours = self.rules.honours_keys(request)
+            self.dead_letter.park_error(request, error, honours_keys=honours)
+        return error
+
+    async def raised_async(self, exc: Exception, request: httpx.Request) -> Exception:
+        """``raised`` for the async transport (the store step runs in a worker thread)."""
+        error: Exception = exc
+        if isinstance(exc, httpx.TimeoutException):
+            error = self.timed_out(exc, request) or exc
+        if self.dead_letter is not None:
+            honours = self.rules.honours_keys(request)
+            await self.dead_letter.park_error_async(request, error, honours_keys=honours)
+        return error
 
     def _exceeded(self, request: httpx.Request) -> HTTPDeadlineExceededError:
         return deadline_spent(self.deadline or 0.0, request)
@@ -434,12 +457,18 @@ class ResilientTransport(_Resilient, httpx.BaseTransport):
         calls = self._calls
         state = calls.begin_call(request)
         try:
-            return state[0](request)  # type: ignore[no-any-return]
-        except httpx.TimeoutException as exc:
-            spent = calls.timed_out(exc, request)
-            if spent is None:
+            response: httpx.Response = state[0](request)
+            dead_letter = calls.dead_letter
+            if dead_letter is not None:  # before end_call: the request still has its key
+                dead_letter.park_response(
+                    request, response, honours_keys=calls.rules.honours_keys(request)
+                )
+            return response
+        except Exception as exc:
+            error = calls.raised(exc, request)
+            if error is exc:
                 raise
-            raise spent from exc
+            raise error from exc
         finally:
             calls.end_call(request, state)
 
@@ -514,12 +543,18 @@ class AsyncResilientTransport(_Resilient, httpx.AsyncBaseTransport):
         calls = self._calls
         state = calls.begin_call(request)
         try:
-            return await state[0](request)  # type: ignore[no-any-return]
-        except httpx.TimeoutException as exc:
-            spent = calls.timed_out(exc, request)
-            if spent is None:
+            response: httpx.Response = await state[0](request)
+            dead_letter = calls.dead_letter
+            if dead_letter is not None:  # before end_call: the request still has its key
+                await dead_letter.park_response_async(
+                    request, response, honours_keys=calls.rules.honours_keys(request)
+                )
+            return response
+        except Exception as exc:
+            error = await calls.raised_async(exc, request)
+            if error is exc:
                 raise
-            raise spent from exc
+            raise error from exc
         finally:
             calls.end_call(request, state)
 

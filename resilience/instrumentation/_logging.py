@@ -13,6 +13,12 @@ import logging
 from typing import Final
 
 from resilience import _events
+from resilience.deadletter._events import (
+    DeadLetterParked,
+    DeadLetterRecorded,
+    DeadLetterReplayed,
+    DeadLetterSucceeded,
+)
 
 __all__ = ["event_name", "log_event"]
 
@@ -38,6 +44,10 @@ _NAMES: Final[dict[type[_events.Event], str]] = {
     _events.IdempotencyConflict: "idempotency.conflict",
     _events.IdempotencyMismatch: "idempotency.mismatch",
     _events.IdempotencyClaimLost: "idempotency.claim_lost",
+    DeadLetterRecorded: "dead_letter.recorded",
+    DeadLetterReplayed: "dead_letter.replayed",
+    DeadLetterSucceeded: "dead_letter.succeeded",
+    DeadLetterParked: "dead_letter.parked",
 }
 
 
@@ -51,6 +61,8 @@ def _level(event: _events.Event) -> int | None:
         return logging.WARNING if event.new == "open" else logging.INFO
     if isinstance(event, _events.RetryGaveUp):
         return logging.INFO
+    if isinstance(event, DeadLetterParked):
+        return logging.WARNING  # given up on: someone has to look at it
     if isinstance(event, (_events.StoreUnavailable, _events.StoreRecovered)):
         return logging.DEBUG  # the store itself logs the outage once, at WARNING
     return logging.DEBUG

@@ -28,6 +28,13 @@ from resilience._circuit.state import CircuitState
 from resilience._concurrency import concurrency_limiters
 from resilience._ratelimit import limiters
 from resilience._throttle import throttles
+from resilience.deadletter._events import (
+    DeadLetterParked,
+    DeadLetterRecorded,
+    DeadLetterReplayed,
+    DeadLetterSucceeded,
+)
+from resilience.deadletter._queue import queues as dead_letter_queues
 from resilience.instrumentation._logging import event_name, log_event
 from resilience.instrumentation._redact import redact_url
 
@@ -159,6 +166,12 @@ class OpenTelemetry:
                 callbacks=[_observe_decisions],
                 unit="{decision}",
                 description="Rate limiter decisions, by result (allowed, waited, rejected).",
+            )
+            meter.create_observable_gauge(
+                "resilience.dead_letter.depth",
+                callbacks=[_observe_depths],
+                unit="{entry}",
+                description="Dead letters waiting for a replay (ready) and given up on (parked).",
             )
             for name, callback, unit, description in _ADAPTIVE_INSTRUMENTS:
                 create = (
@@ -310,6 +323,26 @@ _EVENT_COUNTERS: Final[dict[type[_events.Event], tuple[str, str, str]]] = {
         "{outage}",
         "Shared-store outages (one per outage, not per call).",
     ),
+    DeadLetterRecorded: (
+        "resilience.dead_letter.recorded",
+        "{call}",
+        "Keyed calls parked in a dead-letter queue, by why they ended.",
+    ),
+    DeadLetterReplayed: (
+        "resilience.dead_letter.replayed",
+        "{entry}",
+        "Dead letters replayed, by outcome (succeeded, failed, parked).",
+    ),
+    DeadLetterSucceeded: (
+        "resilience.dead_letter.succeeded",
+        "{entry}",
+        "Dead letters a replay finished (removed from the queue).",
+    ),
+    DeadLetterParked: (
+        "resilience.dead_letter.parked",
+        "{entry}",
+        "Dead letters replays gave up on (kept in the parked state).",
+    ),
 }
 
 
@@ -340,6 +373,10 @@ def _metric_attributes(event: _events.Event) -> dict[str, Any]:
         attributes["resilience.circuit_breaker.to"] = event.new
     elif type(event) in _IDEMPOTENCY_OUTCOMES:
         attributes["resilience.outcome"] = _IDEMPOTENCY_OUTCOMES[type(event)]
+    elif isinstance(event, DeadLetterRecorded):
+        attributes["resilience.why"] = event.why
+    elif isinstance(event, DeadLetterReplayed):
+        attributes["resilience.outcome"] = event.outcome
     return attributes
 
 
@@ -429,6 +466,16 @@ _ADAPTIVE_INSTRUMENTS: Final = (
         "Calls the client-side throttle refused locally.",
     ),
 )
+
+
+def _observe_depths(options: CallbackOptions) -> Iterable[Observation]:
+    for queue in list(dead_letter_queues):
+        try:
+            depth = queue.depth()  # one store read per queue and collection
+        except Exception:  # a store that is down has no depth to report; its queue logs it
+            continue
+        for state, value in zip(("ready", "parked"), depth, strict=True):
+            yield Observation(value, {_POLICY: queue.name, "resilience.dead_letter.state": state})
 
 
 def install_default() -> OpenTelemetry:

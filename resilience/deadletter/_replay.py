@@ -1,0 +1,267 @@
+"""replay / replay_async: send parked requests again with their original keys, and hand parked
+calls to their registered handlers; settle each entry by what came back.
+
+The rules are ``ReplayRun``'s (``resilience.deadletter._rules``); these two shells claim entries
+from the store under a lease, send each one, and settle it. A replay goes through the client it
+is given, with that client's breaker, budget and deadline: an open breaker stops the run
+without touching the remaining entries. Requests are rebuilt by the client
+(``client.build_request``), so its own credentials, cookies and default headers apply; the
+entry's headers (its ``Idempotency-Key`` among them) win over the client's defaults.
+An entry claimed but not yet sent when the run stops, raises or is cancelled is released at
+once; the one in flight keeps its lease (its outcome is unknown) and is taken over later.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from resilience import _events
+from resilience._clock import SYSTEM_CLOCK, Clock
+from resilience._validate import check_positive_int
+from resilience.deadletter._events import (
+    DeadLetterParked,
+    DeadLetterReplayed,
+    DeadLetterSucceeded,
+)
+from resilience.deadletter._letter import Depth, Entry
+from resilience.deadletter._policy import handlers as registered_handlers
+from resilience.deadletter._queue import REPLAY_EXTENSION, DeadLetterQueue
+from resilience.deadletter._rules import (
+    Action,
+    ReplayRun,
+    Step,
+    StopReason,
+    replay_error,
+    replay_status,
+)
+
+__all__ = ["ReplaySummary", "replay", "replay_async"]
+
+_RELEASE = Action("release")
+_OUTCOMES = {"done": "succeeded", "retry": "failed", "park": "parked"}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySummary:
+    """What a replay run did: entries that succeeded (and left the queue), failed (to be
+    replayed again), were parked for good, or were skipped (nothing here could replay them);
+    ``elapsed`` seconds; why it ``stopped`` (``None`` while running: progress reports); the
+    queue's ``depth`` when it ended (``None`` in progress reports)."""
+
+    succeeded: int
+    failed: int
+    parked: int
+    skipped: int
+    elapsed: float
+    stopped: StopReason | None
+    depth: Depth | None = None
+
+
+Progress = Callable[[ReplaySummary], object]
+
+
+def replay(
+    client: httpx.Client | None,
+    queue: DeadLetterQueue,
+    *,
+    limit: int | None = None,
+    max_time: float | None = None,
+    stop_after_failures: int | None = 5,
+    batch: int = 10,
+    handlers: Mapping[str, Callable[..., Any]] | None = None,
+    progress: Progress | None = None,
+    clock: Clock | None = None,
+) -> ReplaySummary:
+    """Replay up to ``limit`` entries of ``queue`` for at most ``max_time`` seconds.
+
+    HTTP entries go through ``client`` (skipped when it is ``None``); call entries to
+    ``handlers[name]`` (default: the functions ``DeadLetter`` registered in this process;
+    coroutine functions are skipped here, ``replay_async`` runs them). ``stop_after_failures``
+    failed replays in a row end the run (``None``: never); ``batch`` entries are claimed at a
+    time; ``progress`` is called after each entry. Each entry is visited at most once a run.
+    """
+    clock = clock or SYSTEM_CLOCK
+    shell = _Shell(queue, limit, max_time, stop_after_failures, batch, handlers, clock)
+    store, run = queue.store, shell.run
+    cursor: str | None = None
+    while (wanted := run.wanted(clock.now())) > 0:
+        entries, cursor = store.claim(shell.consumer, min(batch, wanted), cursor)
+        waiting = list(entries)
+        try:
+            while waiting and run.wanted(clock.now()) > 0:
+                entry = waiting.pop(0)
+                action = shell.settle(entry, _send(client, entry, shell.handlers))
+                store.settle(entry, shell.consumer, action)
+                shell.report(entry, action, progress)
+        finally:  # stopped, raised or cancelled: what was not sent goes back at once
+            for entry in waiting:
+                store.settle(entry, shell.consumer, _RELEASE)
+        if cursor is None:
+            run.exhausted()
+    return shell.summary(store.depth())
+
+
+async def replay_async(
+    client: httpx.AsyncClient | None,
+    queue: DeadLetterQueue,
+    *,
+    limit: int | None = None,
+    max_time: float | None = None,
+    stop_after_failures: int | None = 5,
+    batch: int = 10,
+    handlers: Mapping[str, Callable[..., Any]] | None = None,
+    progress: Progress | None = None,
+    clock: Clock | None = None,
+) -> ReplaySummary:
+    """``replay`` for an ``httpx.AsyncClient``; handlers may be coroutine functions."""
+    clock = clock or SYSTEM_CLOCK
+    shell = _Shell(queue, limit, max_time, stop_after_failures, batch, handlers, clock)
+    store, run = queue.store, shell.run
+    cursor: str | None = None
+    while (wanted := run.wanted(clock.now())) > 0:
+        entries, cursor = await store.claim_async(shell.consumer, min(batch, wanted), cursor)
+        waiting = list(entries)
+        try:
+            while waiting and run.wanted(clock.now()) > 0:
+                entry = waiting.pop(0)
+                action = shell.settle(entry, await _send_async(client, entry, shell.handlers))
+                await store.settle_async(entry, shell.consumer, action)
+                shell.report(entry, action, progress)
+        finally:
+            for entry in waiting:
+                store.settle(entry, shell.consumer, _RELEASE)  # no await: cancellation-proof
+        if cursor is None:
+            run.exhausted()
+    return shell.summary(await _depth_async(queue))
+
+
+class _Shell:
+    """What both shells share: the run, the consumer's name, the handlers, announcing."""
+
+    def __init__(
+        self,
+        queue: DeadLetterQueue,
+        limit: int | None,
+        max_time: float | None,
+        stop_after_failures: int | None,
+        batch: int,
+        handlers: Mapping[str, Callable[..., Any]] | None,
+        clock: Clock,
+    ) -> None:
+        check_positive_int(batch, "batch")
+        self.run = ReplayRun(
+            started=clock.now(),
+            limit=limit,
+            max_time=max_time,
+            stop_after_failures=stop_after_failures,
+            max_replays=queue.max_replays,
+        )
+        self.name = queue.name
+        self.clock = clock
+        self.handlers = registered_handlers if handlers is None else handlers
+        # Unique per run: a lease is held by this run, not by the host or the process.
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+    def settle(self, entry: Entry, outcome: tuple[Step, str] | None) -> Action:
+        return self.run.skip() if outcome is None else self.run.settle(entry.replays, *outcome)
+
+    def report(self, entry: Entry, action: Action, progress: Progress | None) -> None:
+        outcome = _OUTCOMES.get(action.op)
+        if outcome is not None and _events.listeners:
+            _events.emit(DeadLetterReplayed(self.name, entry.id, outcome))
+            if action.op == "done":
+                _events.emit(DeadLetterSucceeded(self.name, entry.id))
+            elif action.op == "park":
+                _events.emit(DeadLetterParked(self.name, entry.id))
+        if progress is not None:
+            progress(self.summary(None))
+
+    def summary(self, depth: Depth | None) -> ReplaySummary:
+        run = self.run
+        return ReplaySummary(
+            run.succeeded,
+            run.failed,
+            run.parked,
+            run.skipped,
+            self.clock.now() - run.started,
+            run.stopped if depth is not None else None,
+            depth,
+        )
+
+
+def _request(client: httpx.Client | httpx.AsyncClient, entry: Entry) -> httpx.Request:
+    letter = entry.letter
+    return client.build_request(
+        letter.method,
+        letter.target,
+        headers=list(letter.headers),
+        content=letter.body,
+        extensions={REPLAY_EXTENSION: entry.id},
+    )
+
+
+def _judged(response: httpx.Response) -> tuple[Step, str]:
+    marker = response.headers.get("idempotent-replayed", "")
+    return replay_status(response.status_code, marker.strip().lower() == "true")
+
+
+def _send(
+    client: httpx.Client | None, entry: Entry, handlers: Mapping[str, Callable[..., Any]]
+) -> tuple[Step, str] | None:
+    """Replay ``entry`` once: its step and a detail, or ``None`` when it cannot be replayed."""
+    letter = entry.letter
+    if letter.kind == "call":
+        handler = handlers.get(letter.target)
+        if handler is None or inspect.iscoroutinefunction(handler):
+            return None
+        args, kwargs = letter.arguments()
+        try:
+            handler(*args, **kwargs)
+        except Exception as exc:
+            return replay_error(exc)
+        return "done", "the handler returned"
+    if client is None:
+        return None
+    try:
+        response = client.send(_request(client, entry))  # read whole, connection released
+    except Exception as exc:
+        return replay_error(exc)
+    return _judged(response)
+
+
+async def _send_async(
+    client: httpx.AsyncClient | None, entry: Entry, handlers: Mapping[str, Callable[..., Any]]
+) -> tuple[Step, str] | None:
+    letter = entry.letter
+    if letter.kind == "call":
+        handler = handlers.get(letter.target)
+        if handler is None:
+            return None
+        args, kwargs = letter.arguments()
+        try:
+            result = handler(*args, **kwargs)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            return replay_error(exc)
+        return "done", "the handler returned"
+    if client is None:
+        return None
+    try:
+        response = await client.send(_request(client, entry))
+    except Exception as exc:
+        return replay_error(exc)
+    return _judged(response)
+
+
+async def _depth_async(queue: DeadLetterQueue) -> Depth:
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(queue.store.depth)
