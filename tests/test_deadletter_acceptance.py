@@ -35,7 +35,7 @@ from resilience.testing import EventRecorder, serve_asgi
 from tests.redis_server import RedisServer
 from tests.test_deadletter_replay import Ledger
 
-pytestmark = pytest.mark.usefixtures("close_redis_clients")
+pytestmark = [pytest.mark.usefixtures("close_redis_clients"), pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = Backoff(initial=0.001, maximum=0.002)
@@ -48,7 +48,7 @@ QueueMaker = Callable[..., DeadLetterQueue]
 Backing = tuple[QueueMaker, list[str]]  # the maker, and the CLI's arguments naming the store
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def backing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backing]:
     """Queues over one dead-letter store of each kind, and the CLI's arguments for it."""
     made: list[DeadLetterQueue] = []

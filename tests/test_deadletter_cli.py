@@ -21,6 +21,8 @@ from resilience.testing import serve_asgi
 from tests.redis_server import RedisServer
 from tests.test_deadletter_replay import Ledger, park
 
+pytestmark = pytest.mark.server  # the ledger on 127.0.0.1, and real subprocesses
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

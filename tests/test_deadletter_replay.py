@@ -33,6 +33,8 @@ from resilience.http import ResilientTransport
 from resilience.stores import MemoryStore
 from resilience.testing import EventRecorder, FakeClock, serve_asgi
 
+pytestmark = pytest.mark.server  # the ledger: uvicorn on 127.0.0.1
+
 TOKEN = "Bearer replayer-token"
 
 

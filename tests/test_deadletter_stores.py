@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("close_redis_clients")
 StoreMaker = Callable[..., DeadLetterStore]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreMaker]:
     """Makes stores of one kind sharing one backing: a SQLite file or a real Redis."""
     made: list[DeadLetterStore] = []

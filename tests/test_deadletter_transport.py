@@ -19,6 +19,8 @@ from resilience.testing import serve_asgi
 from tests.http_server import Reply, Stall, dead_origin
 from tests.test_deadletter_replay import Ledger
 
+pytestmark = pytest.mark.server  # the ledger and the scripted server on 127.0.0.1
+
 FAST = Backoff(initial=0.001, maximum=0.002)
 
 
