@@ -279,7 +279,8 @@ class Observer(Protocol):
     ``start_attempt`` is called just before one HTTP attempt goes to the wire (it may add
     headers, e.g. ``traceparent``) and returns a token handed back to ``end_attempt`` with the
     response or the exception (``None``: nothing to end); ``call`` returns a context manager
-    wrapping one ``Pipeline`` call in a span made current (``None``: nothing to record).
+    wrapping one ``Pipeline`` call in a span named ``name`` made current, ``function`` its
+    ``code.function.name`` (``None``: nothing to record).
     """
 
     def start_attempt(self, request: Any) -> object | None: ...
@@ -288,7 +289,7 @@ class Observer(Protocol):
         self, token: object, response: Any | None, error: BaseException | None
     ) -> None: ...
 
-    def call(self, name: str) -> AbstractContextManager[object] | None: ...
+    def call(self, name: str, function: str) -> AbstractContextManager[object] | None: ...
 
 
 _INSTRUMENTATION: Final = "resilience.instrumentation._otel"

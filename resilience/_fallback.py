@@ -26,7 +26,7 @@ class Fallback(Policy):
     to also catch ``CircuitOpenError``, ``BulkheadFullError`` and friends.
     """
 
-    __slots__ = ("_handler", "_matches", "_value", "name")
+    __slots__ = ("_handler", "_matches", "_settings", "_value", "name")
 
     def __init__(
         self,
@@ -44,10 +44,24 @@ class Fallback(Policy):
         self._handler = handler
         self._matches = exception_predicate(on, "on")
         self.name = name
+        self._settings: dict[str, Any] = {
+            "value": value,
+            "handler": handler,
+            "on": on,
+            "name": name,
+        }
 
     def __repr__(self) -> str:
         what = f"handler={self._handler!r}" if self._handler else f"value={self._value!r}"
         return f"Fallback({what})"
+
+    def replace(self, **changes: Any) -> Fallback:
+        """A new fallback with these settings bar ``changes`` (any constructor keyword); a
+        ``value`` or ``handler`` given replaces whichever of the two this one has."""
+        settings = self._settings
+        if "value" in changes or "handler" in changes:
+            settings = {**settings, "value": _MISSING, "handler": None}
+        return Fallback(**{**settings, **changes})
 
     def _applies(self, exc: Exception) -> bool:
         if not self._matches(exc):

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from resilience import _events
 from resilience._policy import Policy
+from resilience._validate import check_name
 
 __all__ = ["Pipeline"]
 
@@ -22,13 +23,16 @@ class Pipeline(Policy):
     one attempt. Nested pipelines are flattened. A pipeline is itself a policy.
 
     With ``tracing`` on (the default) and opentelemetry-api installed, each call runs in an
-    ``INTERNAL`` span named ``name`` (default: the function's qualified name) that is current
-    while it runs, so retries, breaker rejections and the like appear on it as events. Without
-    an SDK configured this costs one check per call (~0.15 µs). ``tracer_provider`` overrides
-    the global provider.
+    ``INTERNAL`` span that is current while it runs, so retries, breaker rejections and the
+    like appear on it as events. The span is named ``name`` when one is given; an unnamed
+    pipeline (``.name`` reads its kind, "pipeline", as every policy's does) names each span
+    after the function it guards (its qualified name: one name per operation, as OpenTelemetry
+    asks, where "pipeline" would name them all alike). ``code.function.name`` holds the
+    function's module and qualified name either way. Without an SDK configured this costs one
+    check per call (~0.15 µs). ``tracer_provider`` overrides the global provider.
     """
 
-    __slots__ = ("name", "policies", "tracer_provider", "tracing")
+    __slots__ = ("_settings", "_span_name_given", "name", "policies", "tracer_provider", "tracing")
 
     def __init__(
         self,
@@ -48,16 +52,25 @@ class Pipeline(Policy):
             else:
                 raise TypeError(f"policies must be Policy instances, got {policy!r}")
         self.policies: tuple[Policy, ...] = tuple(flat)
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"name must be a non-empty string or None, got {name!r}")
+        self.name = check_name(name, "pipeline")
         if not isinstance(tracing, bool):
             raise TypeError(f"tracing must be True or False, got {tracing!r}")
-        self.name = name
+        self._span_name_given = name
         self.tracing = tracing
         self.tracer_provider = tracer_provider
+        self._settings: dict[str, Any] = {
+            "name": name,
+            "tracing": tracing,
+            "tracer_provider": tracer_provider,
+        }
 
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(map(repr, self.policies))})"
+
+    def replace(self, **changes: Any) -> Pipeline:
+        """A new pipeline of the same policies with these settings bar ``changes`` (any
+        constructor keyword: ``name``, ``tracing``, ``tracer_provider``)."""
+        return Pipeline(*self.policies, **{**self._settings, **changes})
 
     def __iter__(self) -> Iterator[Policy]:
         return iter(self.policies)
@@ -68,8 +81,12 @@ class Pipeline(Policy):
     def _observer(self) -> _events.Observer | None:
         return _events.observer(self.tracer_provider) if self.tracing else None
 
-    def _span_name(self, fn: Callable[..., Any]) -> str:
-        return self.name or getattr(fn, "__qualname__", None) or repr(fn)
+    def _span_names(self, fn: Callable[..., Any]) -> tuple[str, str]:
+        """The span's name and its ``code.function.name`` (module and qualified name)."""
+        qualname = getattr(fn, "__qualname__", None) or repr(fn)
+        module = getattr(fn, "__module__", None)
+        function = f"{module}.{qualname}" if module else qualname
+        return self._span_name_given or qualname, function
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
         guarded = fn
@@ -78,10 +95,10 @@ class Pipeline(Policy):
         observer = self._observer()
         if observer is None:
             return guarded
-        span, name = observer.call, self._span_name(fn)
+        span, (name, function) = observer.call, self._span_names(fn)
 
         def traced(*args: Any, **kwargs: Any) -> T:
-            scope = span(name)
+            scope = span(name, function)
             if scope is None:
                 return guarded(*args, **kwargs)
             with scope:
@@ -96,10 +113,10 @@ class Pipeline(Policy):
         observer = self._observer()
         if observer is None:
             return guarded
-        span, name = observer.call, self._span_name(fn)
+        span, (name, function) = observer.call, self._span_names(fn)
 
         async def traced(*args: Any, **kwargs: Any) -> T:
-            scope = span(name)
+            scope = span(name, function)
             if scope is None:
                 return await guarded(*args, **kwargs)
             with scope:

@@ -69,6 +69,7 @@ class RateLimiter(Policy):
         "_clock",
         "_params",
         "_rejected",
+        "_settings",
         "_store",
         "_waited",
         "burst",
@@ -112,6 +113,16 @@ class RateLimiter(Policy):
         self.burst = burst if burst is not None else max(0, math.floor(self.rate + 1e-9) - 1)
         self.max_wait = float(max_wait)
         self.name = name
+        # As given: a copy with another rate and no burst of its own gets that rate's default.
+        self._settings: dict[str, Any] = {
+            "rate": rate,
+            "per": per,
+            "burst": burst,
+            "max_wait": max_wait,
+            "name": name,
+            "store": store,
+            "clock": clock,
+        }
         self._bucket = name  # the store key of the unpartitioned limit
         self._clock = clock or SYSTEM_CLOCK
         emission = self.per / self.rate
@@ -128,6 +139,15 @@ class RateLimiter(Policy):
             f"RateLimiter({self.rate!r}, per={self.per!r}, burst={self.burst!r}, "
             f"name={self.name!r})"
         )
+
+    def replace(self, **changes: Any) -> RateLimiter:
+        """A new limiter with these settings bar ``changes`` (any constructor keyword).
+
+        ``burst`` stays as given: one left to its default follows a changed ``rate``. Without a
+        ``store`` the copy keeps its own buckets; on the same store under the same ``name`` it
+        shares the original's (as replicas on one ``RedisStore`` do).
+        """
+        return RateLimiter(**{**self._settings, **changes})
 
     @property
     def counts(self) -> RateLimiterCounts:

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from resilience import _events
 from resilience._clock import SYSTEM_CLOCK, Cancellable, Clock, SystemClock
@@ -34,6 +34,9 @@ from resilience._context import DeadlineScope, enter_deadline, exit_deadline
 from resilience._errors import DeadlineExceededError
 from resilience._policy import Policy
 from resilience._validate import check_duration
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["Deadline", "Timeout", "exceeded"]
 
@@ -57,16 +60,22 @@ _innermost: ContextVar[_Open | None] = ContextVar("resilience_open_budget", defa
 
 
 class _TimeBudget(Policy):
-    __slots__ = ("_clock", "name", "seconds")
+    __slots__ = ("_clock", "_settings", "name", "seconds")
 
     def __init__(self, seconds: float, *, clock: Clock | None = None, name: str | None = None):
         check_duration(seconds, "seconds", allow_zero=False)
         self.seconds = float(seconds)
         self._clock = clock or SYSTEM_CLOCK
         self.name = name or type(self).__name__.lower()
+        self._settings: dict[str, Any] = {"seconds": seconds, "clock": clock, "name": self.name}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.seconds!r})"
+
+    def replace(self, **changes: Any) -> Self:
+        """A new ``Timeout`` (or ``Deadline``) with these settings bar ``changes`` (any
+        constructor keyword)."""
+        return type(self)(**{**self._settings, **changes})
 
     def _exceeded(self) -> DeadlineExceededError:
         return exceeded(self.name, type(self).__name__, self.seconds)

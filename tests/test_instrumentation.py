@@ -7,6 +7,7 @@ globals, which a process may set only once); the HTTP tests talk to the real ser
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -269,6 +270,32 @@ def test_a_failing_pipeline_call_marks_its_span(otel: Telemetry, colour: Any) ->
     assert span.name == "lookup"
     assert span.status.status_code is StatusCode.ERROR
     assert (span.attributes or {})["error.type"] == "KeyError"
+
+
+def lookup_user(user: str) -> str:
+    """A module-level function, so its qualified name is its name."""
+    return user.upper()
+
+
+async def lookup_user_async(user: str) -> str:
+    """The coroutine twin of ``lookup_user``."""
+    return user.upper()
+
+
+@pytest.mark.parametrize("function", [lookup_user, lookup_user_async])
+def test_pipeline_spans_are_named_after_the_operation(otel: Telemetry, function: Any) -> None:
+    """An unnamed pipeline (``.name`` "pipeline") names each span after the function it
+    guards, one name per operation; a named one uses its name. ``code.function.name`` is the
+    function's module and qualified name either way (it was the pipeline's name when one was
+    given)."""
+    unnamed, named = Pipeline(Retry(1), **_tp(otel)), Pipeline(Retry(1), name="users", **_tp(otel))
+    assert unnamed.name == "pipeline"
+    for pipeline in (unnamed, named):
+        result = pipeline(function)("ada")
+        assert (asyncio.run(result) if inspect.isawaitable(result) else result) == "ADA"
+    spans = [(span.name, dict(span.attributes or {})) for span in otel.spans(SpanKind.INTERNAL)]
+    qualified = {"code.function.name": f"{__name__}.{function.__qualname__}"}
+    assert spans == [(function.__name__, qualified), ("users", qualified)]
 
 
 def _tp(otel: Telemetry) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 import resilience
+from resilience.stores import MemoryStore
+from resilience.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -239,6 +241,7 @@ def test_names_default_to_the_kind() -> None:
     assert resilience.Hedge(0.1).name == "hedge"
     assert resilience.AdaptiveConcurrency().name == "adaptive_concurrency"
     assert resilience.AdaptiveThrottle().name == "adaptive_throttle"
+    assert resilience.Pipeline(resilience.Retry()).name == "pipeline"
 
 
 def _redis_store() -> Any:
@@ -306,3 +309,106 @@ def test_replace_validates_like_the_constructor() -> None:
         resilience.Backoff(1.0, 2.0).replace(maximum=0.5)
     with pytest.raises(TypeError, match="unexpected keyword argument 'tries'"):
         resilience.Retry().replace(tries=2)
+
+
+def _policy_classes() -> list[type]:
+    """Every public policy class (``Policy`` subclasses exported by ``resilience``)."""
+    return [
+        value
+        for value in vars(resilience).values()
+        if isinstance(value, type) and issubclass(value, resilience.Policy)
+        if value is not resilience.Policy
+    ]
+
+
+def test_every_policy_has_replace() -> None:
+    """``replace(**changes)`` is on every public policy class and frozen option object, not on
+    some."""
+    classes = [*_policy_classes(), resilience.Backoff, resilience.RetryBudget]
+    assert len(classes) >= 13  # Timeout, Deadline, Fallback, RateLimiter, Pipeline among them
+    assert [cls.__name__ for cls in classes if not hasattr(cls, "replace")] == []
+
+
+@pytest.mark.parametrize("kind", [resilience.Timeout, resilience.Deadline])
+def test_replace_on_time_budgets(kind: type[resilience.Timeout]) -> None:
+    """A timeout's or deadline's copy keeps its kind, clock and name, changes what it is
+    given, is validated as a new one, and leaves the original alone."""
+    clock = FakeClock()
+    original = kind(2.0, clock=clock, name="lookup")
+    copy = original.replace(seconds=0.5)
+    assert type(copy) is kind and copy is not original
+    assert (copy.seconds, copy.name, copy._clock) == (0.5, "lookup", clock)
+    assert (original.seconds, original.name) == (2.0, "lookup")
+    assert kind(1.0).replace(clock=clock).name == kind.__name__.lower()
+    with pytest.raises(ValueError, match=r"^seconds must be"):
+        original.replace(seconds=-1.0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'timeout'"):
+        original.replace(timeout=1.0)
+
+
+def test_replace_on_fallback() -> None:
+    """A fallback's copy keeps ``on`` and its name; a ``value`` or ``handler`` given takes the
+    place of the one it had; giving both is refused as at construction."""
+    original = resilience.Fallback("cached", on=KeyError, name="menu")
+    by_handler = original.replace(handler=lambda exc: f"no {exc.args[0]}")
+    assert by_handler.name == "menu"
+    assert by_handler.call(_raise, KeyError("soup")) == "no soup"
+    with pytest.raises(ValueError, match="boom"):  # on=KeyError kept
+        by_handler.call(_raise, ValueError("boom"))
+    assert by_handler.replace(value=0).call(_raise, KeyError("x")) == 0
+    assert original.call(_raise, KeyError("soup")) == "cached"
+    assert original.replace(name="menu2").call(_raise, KeyError("x")) == "cached"
+    with pytest.raises(ValueError, match="exactly one of value and handler"):
+        original.replace(value=1, handler=str)
+    with pytest.raises(TypeError, match="handler must be callable"):
+        original.replace(handler="not callable")
+
+
+def _raise(error: Exception) -> None:
+    raise error
+
+
+def test_replace_on_rate_limiter() -> None:
+    """A limiter's copy keeps its settings, gets buckets of its own (no store given), takes a
+    changed rate's default burst unless a burst was given, and is validated as a new one."""
+    clock = FakeClock()
+    original = resilience.RateLimiter(10, per=2.0, max_wait=0.5, name="api", clock=clock)
+    copy = original.replace(rate=4)
+    assert (copy.rate, copy.per, copy.max_wait, copy.name) == (4.0, 2.0, 0.5, "api")
+    assert (copy.burst, original.burst) == (3, 9)  # one period's worth of the new rate
+    assert original.replace(rate=4, burst=1).burst == 1
+    assert resilience.RateLimiter(10, burst=2).replace(rate=20).burst == 2
+    for _ in range(4):
+        assert copy.try_acquire().allowed
+    assert not copy.try_acquire().allowed
+    assert original.try_acquire().remaining == 9  # the original's bucket was not touched
+    with pytest.raises(ValueError, match=r"^rate must be a number > 0"):
+        original.replace(rate=0)
+    with pytest.raises(TypeError, match="takes name= where it took key="):
+        original.replace(key="api")
+
+
+def test_replace_on_a_rate_limiter_sharing_a_store() -> None:
+    """On the store it was given, a copy under the same name shares the original's bucket (as
+    replicas on one store do); under another name it has its own."""
+    store = MemoryStore(clock=FakeClock())
+    original = resilience.RateLimiter(2, burst=1, name="api", store=store)
+    assert original.try_acquire().allowed
+    assert original.replace(max_wait=1.0).try_acquire().allowed
+    assert not original.try_acquire().allowed
+    assert original.replace(name="other").try_acquire().allowed
+
+
+def test_replace_on_pipeline() -> None:
+    """A pipeline's copy has the same policies and the options given; its name is validated
+    as a new pipeline's."""
+    retry, breaker = resilience.Retry(), resilience.CircuitBreaker()
+    original = resilience.Pipeline(retry, breaker, name="checkout")
+    copy = original.replace(tracing=False)
+    assert copy.policies == (retry, breaker) and copy is not original
+    assert (copy.name, copy.tracing, original.tracing) == ("checkout", False, True)
+    assert original.replace(name=None).name == "pipeline"
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        original.replace(name="")
+    with pytest.raises(TypeError, match="tracing must be True or False"):
+        original.replace(tracing="yes")

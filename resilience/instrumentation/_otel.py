@@ -242,11 +242,11 @@ class OpenTelemetry:
 
     # -- Observer: pipeline calls ------------------------------------------------------------
 
-    def call(self, name: str) -> _CallSpan | None:
+    def call(self, name: str, function: str) -> _CallSpan | None:
         if self._global_tracer and not _global_tracer_set():
             return None  # no SDK: a span would record nothing and carry no new context
         span = self._tracer.start_span(
-            name, kind=SpanKind.INTERNAL, attributes={"code.function.name": name}
+            name, kind=SpanKind.INTERNAL, attributes={"code.function.name": function}
         )
         return _CallSpan(span)
 

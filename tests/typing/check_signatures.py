@@ -42,3 +42,9 @@ pending.close()
 assert_type(count(["x"]), int)
 assert_type(Retry().call(charge, "a", 1), bytes)
 assert_type(remaining(), float | None)
+
+# replace() keeps the kind: a Deadline's copy is a Deadline, not its base class.
+assert_type(Timeout(1.0).replace(seconds=2.0), Timeout)
+assert_type(Deadline(1.0).replace(seconds=2.0), Deadline)
+assert_type(Fallback(0).replace(value=1), Fallback)
+assert_type(Pipeline(Retry()).replace(tracing=False), Pipeline)
