@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 from resilience import _events
+from resilience._circuit.listeners import StateListener, StateListeners
 from resilience._circuit.metrics import CircuitMetrics
 from resilience._circuit.shared import SharedCircuit
 from resilience._circuit.state import REJECTED, CircuitState, StateMachine
@@ -33,8 +34,6 @@ T = TypeVar("T")
 _log = logging.getLogger("resilience")
 
 _RENAMED = {"failure_on": "on", "failure_on_result": "on_result"}
-
-StateListener = Callable[[_events.CircuitStateChanged], object]
 
 # Every live breaker, so telemetry can observe states and totals without a per-call event.
 breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
@@ -69,10 +68,11 @@ class CircuitBreaker(Policy):
 
     __slots__ = (
         "__weakref__",
+        "_announce",
+        "_announcer",
         "_clock",
         "_failure_on",
         "_failure_on_result",
-        "_listeners",
         "_lock",
         "_machine",
         "_settings",
@@ -152,7 +152,8 @@ class CircuitBreaker(Policy):
             slow_call_rate=slow_call_rate if slow_call_duration is not None else None,
         )
         self._lock = threading.Lock()
-        self._listeners: tuple[StateListener, ...] = ()
+        self._announcer = StateListeners(name, self._lock)
+        self._announce = self._announcer.announce
         # successes, failures, rejections, interrupted
         self._totals = [0, 0, 0, 0]
         self._shared: SharedCircuit | None = None
@@ -226,7 +227,7 @@ class CircuitBreaker(Policy):
         if self._shared is not None:
             state, calls, failures, slow = self._shared.poll()  # I/O: not under the lock
             with self._lock:
-                successes, failed, rejected, interrupted = self._totals
+                totals = tuple(self._totals)
                 changes = None
         else:
             now = self._clock.now()
@@ -236,22 +237,11 @@ class CircuitBreaker(Policy):
                 window = machine.window
                 window.refresh(now)
                 calls, failures, slow = window.calls, window.failures, window.slow
-                successes, failed, rejected, interrupted = self._totals
+                totals = tuple(self._totals)
                 changes = self._drain_locked()
         if changes:
             self._announce(changes)
-        return CircuitMetrics(
-            state=state,
-            calls=calls,
-            failures=failures,
-            slow_calls=slow,
-            failure_rate=failures / calls if calls else 0.0,
-            slow_call_rate=slow / calls if calls else 0.0,
-            total_successes=successes,
-            total_failures=failed,
-            total_rejections=rejected,
-            total_interrupted=interrupted,
-        )
+        return CircuitMetrics.of(state, calls, failures, slow, totals)
 
     def open(self) -> None:
         """Open the breaker now, for ``open_for`` seconds (then it turns half-open)."""
@@ -267,14 +257,7 @@ class CircuitBreaker(Policy):
         Listeners run after the breaker's lock is released, in the thread that caused the
         transition; one that raises is logged and skipped.
         """
-        with self._lock:  # a tuple swapped under the lock: concurrent adds are not lost
-            self._listeners = (*self._listeners, listener)
-
-        def remove() -> None:
-            with self._lock:
-                self._listeners = tuple(other for other in self._listeners if other is not listener)
-
-        return remove
+        return self._announcer.add(listener)
 
     # -- the sans-IO steps the shells call ---------------------------------------------------
 
@@ -346,17 +329,6 @@ class CircuitBreaker(Policy):
             return None
         changes, machine.changes = machine.changes, []
         return changes
-
-    def _announce(self, changes: list[tuple[CircuitState, CircuitState]]) -> None:
-        for old, new in changes:
-            event = _events.CircuitStateChanged(self.name, old.value, new.value)
-            for listener in self._listeners:
-                try:
-                    listener(event)
-                except Exception:
-                    _log.exception("circuit breaker %r listener %r failed", self.name, listener)
-            if _events.listeners:
-                _events.emit(event)
 
     # -- shells: one pair for both homes of the state (this process, or Redis) -----------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from resilience._circuit.state import CircuitState
@@ -28,3 +29,23 @@ class CircuitMetrics:
     """Calls refused without running (open, or half-open with its trials taken)."""
     total_interrupted: int
     """Calls that ended by cancellation or another BaseException: neither success nor failure."""
+
+    @classmethod
+    def of(
+        cls, state: CircuitState, calls: int, failures: int, slow: int, totals: Sequence[int]
+    ) -> CircuitMetrics:
+        """The snapshot of a window's counts and a breaker's ``totals`` (successes, failures,
+        rejections, interrupted), with the window's rates worked out."""
+        successes, failed, rejected, interrupted = totals
+        return cls(
+            state=state,
+            calls=calls,
+            failures=failures,
+            slow_calls=slow,
+            failure_rate=failures / calls if calls else 0.0,
+            slow_call_rate=slow / calls if calls else 0.0,
+            total_successes=successes,
+            total_failures=failed,
+            total_rejections=rejected,
+            total_interrupted=interrupted,
+        )
