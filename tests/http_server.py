@@ -47,6 +47,7 @@ __all__ = [
     "driver",
     "http_server",
     "http_server_session",
+    "read_body",
 ]
 
 _MAX_HEAD = 64 * 1024
@@ -647,3 +648,14 @@ class Driver:
 def driver(request: pytest.FixtureRequest) -> Driver:
     """Every transport test runs against both transports."""
     return Driver(request.param)
+
+
+async def read_body(receive: Callable[[], Any]) -> bytes:
+    """An ASGI app's whole request body, however many ``http.request`` messages carry it."""
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    return body

@@ -19,6 +19,7 @@ from resilience.asgi import IdempotencyMiddleware
 from resilience.http import AsyncResilientTransport, ResilientTransport
 from resilience.stores import MemoryStore
 from resilience.testing import serve_asgi
+from tests.http_server import read_body
 
 USER, PASSWORD, REALM, NONCE = "shop", "s3cret", "orders", "dcd98b7102dd2f0e8b11d0f600bfb0c0"
 ADDED = ("idempotency-key", "request-timeout-ms", "traceparent")
@@ -53,12 +54,7 @@ class Shop:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         method, path = scope["method"], scope["path"]
 

@@ -13,7 +13,7 @@ from resilience import Backoff, Retry
 from resilience.asgi import IdempotencyMiddleware
 from resilience.stores import MemoryStore
 from resilience.testing import serve_asgi
-from tests.http_server import Driver, Drop, Relay, Reply, dead_origin
+from tests.http_server import Driver, Drop, Relay, Reply, dead_origin, read_body
 from tests.test_http_transport import keys_seen
 
 FAST = Retry(4, backoff=Backoff(initial=0.001, maximum=0.005))
@@ -28,10 +28,7 @@ class Orders:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        more = True
-        while more:
-            message = await receive()
-            more = message.get("more_body", False)
+        await read_body(receive)
         self.runs += 1  # one event loop: no lock needed
         body = json.dumps({"order": self.runs}).encode()
         await send({"type": "http.response.start", "status": 201, "headers": []})

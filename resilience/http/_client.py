@@ -10,7 +10,7 @@ so no request bypasses the policies.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -44,26 +44,26 @@ def resilient_client(**options: Any) -> httpx.Client:
     each with its own per-origin policies.
     """
     transport_options, client_options = _split(options)
-    client = httpx.Client(**client_options)
-    client._transport = ResilientTransport.with_options(client._transport, transport_options)
-    client._mounts = {
-        pattern: None
-        if mounted is None
-        else ResilientTransport.with_options(mounted, transport_options)
-        for pattern, mounted in client._mounts.items()
-    }
-    return client
+    return _wrap_all(httpx.Client(**client_options), ResilientTransport, transport_options)
 
 
 def resilient_async_client(**options: Any) -> httpx.AsyncClient:
     """The ``httpx.AsyncClient`` twin of ``resilient_client``."""
     transport_options, client_options = _split(options)
-    client = httpx.AsyncClient(**client_options)
-    client._transport = AsyncResilientTransport.with_options(client._transport, transport_options)
+    return _wrap_all(
+        httpx.AsyncClient(**client_options), AsyncResilientTransport, transport_options
+    )
+
+
+Client = TypeVar("Client", httpx.Client, httpx.AsyncClient)
+
+
+def _wrap_all(client: Client, kind: Any, options: TransportOptions) -> Client:
+    """Wrap every transport httpx built for ``client``: the default one and each mount (the
+    proxies, from arguments or the environment, are mounts)."""
+    client._transport = kind.with_options(client._transport, options)
     client._mounts = {
-        pattern: None
-        if mounted is None
-        else AsyncResilientTransport.with_options(mounted, transport_options)
+        pattern: None if mounted is None else kind.with_options(mounted, options)
         for pattern, mounted in client._mounts.items()
     }
     return client

@@ -348,16 +348,26 @@ class _Resilient:
 
     _calls: _Calls
     _inner: Any
+    _send: str  # the inner transport's send method
+    _twin: str  # the transport of the other colour
 
-    def _setup(self, inner: Any, options: TransportOptions, method: str, twin: str) -> None:
+    def _setup(self, inner: Any, options: TransportOptions) -> None:
+        method = self._send
         if not callable(getattr(inner, method, None)):
             raise TypeError(
                 f"inner must be a transport with {method}() for {type(self).__name__}, got "
                 f"{type(inner).__name__}"
-                + (f": use {twin} for it" if hasattr(inner, _OTHER[method]) else "")
+                + (f": use {self._twin} for it" if hasattr(inner, _OTHER[method]) else "")
             )
         self._inner = inner
         self._calls = _Calls(options, self._wrap)
+
+    @classmethod
+    def with_options(cls, inner: Any, options: TransportOptions) -> Self:
+        """A transport around ``inner`` with ``options`` already built."""
+        transport = cls.__new__(cls)
+        transport._setup(inner, options)
+        return transport
 
     def _wrap(self, policy: Policy | None) -> Send:
         raise NotImplementedError
@@ -410,22 +420,13 @@ class ResilientTransport(_Resilient, httpx.BaseTransport):
     closing this transport enters and closes it.
     """
 
+    _send, _twin = "handle_request", "AsyncResilientTransport"
+
     def __init__(
         self, inner: httpx.BaseTransport | None = None, **options: Unpack[TransportKwargs]
     ) -> None:
-        self._setup(
-            inner if inner is not None else httpx.HTTPTransport(),
-            transport_options(dict(options)),
-            "handle_request",
-            "AsyncResilientTransport",
-        )
-
-    @classmethod
-    def with_options(cls, inner: httpx.BaseTransport, options: TransportOptions) -> Self:
-        """A transport around ``inner`` with ``options`` already built."""
-        transport = cls.__new__(cls)
-        transport._setup(inner, options, "handle_request", "AsyncResilientTransport")
-        return transport
+        inner = inner if inner is not None else httpx.HTTPTransport()
+        self._setup(inner, transport_options(dict(options)))
 
     def _wrap(self, policy: Policy | None) -> Callable[[httpx.Request], httpx.Response]:
         return self._attempt if policy is None else policy._wrap_sync(self._attempt)
@@ -496,22 +497,13 @@ class AsyncResilientTransport(_Resilient, httpx.AsyncBaseTransport):
     every permit. ``inner`` (default ``httpx.AsyncHTTPTransport()``) must be an async transport.
     """
 
+    _send, _twin = "handle_async_request", "ResilientTransport"
+
     def __init__(
         self, inner: httpx.AsyncBaseTransport | None = None, **options: Unpack[TransportKwargs]
     ) -> None:
-        self._setup(
-            inner if inner is not None else httpx.AsyncHTTPTransport(),
-            transport_options(dict(options)),
-            "handle_async_request",
-            "ResilientTransport",
-        )
-
-    @classmethod
-    def with_options(cls, inner: httpx.AsyncBaseTransport, options: TransportOptions) -> Self:
-        """A transport around ``inner`` with ``options`` already built."""
-        transport = cls.__new__(cls)
-        transport._setup(inner, options, "handle_async_request", "ResilientTransport")
-        return transport
+        inner = inner if inner is not None else httpx.AsyncHTTPTransport()
+        self._setup(inner, transport_options(dict(options)))
 
     def _wrap(self, policy: Policy | None) -> Callable[[httpx.Request], Any]:
         return self._attempt if policy is None else policy._wrap_async(self._attempt)
