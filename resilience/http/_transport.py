@@ -132,28 +132,27 @@ class _Calls:
     # then end_call. They run on every request, so each does its steps inline.
 
     def begin_call(self, request: httpx.Request) -> CallState:
-        """Save what the request carries, key it, pick its policies' send function (hedged for
-        idempotent requests when hedging is on) and publish the call's deadline (an enclosing
-        one that ends sooner stays in force)."""
-        saved = save(request)
+        """Pick the request's send function (its policy key's; hedged for idempotent requests
+        when hedging is on), publish the call's deadline (an enclosing one that ends sooner
+        stays in force), save what the request carries, then key it."""
         method = request.method
-        options = self.options
-        if method in self._keyed_methods:
-            add_idempotency_key(request, options.key_style, options.derive_keys)
         origins = self.origins
         if origins.key_of is None:
             url = request.url
             key: Any = (url.raw_scheme, url.raw_host, url.port)
         else:
-            key = origins.key_of(request)
+            key = origins.key_of(request)  # the caller's request, as it came
         origin = origins._built.get(key) or origins.get(key)
         send = origin.hedged if self.hedging and method in IDEMPOTENT_METHODS else origin.plain
-        if self.deadline is None:
-            return send, None, saved
-        token, scope = enter_deadline(self.deadline, self.clock)
-        if token is None and scope.remaining() <= 0.0:  # ours, just made, has time left
-            restore(request, saved)
-            raise self._exceeded(request)
+        token = None
+        if self.deadline is not None:
+            token, scope = enter_deadline(self.deadline, self.clock)
+            if token is None and scope.remaining() <= 0.0:  # ours, just made, has time left
+                raise self._exceeded(request)
+        saved = save(request)
+        if method in self._keyed_methods:
+            options = self.options
+            add_idempotency_key(request, options.key_style, options.derive_keys)
         return send, token, saved
 
     def end_call(self, request: httpx.Request, state: CallState) -> None:
