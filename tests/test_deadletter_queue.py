@@ -19,7 +19,9 @@ from resilience.deadletter import (
     DeadLetterQueue,
     DeadLetterRecorded,
     Depth,
+    RedisStreamStore,
     SQLiteStore,
+    default_path,
     parked_entry,
 )
 from resilience.testing import EventRecorder
@@ -205,3 +207,48 @@ def test_queue_options_are_checked(
     options: dict[str, Any] = {"store": queue.store, option: value}
     with pytest.raises(kind, match=option):
         DeadLetterQueue(**options)
+
+
+@pytest.mark.redis
+def test_a_redis_outage_never_breaks_the_call(redis_server: Any) -> None:
+    """Redis stopped while a call is parked: the caller's error carries a note instead, through
+    a client that tries once (the store's twin of a retrying client); once Redis is back (empty,
+    no persistence), parking works again by itself."""
+    import redis
+
+    client = redis.Redis(
+        host="127.0.0.1", port=redis_server.port, socket_timeout=0.5, socket_connect_timeout=0.5
+    )  # redis-py retries failed commands by default for clients built like this
+    store = RedisStreamStore(client, name="outage")
+    assert store._client is not client
+    queue = DeadLetterQueue(store)
+    try:
+        redis_server.stop()
+        try:
+            error = httpx.ConnectError("refused")
+            assert queue.park_error(keyed(), error) is None
+            assert any("its store failed (ConnectionError)" in n for n in error.__notes__)
+        finally:
+            redis_server.start()
+        assert queue.park_error(keyed(), httpx.ConnectError("refused")) is not None
+        assert queue.depth() == Depth(1, 0)
+    finally:
+        queue.close()
+        client.close()
+
+
+def test_the_default_store_is_one_sqlite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no store, the queue keeps a SQLite file at $RESILIENCE_DEAD_LETTERS, else under
+    $XDG_STATE_HOME/resilience/ (directories made as needed)."""
+    monkeypatch.delenv("RESILIENCE_DEAD_LETTERS", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert default_path() == tmp_path / "state" / "resilience" / "dead-letters.sqlite3"
+    monkeypatch.setenv("RESILIENCE_DEAD_LETTERS", str(tmp_path / "named" / "dl.sqlite3"))
+    queue = DeadLetterQueue()
+    try:
+        assert queue.park_error(keyed(), httpx.ConnectError("refused")) is not None
+    finally:
+        queue.close()
+    assert (tmp_path / "named" / "dl.sqlite3").is_file()

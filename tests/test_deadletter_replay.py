@@ -32,6 +32,7 @@ from resilience.deadletter import (
 from resilience.http import ResilientTransport
 from resilience.stores import MemoryStore
 from resilience.testing import EventRecorder, FakeClock, serve_asgi
+from tests.conftest import Colour
 
 pytestmark = pytest.mark.server  # the ledger: uvicorn on 127.0.0.1
 
@@ -275,9 +276,10 @@ def test_a_run_is_bounded_by_count_and_by_time(
 
 
 def test_replay_async_settles_like_replay(
-    ledger: tuple[Ledger, str], queue: DeadLetterQueue
+    ledger: tuple[Ledger, str], queue: DeadLetterQueue, async_colour: Colour
 ) -> None:
-    """The async shell replays through an AsyncClient with the same outcomes."""
+    """The async shell replays through an AsyncClient with the same outcomes, under asyncio
+    and under trio (the store's steps run in worker threads through anyio)."""
     service, url = ledger
     park(queue, url, range(4))
 
@@ -285,7 +287,7 @@ def test_replay_async_settles_like_replay(
         async with httpx.AsyncClient(headers={"Authorization": TOKEN}) as client:
             return await replay_async(client, queue, limit=3)
 
-    summary = asyncio.run(main())
+    summary = async_colour.run(main)
     assert (summary.succeeded, summary.stopped, summary.depth) == (3, "limit", Depth(1, 0))
     assert sum(service.charges.values()) == 3
 
@@ -306,3 +308,37 @@ def test_replay_options_are_checked(queue: DeadLetterQueue) -> None:
         replay(None, queue, batch=0)
     with pytest.raises(ValueError, match="max_time"):
         replay(None, queue, max_time=-1.0)
+
+
+def test_a_cancelled_replay_releases_what_it_did_not_send(
+    ledger: tuple[Ledger, str], queue: DeadLetterQueue, async_colour: Colour
+) -> None:
+    """Cancelled while its second charge is in flight: the first entry is settled, the one in
+    flight keeps its lease (its outcome is unknown), the claimed ones not yet sent go back at
+    once for any other replayer."""
+    service, url = ledger
+    ids = park(queue, url, range(5))
+    service.hold_at = 2
+
+    async def main() -> None:
+        async with httpx.AsyncClient() as client:
+            if async_colour.name == "trio":
+                import trio
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(replay_async, client, queue)
+                    await anyio.to_thread.run_sync(service.holding.wait, 10.0)
+                    nursery.cancel_scope.cancel()
+            else:
+                task = asyncio.create_task(replay_async(client, queue, batch=5))
+                await anyio.to_thread.run_sync(service.holding.wait, 10.0)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+
+    async_colour.run(main)
+    service.gate.set()
+    assert queue.get(ids[0]) is None  # finished before the cancellation
+    others, _ = queue.store.claim("another-replayer", 10, None)
+    assert [e.id for e in others] == ids[2:]  # released at once; ids[1] is still leased
+    assert all(e.replays == 0 for e in others)

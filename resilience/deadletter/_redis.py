@@ -87,8 +87,10 @@ return 1
 class RedisStreamStore(ThreadedAsync):
     """Dead letters of the queue ``name`` on Redis (a synchronous ``redis.Redis`` or cluster
     client). ``lease``: seconds a replayer may hold an entry before another takes it over.
-    Bound each call with the client's ``socket_timeout``: redis-py >= 6 retries failed
-    commands itself, so give it ``retry=None`` or a short retry for a bounded call time.
+    Bound each call with the client's ``socket_timeout`` (and ``socket_connect_timeout``): a
+    client that would retry failed commands (redis-py >= 6 does by default) is replaced by a
+    twin that tries each once, as ``RedisStore`` does, so parking a call never waits seconds
+    for a Redis that is down; ``close()`` closes the twin.
     """
 
     def __init__(
@@ -111,10 +113,11 @@ class RedisStreamStore(ThreadedAsync):
                 "client must be a synchronous redis client (redis.Redis): the async steps run "
                 "it in a worker thread"
             )
+        from resilience.stores._redis_client import tried_once
         from resilience.stores._scripts import SyncScript  # redis is imported by stores only
 
+        client, self._owned = tried_once(client, False)
         self._client = client
-        self._owned = False
         self.name = name
         self.prefix = prefix
         self.lease = float(lease)
@@ -135,6 +138,8 @@ class RedisStreamStore(ThreadedAsync):
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
         )
         store = cls(client, **options)
+        if store._client is not client:  # the store made a twin that tries once: ours is spare
+            client.close()
         store._owned = True
         return store
 
@@ -142,7 +147,8 @@ class RedisStreamStore(ThreadedAsync):
         return f"RedisStreamStore({self._client!r}, name={self.name!r}, lease={self.lease!r})"
 
     def close(self) -> None:
-        """Close the client if ``from_url`` made it (a client you gave stays yours)."""
+        """Close the client if the store made it (``from_url``, or a twin that tries each
+        command once); a client you gave stays yours."""
         if self._owned:
             self._client.close()
 
