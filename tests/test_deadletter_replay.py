@@ -16,7 +16,7 @@ import anyio.to_thread
 import httpx
 import pytest
 
-from resilience import CircuitBreaker
+from resilience import Backoff, CircuitBreaker, Retry, RetryBudget
 from resilience.asgi import IdempotencyMiddleware
 from resilience.deadletter import (
     DeadLetterParked,
@@ -342,3 +342,25 @@ def test_a_cancelled_replay_releases_what_it_did_not_send(
     others, _ = queue.store.claim("another-replayer", 10, None)
     assert [e.id for e in others] == ids[2:]  # released at once; ids[1] is still leased
     assert all(e.replays == 0 for e in others)
+
+
+@pytest.mark.parametrize(("budget", "sent"), [(None, 12), (0.25, 5)])
+def test_a_replay_spends_the_clients_retry_budget(
+    ledger: tuple[Ledger, str], queue: DeadLetterQueue, budget: float | None, sent: int
+) -> None:
+    """Payments still down, 4 entries, a client retrying keyed charges 3 times: without a budget
+    the replay sends 12 requests; with a budget of 25 % of first attempts (and no floor) the
+    client allows 1 retry in all, and payments sees 5."""
+    service, url = ledger
+    service.down = True
+    park(queue, url, range(4))
+    retry = Retry(3, backoff=Backoff(initial=0.001, maximum=0.002))
+    if budget is not None:
+        retry = retry.replace(budget=RetryBudget(ratio=budget, min_retries_per_second=0.0))
+    transport = ResilientTransport(  # a fake clock: the budget's window never slides here
+        retry=retry, breaker=None, origins_honour_keys=True, clock=FakeClock(), tracing=False
+    )
+    with httpx.Client(transport=transport) as client:
+        summary = replay(client, queue, stop_after_failures=None)
+    assert summary.failed == 4
+    assert len(service.seen) == sent
