@@ -168,3 +168,25 @@ def test_an_enclosing_deadline_that_runs_out_raises_the_same_error(
 
         asyncio.run(scenario())
     assert len(http_server.received("/stall")) == 1
+
+
+def test_a_call_started_with_no_time_left_sends_nothing_and_admits_nothing(
+    driver: Driver, http_server: Any
+) -> None:
+    """Inside a caller's deadline that has already run out, the call raises the one deadline
+    error before any request leaves and before the breaker counts anything."""
+    clock = FakeClock()
+    transport = driver.transport(deadline=None, clock=clock)
+    driver.send(transport, "GET", f"{http_server.url}/r")  # builds the origin's policies
+    breaker = transport.breaker_for(http_server.url)
+    before = breaker.metrics
+    with Deadline(1.0, clock=clock):
+        clock.advance(1.0)
+        with pytest.raises(HTTPDeadlineExceededError):
+            driver.send(transport, "GET", f"{http_server.url}/r")
+    after = breaker.metrics
+    assert len(http_server.received("/r")) == 1
+    assert (after.total_successes, after.total_failures) == (
+        before.total_successes,
+        before.total_failures,
+    )

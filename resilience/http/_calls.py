@@ -143,6 +143,10 @@ class Calls:
             token, scope = enter_deadline(self.deadline, self.clock)
             if token is None and scope.remaining() <= 0.0:  # ours, just made, has time left
                 raise self._exceeded(request)
+        else:
+            enclosing = current_deadline()
+            if enclosing is not None and enclosing.remaining() <= 0.0:
+                raise self._exceeded(request)  # before any policy admits the call
         saved = save(request)
         if method in self._keyed_methods:
             options = self.options
