@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Building the site takes seconds: it belongs with the examples, outside `make check`.
+pytestmark = pytest.mark.examples
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
