@@ -3,10 +3,11 @@ virtualenv and run the README's examples against it, away from the checkout.
 
     .venv/bin/python .ci/release_check.py      (or: make release-check)
 
-What it catches: a module, ``py.typed`` or Lua script left out of the wheel (or of the sdist:
-the wheel is built from the sdist), metadata PyPI would refuse (``twine check --strict``), a
-version written in two places, an extra that does not resolve, and README examples that only
-work from a checkout. Needs ``build`` and ``twine`` (the dev extra) and the package index.
+What it catches: a module, ``py.typed``, a Lua script or the LICENSE left out of the wheel (or
+of the sdist: the wheel is built from the sdist), metadata PyPI would refuse (``twine check
+--strict``), a version written in two places, an extra that does not resolve, and README
+examples that only work from a checkout. Needs ``build`` and ``twine`` (the dev extra) and
+the package index.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zipfile
@@ -52,6 +54,19 @@ def _check_wheel_contents(wheel: Path) -> None:
     print(f"  the wheel carries all {len(shipped)} files of resilience/", flush=True)
 
 
+def _check_license(sdist: Path, wheel: Path) -> None:
+    """The MIT licence asks that its text go with every copy: both archives carry LICENSE."""
+    with tarfile.open(sdist) as archive:
+        in_sdist = [name for name in archive.getnames() if name.endswith("/LICENSE")]
+    with zipfile.ZipFile(wheel) as archive:
+        in_wheel = [
+            name for name in archive.namelist() if name.endswith(".dist-info/licenses/LICENSE")
+        ]
+    if not in_sdist or not in_wheel:
+        raise SystemExit(f"LICENSE missing: sdist {in_sdist}, wheel {in_wheel}")
+    print(f"  LICENSE is in the sdist ({in_sdist[0]}) and the wheel ({in_wheel[0]})", flush=True)
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="resilience-release-") as scratch:
         tmp = Path(scratch)
@@ -62,6 +77,7 @@ def main() -> int:
         (sdist,) = dist.glob("*.tar.gz")
         _run(sys.executable, "-m", "twine", "check", "--strict", sdist, wheel)
         _check_wheel_contents(wheel)
+        _check_license(sdist, wheel)
 
         venv = tmp / "venv"
         _run(sys.executable, "-m", "venv", venv)
