@@ -77,9 +77,10 @@ docs: $(DOCS_STAMP)
 docs-serve: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
-# Build the sdist and wheel, twine-check them, install the wheel (with [otlp]) into a bare
-# virtualenv and run the README's examples against it from outside the checkout.
-release-check: $(STAMP)
+# Build the sdist and wheel, twine-check them, install the wheel (with [otlp,redis]) into a bare
+# virtualenv and run the README's examples against it from outside the checkout (its Redis
+# example against a redis-server of its own on a free port).
+release-check: $(STAMP) redis-server
 	$(BIN)/python .ci/release_check.py
 
 clean:

@@ -82,12 +82,23 @@ def main() -> int:
         venv = tmp / "venv"
         _run(sys.executable, "-m", "venv", venv)
         python = venv / "bin" / "python"
-        # [otlp]: the README's tracing example needs the SDK; the extra must resolve too
-        _run(python, "-m", "pip", "install", "--quiet", f"{wheel}[otlp]")
+        # [otlp]: the README's tracing example needs the SDK; [redis]: its fleet example needs
+        # redis-py; both extras must resolve too
+        _run(python, "-m", "pip", "install", "--quiet", f"{wheel}[otlp,redis]")
         work = tmp / "work"  # not the checkout: `import resilience` must find the wheel
         work.mkdir()
         shutil.copy(RUNNER, work / RUNNER.name)
-        _run(python, "-I", work / RUNNER.name, ROOT / "README.md", cwd=work)
+        # the README's Redis example talks to a redis-server of ours on a free port, never to a
+        # Redis this machine may run on 6379 (the tests' own server class; `make redis-server`)
+        sys.path.insert(0, str(ROOT))
+        from tests.redis_server import RedisServer
+
+        redis_server = RedisServer()
+        try:
+            _run(python, "-I", work / RUNNER.name, ROOT / "README.md", redis_server.url, cwd=work)
+        finally:
+            redis_server.stop()
+            shutil.rmtree(redis_server._dir, ignore_errors=True)
     return 0
 
 
