@@ -22,7 +22,7 @@ from resilience.deadletter._events import (
     DeadLetterReplayed,
     DeadLetterSucceeded,
 )
-from resilience.deadletter._letter import CREDENTIAL_HEADERS, Depth, Entry, Letter
+from resilience.deadletter._letter import CREDENTIAL_HEADERS, Depth, Entry, Letter, Unreadable
 from resilience.deadletter._policy import DeadLetter, register
 from resilience.deadletter._queue import (
     ENTRY_EXTENSION,
@@ -53,6 +53,7 @@ __all__ = [
     "RedisStreamStore",
     "ReplaySummary",
     "SQLiteStore",
+    "Unreadable",
     "default_path",
     "parked_entry",
     "register",

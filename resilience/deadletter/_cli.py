@@ -8,6 +8,9 @@ your credentials there: none are kept in the queue); ``--header-env NAME=VAR`` a
 whose value is read from the environment variable ``VAR`` (never from the command line, where
 ``ps`` shows it). Call entries go to the handlers that the modules given with ``--import``
 register (``DeadLetter``-decorated functions).
+
+An entry the store cannot read back is listed and shown as unreadable (with the class of the
+error, never its content) and can be dropped; a replay parks it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from resilience.deadletter._letter import Entry
+from resilience.deadletter._letter import Entry, Unreadable
 from resilience.deadletter._queue import DeadLetterQueue
 from resilience.deadletter._redis import RedisStreamStore
 from resilience.deadletter._replay import ReplaySummary, replay
@@ -126,21 +129,29 @@ def _list(queue: DeadLetterQueue, options: argparse.Namespace, out: TextIO) -> i
 
 def _summary(entry: Entry) -> dict[str, Any]:
     letter = entry.letter
-    what = f"{letter.method} {letter.target}" if letter.kind == "http" else f"call {letter.target}"
-    return {
+    row = {
         "id": entry.id,
         "state": entry.state,
         "replays": entry.replays,
         "why": entry.why,
-        "created": _when(entry.created),
-        "what": what,
-        "key": letter.key,
+        "created": _when(entry),
     }
+    if isinstance(letter, Unreadable):
+        return {**row, "what": letter.reason, "key": None, "unreadable": letter.reason}
+    what = f"{letter.method} {letter.target}" if letter.kind == "http" else f"call {letter.target}"
+    return {**row, "what": _clip(what), "key": letter.key}
 
 
-def _when(seconds: float) -> str:
-    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+def _when(entry: Entry) -> str:
+    if isinstance(entry.letter, Unreadable):
+        return "-"
+    moment = datetime.datetime.fromtimestamp(entry.created, tz=datetime.timezone.utc)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _clip(text: str, width: int = 120) -> str:
+    """``text`` cut to ``width`` characters for a table row (``show`` prints it whole)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _show(queue: DeadLetterQueue, entry_id: str, out: TextIO) -> int:
@@ -149,6 +160,17 @@ def _show(queue: DeadLetterQueue, entry_id: str, out: TextIO) -> int:
         print(f"no entry {entry_id}", file=out)
         return 1
     letter = entry.letter
+    if isinstance(letter, Unreadable):
+        for name, value in (
+            ("id", entry.id),
+            ("state", entry.state),
+            ("unreadable", letter.reason),
+            ("replays", entry.replays),
+            ("last error", entry.last_error or "-"),
+        ):
+            print(f"{name + ':':<12}{value}", file=out)
+        print(f"{'':<12}(a replay parks it; drop removes it)", file=out)
+        return 0
     for name, value in (
         ("id", entry.id),
         ("state", entry.state),
@@ -158,7 +180,7 @@ def _show(queue: DeadLetterQueue, entry_id: str, out: TextIO) -> int:
         ("key", letter.key or "-"),
         ("why", entry.why),
         ("reason", entry.reason),
-        ("created", _when(entry.created) + " UTC"),
+        ("created", _when(entry) + " UTC"),
         ("attempts", entry.attempts or "-"),
         ("replays", entry.replays),
         ("last error", entry.last_error or "-"),

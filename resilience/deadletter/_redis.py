@@ -11,6 +11,10 @@ Keys (one hash tag per queue, so a cluster keeps them in one slot), under ``pref
   ``dl:{name}:keys`` (hash): Idempotency-Key -> id, so a key is queued once;
   ``dl:{name}:parked`` (set): the ids given up on (taken off the stream, kept for inspection).
 
+Entries are read back by ``stream_entry`` (``_letter``): a damaged one is an unreadable entry,
+not an error, and the Lua steps never depend on being able to decode it (a key whose entry is
+gone or unreadable is queued again; dropping never needs the JSON).
+
 Every change is one Lua step, so a crash never leaves half an entry. A failed replay puts its
 entry back by setting its idle time past any lease (``XCLAIM ... IDLE``): the next run's
 ``XAUTOCLAIM`` sees it at once, this run's cursor has moved past it. Needs Redis >= 6.2 and a
@@ -20,13 +24,19 @@ synchronous client (``redis.Redis`` or a cluster client); the async twins run it
 from __future__ import annotations
 
 import inspect
-import json
 import re
 import time
 from typing import Any, Final
 
 from resilience._validate import check_duration
-from resilience.deadletter._letter import Depth, Entry, Letter, State, decode_letter, encode_letter
+from resilience.deadletter._letter import (
+    Depth,
+    Entry,
+    Letter,
+    State,
+    stream_entry,
+    stream_record,
+)
 from resilience.deadletter._rules import Action
 from resilience.deadletter._store import ThreadedAsync
 
@@ -37,10 +47,11 @@ _ID: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 _RELEASED_IDLE_MS: Final = b"%d" % (10 * 365 * 86_400_000)  # ten years: past any lease
 
 # KEYS: stream, data, keys. ARGV: entry JSON, key ('' for none), group. -> {id, added}
+# A key whose entry is gone (its data dropped by hand) is queued again.
 _ADD: Final = """
 if ARGV[2] ~= '' then
   local existing = redis.call('HGET', KEYS[3], ARGV[2])
-  if existing then return {existing, 0} end
+  if existing and redis.call('HEXISTS', KEYS[2], existing) == 1 then return {existing, 0} end
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[3], '0', 'MKSTREAM')
@@ -52,15 +63,18 @@ return {id, 1}
 """
 
 # KEYS: stream, data, state, keys, parked. ARGV: id, group. -> 1 if it was there
+# An entry whose JSON cannot be decoded is dropped all the same; its key, if it had one,
+# stays mapped to an id with no data, which _ADD treats as free.
 _DROP: Final = """
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('XACK', KEYS[1], ARGV[2], ARGV[1])
-redis.call('XDEL', KEYS[1], ARGV[1])
+local found = redis.call('XDEL', KEYS[1], ARGV[1]) + redis.call('SREM', KEYS[5], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('SREM', KEYS[5], ARGV[1])
-if not raw then return 0 end
+if not raw then return found > 0 and 1 or 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
-local key = cjson.decode(raw)['letter']['key']
+local decoded, entry = pcall(cjson.decode, raw)
+local letter = decoded and type(entry) == 'table' and entry['letter']
+local key = type(letter) == 'table' and letter['key']
 if type(key) == 'string' and redis.call('HGET', KEYS[4], key) == ARGV[1] then
   redis.call('HDEL', KEYS[4], key)
 end
@@ -153,16 +167,11 @@ class RedisStreamStore(ThreadedAsync):
             self._client.close()
 
     def add(self, letter: Letter, *, why: str, reason: str, attempts: int = 0) -> str:
-        entry = {
-            "letter": encode_letter(letter),
-            "why": why,
-            "reason": reason,
-            "created": time.time(),
-            "attempts": attempts,
-        }
+        record = stream_record(
+            letter, why=why, reason=reason, created=time.time(), attempts=attempts
+        )
         added = self._add(
-            keys=[self.stream, self.data, self.keys],
-            args=[json.dumps(entry), letter.key or "", GROUP],
+            keys=[self.stream, self.data, self.keys], args=[record, letter.key or "", GROUP]
         )
         return _text(added[0])
 
@@ -170,9 +179,9 @@ class RedisStreamStore(ThreadedAsync):
         if not _is_id(entry_id):
             return None
         raw = self._client.hget(self.data, entry_id)
-        if raw is None:
+        if raw is None and not self._listed(entry_id):
             return None
-        return _entry(entry_id, raw, self._client.hget(self.state, entry_id))
+        return stream_entry(entry_id, raw, self._client.hget(self.state, entry_id))
 
     def entries(self, *, state: State | None = None, limit: int = 100) -> list[Entry]:
         ids: list[str] = []
@@ -261,11 +270,18 @@ class RedisStreamStore(ThreadedAsync):
             return []
         data = self._client.hmget(self.data, ids)
         states = self._client.hmget(self.state, ids)
+        # An id without data (removed by hand, or dropped a moment ago) is unreadable: a
+        # replay parks it (a no-op if it was dropped), drop removes what is left of it.
         return [
-            _entry(entry_id, raw, state)
+            stream_entry(entry_id, raw, state)
             for entry_id, raw, state in zip(ids, data, states, strict=True)
-            if raw is not None  # dropped while it was pending: nothing left to replay
         ]
+
+    def _listed(self, entry_id: str) -> bool:
+        """Whether ``entry_id`` is on the stream or parked (an entry whose data is gone)."""
+        if self._client.sismember(self.parked, entry_id):
+            return True
+        return bool(self._client.xrange(self.stream, entry_id, entry_id, count=1))
 
 
 def _is_id(entry_id: str) -> bool:
@@ -280,22 +296,3 @@ def _text(value: Any) -> str:
 def _order(entry_id: str) -> tuple[int, int]:
     millis, _, sequence = entry_id.partition("-")
     return int(millis), int(sequence or 0)
-
-
-def _entry(entry_id: str, raw: bytes | str, state: bytes | str | None) -> Entry:
-    data = json.loads(raw)
-    replays, current, last_error = 0, "ready", ""
-    if state is not None:
-        count, current, last_error = _text(state).split("|", 2)
-        replays = int(count)
-    return Entry(
-        entry_id,
-        decode_letter(data["letter"]),
-        str(data["why"]),
-        str(data["reason"]),
-        float(data["created"]),
-        int(data["attempts"]),
-        replays,
-        "parked" if current == "parked" else "ready",
-        last_error,
-    )

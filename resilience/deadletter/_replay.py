@@ -14,8 +14,10 @@ once; the one in flight keeps its lease (its outcome is unknown) and is taken ov
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import socket
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +32,7 @@ from resilience.deadletter._events import (
     DeadLetterReplayed,
     DeadLetterSucceeded,
 )
-from resilience.deadletter._letter import Depth, Entry
+from resilience.deadletter._letter import Depth, Entry, Letter, Unreadable
 from resilience.deadletter._policy import handlers as registered_handlers
 from resilience.deadletter._queue import REPLAY_EXTENSION, DeadLetterQueue
 from resilience.deadletter._rules import (
@@ -44,6 +46,7 @@ from resilience.deadletter._rules import (
 
 __all__ = ["ReplaySummary", "replay", "replay_async"]
 
+_log = logging.getLogger("resilience")
 _RELEASE = Action("release")
 _OUTCOMES = {"done": "succeeded", "retry": "failed", "park": "parked"}
 
@@ -87,24 +90,18 @@ def replay(
     failed replays in a row end the run (``None``: never); ``batch`` entries are claimed at a
     time; ``progress`` is called after each entry. Each entry is visited at most once a run.
     """
-    clock = clock or SYSTEM_CLOCK
     shell = _Shell(queue, limit, max_time, stop_after_failures, batch, handlers, clock)
-    store, run = queue.store, shell.run
-    cursor: str | None = None
-    while (wanted := run.wanted(clock.now())) > 0:
-        entries, cursor = store.claim(shell.consumer, min(batch, wanted), cursor)
-        waiting = list(entries)
+    store = queue.store
+    while (count := shell.wanted()) > 0:
+        shell.claimed(*store.claim(shell.consumer, count, shell.cursor))
         try:
-            while waiting and run.wanted(clock.now()) > 0:
-                entry = waiting.pop(0)
+            while (entry := shell.next()) is not None:
                 action = shell.settle(entry, _send(client, entry, shell.handlers))
                 store.settle(entry, shell.consumer, action)
                 shell.report(entry, action, progress)
         finally:  # stopped, raised or cancelled: what was not sent goes back at once
-            for entry in waiting:
+            for entry in shell.unsent():
                 store.settle(entry, shell.consumer, _RELEASE)
-        if cursor is None:
-            run.exhausted()
     return shell.summary(store.depth())
 
 
@@ -121,29 +118,24 @@ async def replay_async(
     clock: Clock | None = None,
 ) -> ReplaySummary:
     """``replay`` for an ``httpx.AsyncClient``; handlers may be coroutine functions."""
-    clock = clock or SYSTEM_CLOCK
     shell = _Shell(queue, limit, max_time, stop_after_failures, batch, handlers, clock)
-    store, run = queue.store, shell.run
-    cursor: str | None = None
-    while (wanted := run.wanted(clock.now())) > 0:
-        entries, cursor = await store.claim_async(shell.consumer, min(batch, wanted), cursor)
-        waiting = list(entries)
+    store = queue.store
+    while (count := shell.wanted()) > 0:
+        shell.claimed(*await store.claim_async(shell.consumer, count, shell.cursor))
         try:
-            while waiting and run.wanted(clock.now()) > 0:
-                entry = waiting.pop(0)
+            while (entry := shell.next()) is not None:
                 action = shell.settle(entry, await _send_async(client, entry, shell.handlers))
                 await store.settle_async(entry, shell.consumer, action)
                 shell.report(entry, action, progress)
         finally:
-            for entry in waiting:
+            for entry in shell.unsent():
                 store.settle(entry, shell.consumer, _RELEASE)  # no await: cancellation-proof
-        if cursor is None:
-            run.exhausted()
     return shell.summary(await _depth_async(queue))
 
 
 class _Shell:
-    """What both shells share: the run, the consumer's name, the handlers, announcing."""
+    """What both shells share, sans-IO: the run, its walk over the store (the cursor, the
+    claimed entries not sent yet), the consumer's name, the handlers, announcing."""
 
     def __init__(
         self,
@@ -153,29 +145,70 @@ class _Shell:
         stop_after_failures: int | None,
         batch: int,
         handlers: Mapping[str, Callable[..., Any]] | None,
-        clock: Clock,
+        clock: Clock | None,
     ) -> None:
         check_positive_int(batch, "batch")
+        self.clock = clock or SYSTEM_CLOCK
         self.run = ReplayRun(
-            started=clock.now(),
+            started=self.clock.now(),
             limit=limit,
             max_time=max_time,
             stop_after_failures=stop_after_failures,
             max_replays=queue.max_replays,
         )
         self.name = queue.name
-        self.clock = clock
+        self.batch = batch
         self.handlers = registered_handlers if handlers is None else handlers
         # Unique per run: a lease is held by this run, not by the host or the process.
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+        self.cursor: str | None = None
+        self._waiting: deque[Entry] = deque()
+
+    def wanted(self) -> int:
+        """How many entries to claim next (0: the run is over)."""
+        return min(self.batch, self.run.wanted(self.clock.now()))
+
+    def claimed(self, entries: list[Entry], cursor: str | None) -> None:
+        """What the store handed out, and where its walk goes on (``None``: at the end)."""
+        self._waiting.extend(entries)
+        self.cursor = cursor
+
+    def next(self) -> Entry | None:
+        """The next claimed entry to replay, or ``None`` (the batch is done, or the run)."""
+        if self._waiting and self.run.wanted(self.clock.now()) > 0:
+            return self._waiting.popleft()
+        return None
+
+    def unsent(self) -> list[Entry]:
+        """The claimed entries the run will not send (to release); ends the run when the
+        store's walk is over."""
+        left = list(self._waiting)
+        self._waiting.clear()
+        if self.cursor is None:
+            self.run.exhausted()
+        return left
 
     def settle(self, entry: Entry, outcome: tuple[Step, str] | None) -> Action:
+        """What to do with ``entry`` after its replay's ``outcome`` (``None``: not sent). An
+        unreadable entry is parked (it can never be sent), one a newer version wrote is left."""
+        letter = entry.letter
+        if isinstance(letter, Unreadable):
+            if letter.newer:
+                return self.run.skip()
+            _log.warning(
+                "dead-letter queue %r: entry %s is unreadable (%s); parked",
+                self.name,
+                entry.id,
+                letter.reason,
+            )
+            return self.run.unreadable(letter.reason)
         return self.run.skip() if outcome is None else self.run.settle(entry.replays, *outcome)
 
     def report(self, entry: Entry, action: Action, progress: Progress | None) -> None:
         outcome = _OUTCOMES.get(action.op)
         if outcome is not None and _events.listeners:
-            _events.emit(DeadLetterReplayed(self.name, entry.id, outcome))
+            if not isinstance(entry.letter, Unreadable):  # parked unsent: no replay
+                _events.emit(DeadLetterReplayed(self.name, entry.id, outcome))
             if action.op == "done":
                 _events.emit(DeadLetterSucceeded(self.name, entry.id))
             elif action.op == "park":
@@ -196,8 +229,9 @@ class _Shell:
         )
 
 
-def _request(client: httpx.Client | httpx.AsyncClient, entry: Entry) -> httpx.Request:
-    letter = entry.letter
+def _request(
+    client: httpx.Client | httpx.AsyncClient, entry: Entry, letter: Letter
+) -> httpx.Request:
     return client.build_request(
         letter.method,
         letter.target,
@@ -217,6 +251,8 @@ def _send(
 ) -> tuple[Step, str] | None:
     """Replay ``entry`` once: its step and a detail, or ``None`` when it cannot be replayed."""
     letter = entry.letter
+    if isinstance(letter, Unreadable):
+        return None  # the shell's settle parks or leaves it
     if letter.kind == "call":
         handler = handlers.get(letter.target)
         if handler is None or inspect.iscoroutinefunction(handler):
@@ -230,7 +266,7 @@ def _send(
     if client is None:
         return None
     try:
-        response = client.send(_request(client, entry))  # read whole, connection released
+        response = client.send(_request(client, entry, letter))  # read whole, connection released
     except Exception as exc:
         return replay_error(exc)
     return _judged(response)
@@ -240,6 +276,8 @@ async def _send_async(
     client: httpx.AsyncClient | None, entry: Entry, handlers: Mapping[str, Callable[..., Any]]
 ) -> tuple[Step, str] | None:
     letter = entry.letter
+    if isinstance(letter, Unreadable):
+        return None
     if letter.kind == "call":
         handler = handlers.get(letter.target)
         if handler is None:
@@ -255,7 +293,7 @@ async def _send_async(
     if client is None:
         return None
     try:
-        response = await client.send(_request(client, entry))
+        response = await client.send(_request(client, entry, letter))
     except Exception as exc:
         return replay_error(exc)
     return _judged(response)

@@ -196,6 +196,12 @@ class ReplayRun:
         self.skipped += 1
         return Action("release")
 
+    def unreadable(self, reason: str) -> Action:
+        """An entry the store holds but cannot read back: parked unsent, with ``reason``
+        (the class of the error, never the content). No sign of an outage either way."""
+        self.parked += 1
+        return Action("park", reason)
+
     def settle(self, replays: int, step: Step, detail: str) -> Action:
         """The outcome of replaying an entry that had failed ``replays`` times before."""
         if step == "done":

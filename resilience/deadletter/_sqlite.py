@@ -5,6 +5,9 @@ transaction, so two replayers never lease the same entry at once). Leases are wa
 timestamps (``wall_time``, default ``time.time``): an entry leased longer ago than the
 claiming replayer's ``lease`` is taken over, which is how the work of a replayer that died
 is finished. The file is created readable by its owner only (it holds request bodies).
+Rows are read back by ``row_entry`` (``_letter``): a damaged one is an unreadable entry, not
+an error. The file's ``user_version`` is the stored form's version: a file a newer version
+wrote is refused when opened.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from resilience._validate import check_duration
-from resilience.deadletter._letter import Depth, Entry, Letter, State
+from resilience.deadletter._letter import FORMAT, Depth, Entry, Letter, State, row_entry
 from resilience.deadletter._rules import Action
 from resilience.deadletter._store import ThreadedAsync
 
@@ -53,6 +56,7 @@ _COLUMNS: Final = (
     "id, kind, target, method, headers, body, key, why, reason, created, attempts, replays, "
     "state, last_error"
 )
+_NAMES: Final = tuple(_COLUMNS.split(", "))
 
 
 def default_path() -> Path:
@@ -99,7 +103,15 @@ class SQLiteStore(ThreadedAsync):
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # a dead letter survives a power cut
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if version > FORMAT:
+                raise ValueError(
+                    f"{self.path} was written by a newer version of resilience (format "
+                    f"{version}; this one reads {FORMAT})"
+                )
             self._db.executescript(_SCHEMA)
+            if version < FORMAT:
+                self._db.execute(f"PRAGMA user_version = {FORMAT}")
         except BaseException:
             self._db.close()
             raise
@@ -169,13 +181,12 @@ class SQLiteStore(ThreadedAsync):
 
     def depth(self) -> Depth:
         with self._lock:
-            counts = dict(
-                self._db.execute(
-                    "SELECT state, count(*) FROM dead_letters WHERE queue = ? GROUP BY state",
-                    (self.name,),
-                ).fetchall()
-            )
-        return Depth(counts.get("ready", 0), counts.get("parked", 0))
+            ready, every = self._db.execute(
+                "SELECT count(CASE WHEN state = 'ready' THEN 1 END), count(*) FROM dead_letters"
+                " WHERE queue = ?",
+                (self.name,),
+            ).fetchone()
+        return Depth(ready, every - ready)  # a damaged state is never claimed: parked
 
     def claim(
         self, consumer: str, count: int, cursor: str | None
@@ -241,9 +252,4 @@ def _rowid(entry_id: str | None) -> int | None:
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:
-    (rowid, kind, target, method, headers, body, key, why, reason, created, attempts, replays,
-     state, last_error) = row  # fmt: skip
-    letter = Letter(
-        kind, target, method, tuple((n, v) for n, v in json.loads(headers)), bytes(body), key
-    )
-    return Entry(str(rowid), letter, why, reason, created, attempts, replays, state, last_error)
+    return row_entry(dict(zip(_NAMES, row, strict=True)))
