@@ -24,6 +24,7 @@ from resilience.deadletter import (
     default_path,
     parked_entry,
 )
+from resilience.deadletter._letter import MAX_TEXT
 from resilience.testing import EventRecorder
 
 SECRET = "s3cr3t-token-value"
@@ -147,6 +148,16 @@ def test_bodies_that_cannot_be_kept_are_noted(queue: DeadLetterQueue) -> None:
     error = httpx.ReadTimeout("lost")
     assert small.park_error(keyed(), error) is None
     assert any("max_body=4" in note for note in error.__notes__)
+
+
+def test_what_could_not_be_read_back_is_not_kept(queue: DeadLetterQueue) -> None:
+    """A header longer than a store reads back (MAX_TEXT characters) is not parked, and the
+    note says why, rather than kept as an entry no replay could read. (httpx refuses such
+    URLs itself.)"""
+    error = httpx.ReadTimeout("lost")
+    assert queue.park_error(keyed(headers={"X-Pad": "x" * (MAX_TEXT + 1)}), error) is None
+    assert any(f"over {MAX_TEXT} characters" in note for note in error.__notes__)
+    assert queue.park_error(keyed(headers={"X-Pad": "x" * MAX_TEXT}), error) is not None
 
 
 def test_a_failing_store_is_noted_and_logged_once(

@@ -26,6 +26,7 @@ from resilience.deadletter import (
     SQLiteStore,
     Unreadable,
     replay,
+    replay_async,
 )
 from resilience.deadletter._cli import main
 from resilience.deadletter._letter import FORMAT
@@ -439,6 +440,21 @@ def test_a_replay_parks_an_unreadable_entry_and_goes_on(
     assert "SECRET" not in caplog.text and ids[1] in caplog.text
     again = replay(None, queue, handlers=handlers)
     assert (again.succeeded, again.parked, again.skipped) == (0, 0, 0)
+
+
+def test_replay_async_parks_an_unreadable_entry_and_goes_on(stores: Backing) -> None:
+    """replay_async shares the rule: the damaged entry is parked unsent, the others run
+    (a coroutine handler among them)."""
+    store, ids = three_with_one_damaged(stores, DAMAGES["truncated JSON"])
+    done: list[int] = []
+
+    async def handler(n: int) -> None:
+        done.append(n)
+
+    summary = asyncio.run(replay_async(None, DeadLetterQueue(store), handlers={"h": handler}))
+    assert (summary.succeeded, summary.parked, done) == (2, 1, [0, 2])
+    parked = store.get(ids[1])
+    assert parked is not None and parked.last_error.startswith("unreadable: ")
 
 
 @pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())

@@ -13,6 +13,7 @@ once; the one in flight keeps its lease (its outcome is unknown) and is taken ov
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -32,7 +33,7 @@ from resilience.deadletter._events import (
     DeadLetterReplayed,
     DeadLetterSucceeded,
 )
-from resilience.deadletter._letter import Depth, Entry, Letter, Unreadable
+from resilience.deadletter._letter import Depth, Entry, Unreadable
 from resilience.deadletter._policy import handlers as registered_handlers
 from resilience.deadletter._queue import REPLAY_EXTENSION, DeadLetterQueue
 from resilience.deadletter._rules import (
@@ -229,74 +230,76 @@ class _Shell:
         )
 
 
-def _request(
-    client: httpx.Client | httpx.AsyncClient, entry: Entry, letter: Letter
-) -> httpx.Request:
-    return client.build_request(
+def _work(
+    entry: Entry,
+    client: httpx.Client | httpx.AsyncClient | None,
+    handlers: Mapping[str, Callable[..., Any]],
+    *,
+    coroutines: bool,
+) -> tuple[Callable[[], Any], bool] | None:
+    """What replaying ``entry`` takes, decided without I/O: the call to make (the handler with
+    its arguments, or ``client.send`` of the rebuilt request) and whether it is HTTP; ``None``
+    when nothing here can replay it (no handler, a coroutine handler and not ``coroutines``,
+    no client, or an unreadable entry: the shell's settle decides about that one)."""
+    letter = entry.letter
+    if isinstance(letter, Unreadable):
+        return None
+    if letter.kind == "call":
+        handler = handlers.get(letter.target)
+        if handler is None or (inspect.iscoroutinefunction(handler) and not coroutines):
+            return None
+        args, kwargs = letter.arguments()
+        return functools.partial(handler, *args, **kwargs), False
+    if client is None:
+        return None
+    request = client.build_request(
         letter.method,
         letter.target,
         headers=list(letter.headers),
         content=letter.body,
         extensions={REPLAY_EXTENSION: entry.id},
     )
+    return functools.partial(client.send, request), True
 
 
-def _judged(response: httpx.Response) -> tuple[Step, str]:
-    marker = response.headers.get("idempotent-replayed", "")
-    return replay_status(response.status_code, marker.strip().lower() == "true")
+def _judged(result: object, http: bool) -> tuple[Step, str]:
+    """What a replay's ``result`` means: a handler that returned is done; a response is judged
+    by its status and ``Idempotent-Replayed``."""
+    if not http or not isinstance(result, httpx.Response):
+        return "done", "the handler returned"
+    marker = result.headers.get("idempotent-replayed", "")
+    return replay_status(result.status_code, marker.strip().lower() == "true")
 
 
 def _send(
     client: httpx.Client | None, entry: Entry, handlers: Mapping[str, Callable[..., Any]]
 ) -> tuple[Step, str] | None:
     """Replay ``entry`` once: its step and a detail, or ``None`` when it cannot be replayed."""
-    letter = entry.letter
-    if isinstance(letter, Unreadable):
-        return None  # the shell's settle parks or leaves it
-    if letter.kind == "call":
-        handler = handlers.get(letter.target)
-        if handler is None or inspect.iscoroutinefunction(handler):
-            return None
-        args, kwargs = letter.arguments()
-        try:
-            handler(*args, **kwargs)
-        except Exception as exc:
-            return replay_error(exc)
-        return "done", "the handler returned"
-    if client is None:
+    work = _work(entry, client, handlers, coroutines=False)
+    if work is None:
         return None
+    call, http = work
     try:
-        response = client.send(_request(client, entry, letter))  # read whole, connection released
+        result = call()  # a response is read whole, its connection released
     except Exception as exc:
         return replay_error(exc)
-    return _judged(response)
+    return _judged(result, http)
 
 
 async def _send_async(
     client: httpx.AsyncClient | None, entry: Entry, handlers: Mapping[str, Callable[..., Any]]
 ) -> tuple[Step, str] | None:
-    letter = entry.letter
-    if isinstance(letter, Unreadable):
+    work = _work(entry, client, handlers, coroutines=True)
+    if work is None:
         return None
-    if letter.kind == "call":
-        handler = handlers.get(letter.target)
-        if handler is None:
-            return None
-        args, kwargs = letter.arguments()
-        try:
-            result = handler(*args, **kwargs)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:
-            return replay_error(exc)
-        return "done", "the handler returned"
-    if client is None:
-        return None
+    call, http = work
     try:
-        response = await client.send(_request(client, entry, letter))
+        result = call()
+        if inspect.isawaitable(result):
+            result = await result
     except Exception as exc:
         return replay_error(exc)
-    return _judged(response)
+    return _judged(result, http)
 
 
 async def _depth_async(queue: DeadLetterQueue) -> Depth:
