@@ -160,35 +160,26 @@ def _show(queue: DeadLetterQueue, entry_id: str, out: TextIO) -> int:
         print(f"no entry {entry_id}", file=out)
         return 1
     letter = entry.letter
+    rows: list[tuple[str, object]] = [("id", entry.id), ("state", entry.state)]
     if isinstance(letter, Unreadable):
-        for name, value in (
-            ("id", entry.id),
-            ("state", entry.state),
-            ("unreadable", letter.reason),
-            ("replays", entry.replays),
-            ("last error", entry.last_error or "-"),
-        ):
-            print(f"{name + ':':<12}{value}", file=out)
-        print(f"{'':<12}(a replay parks it; drop removes it)", file=out)
-        return 0
-    for name, value in (
-        ("id", entry.id),
-        ("state", entry.state),
-        ("kind", letter.kind),
-        ("target", letter.target),
-        ("method", letter.method or "-"),
-        ("key", letter.key or "-"),
-        ("why", entry.why),
-        ("reason", entry.reason),
-        ("created", _when(entry) + " UTC"),
-        ("attempts", entry.attempts or "-"),
-        ("replays", entry.replays),
-        ("last error", entry.last_error or "-"),
-    ):
+        rows += [("unreadable", letter.reason)]
+    else:
+        rows += [
+            ("kind", letter.kind),
+            ("target", letter.target),
+            ("method", letter.method or "-"),
+            ("key", letter.key or "-"),
+            ("why", entry.why),
+            ("reason", entry.reason),
+            ("created", _when(entry) + " UTC"),
+            ("attempts", entry.attempts or "-"),
+        ]
+    rows += [("replays", entry.replays), ("last error", entry.last_error or "-")]
+    if not isinstance(letter, Unreadable):
+        rows += [("header", f"{name}: {value}") for name, value in letter.headers]
+        rows += [("body", _body(letter.body))]
+    for name, value in rows:
         print(f"{name + ':':<12}{value}", file=out)
-    for name, value in letter.headers:
-        print(f"{'header:':<12}{name}: {value}", file=out)
-    print(f"{'body:':<12}{_body(letter.body)}", file=out)
     return 0
 
 
