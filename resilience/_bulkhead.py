@@ -5,8 +5,10 @@ single ``list.append()``, so the uncontended path takes no lock. The FIFO of wai
 a lock; while anyone waits, newcomers queue behind them instead of taking freed tokens, and a
 returned token is dispatched to the oldest waiter.
 Sync callers wait on a ``threading.Event``; async callers on a future of their own asyncio loop
-or a ``trio.Event``; all kinds can share one bulkhead. A waiter that gives up (time out,
-cancellation) after it was handed a permit passes the permit on, so none is ever lost.
+or a ``trio.Event``; all kinds can share one bulkhead. A wait's time limit is ``_wake.TimeLimit``
+(a timeout of the wait on the system clock, a timer of the clock on any other). A waiter that
+gives up (time out, cancellation) after it was handed a permit passes the permit on, so none is
+ever lost.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from resilience import _events
-from resilience._context import queue_wait_limit
+from resilience._clock import SYSTEM_CLOCK, Clock, check_clock
+from resilience._context import current_deadline
 from resilience._errors import BulkheadFullError
 from resilience._policy import Policy
 from resilience._validate import check_positive_int, check_queue
-from resilience._wake import async_wake
+from resilience._wake import TimeLimit, async_wake
 
 __all__ = ["Bulkhead"]
 
@@ -41,14 +44,19 @@ class Bulkhead(Policy):
     """Limit concurrent calls to ``max_concurrent``; queue up to ``max_waiting`` more.
 
     A call that finds every permit taken waits in a FIFO queue when there is room in it, for at
-    most ``max_wait`` seconds (``None``: no limit of its own) and never past the current
-    deadline; otherwise — or when the wait runs out — it raises ``BulkheadFullError``. With the
-    defaults (``max_waiting=0``) a full bulkhead rejects at once. Permits are released on every
-    path: return, exception, ``BaseException`` and cancellation (asyncio or trio). Queue waits
-    run on the real clock.
+    most ``max_wait`` seconds on ``clock`` (``None``: no limit of its own) and never past the
+    enclosing deadline, timed on that deadline's own clock; otherwise — or when the wait runs
+    out — it raises ``BulkheadFullError``. With the defaults (``max_waiting=0``) a full bulkhead
+    rejects at once. Permits are released on every path: return, exception, ``BaseException``
+    and cancellation (asyncio or trio).
+
+    ``clock`` (default: the system clock) times the queue waits: on a ``FakeClock`` a queued
+    call is refused when the clock is advanced past ``max_wait``, never before, and never by
+    real time passing. Thread-safe, and safe to share between threads and event loops.
     """
 
     __slots__ = (
+        "_clock",
         "_lock",
         "_tokens",
         "_waiters",
@@ -65,13 +73,16 @@ class Bulkhead(Policy):
         max_waiting: int = 0,
         max_wait: float | None = 0.0,
         name: str = "bulkhead",
+        clock: Clock | None = None,
     ) -> None:
         check_positive_int(max_concurrent, "max_concurrent")
         check_queue(max_waiting, max_wait)
+        check_clock(clock)
         self.max_concurrent = max_concurrent
         self.max_waiting = max_waiting
         self.max_wait = max_wait
         self.name = name
+        self._clock = clock or SYSTEM_CLOCK
         self._tokens = [True] * max_concurrent
         self._waiters: deque[_Waiter] = deque()
         self._lock = threading.Lock()
@@ -89,8 +100,14 @@ class Bulkhead(Policy):
             "max_waiting": self.max_waiting,
             "max_wait": self.max_wait,
             "name": self.name,
+            "clock": self._clock,
         }
         return Bulkhead(**{**settings, **changes})
+
+    @property
+    def clock(self) -> Clock:
+        """The clock queue waits are timed on."""
+        return self._clock
 
     @property
     def active(self) -> int:
@@ -200,14 +217,16 @@ class Bulkhead(Policy):
         event = threading.Event()
         with self._queued(event.set) as must_wait:
             if must_wait:
-                event.wait(queue_wait_limit(self.max_wait))
+                with TimeLimit(self._clock, self.max_wait, current_deadline(), event.set) as limit:
+                    event.wait(limit)
 
     async def _wait_async(self) -> None:
         """The slow path for coroutines, under asyncio or trio."""
         wake = async_wake()
         with self._queued(wake.set) as must_wait:
             if must_wait:
-                await wake.wait(queue_wait_limit(self.max_wait))
+                with TimeLimit(self._clock, self.max_wait, current_deadline(), wake.set) as limit:
+                    await wake.wait(limit)
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
         try_acquire, wait, release = self._try_acquire, self._wait_sync, self._release

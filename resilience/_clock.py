@@ -16,7 +16,7 @@ from typing import Protocol
 from sniffio import current_async_library_cvar as _sniffio_cvar
 from sniffio import thread_local as _sniffio_thread
 
-__all__ = ["SYSTEM_CLOCK", "Cancellable", "Clock", "SystemClock", "async_library"]
+__all__ = ["SYSTEM_CLOCK", "Cancellable", "Clock", "SystemClock", "async_library", "check_clock"]
 
 _log = logging.getLogger("resilience")
 
@@ -113,3 +113,14 @@ class _TrioTimer:
 
 
 SYSTEM_CLOCK: Clock = SystemClock()
+
+_CLOCK_METHODS = ("now", "sleep", "sleep_async", "call_later")
+
+
+def check_clock(clock: object, name: str = "clock") -> None:
+    """Reject a ``clock=`` that is neither ``None`` nor a ``Clock`` (its four methods)."""
+    if clock is not None and not all(callable(getattr(clock, m, None)) for m in _CLOCK_METHODS):
+        raise TypeError(
+            f"{name} must be a Clock (now, sleep, sleep_async, call_later) such as "
+            f"resilience.testing.FakeClock(), or None for the system clock, got {clock!r}"
+        )

@@ -2,8 +2,8 @@
 
 The rules are in ``resilience._adaptive.limits`` (how a sample moves the limit) and
 ``resilience._adaptive.admission`` (who gets a slot, who waits); this module holds the lock,
-times the calls, classifies their outcomes and waits. Queue waits run on the real clock, call
-durations on the injected one.
+times the calls, classifies their outcomes and waits. Call durations and queue waits run on
+the injected clock (a queue wait's limit is ``_wake.TimeLimit``).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 from resilience import _events
 from resilience._adaptive.admission import Admission, Waiter
 from resilience._adaptive.limits import LimitAlgorithm, VegasLimit, WindowedLimit
-from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._context import queue_wait_limit
+from resilience._clock import SYSTEM_CLOCK, Clock, check_clock
+from resilience._context import current_deadline
 from resilience._errors import ConcurrencyLimitedError
 from resilience._policy import Policy
 from resilience._validate import ExceptionFilter, check_name, check_queue, exception_predicate
-from resilience._wake import async_wake
+from resilience._wake import TimeLimit, async_wake
 
 __all__ = ["AdaptiveConcurrency", "concurrency_limiters"]
 
@@ -48,9 +48,12 @@ class AdaptiveConcurrency(Policy):
     ``AimdLimit`` reacts to drops only. The policy owns the instance: do not share one.
 
     Over the limit, a call waits in a FIFO queue when fewer than ``max_waiting`` wait, for at
-    most ``max_wait`` seconds (``None``: no limit of its own) and never past the current
-    deadline; otherwise — or when the wait runs out — it raises ``ConcurrencyLimitedError`` at
-    once. With the defaults (``max_waiting=0``) excess calls are refused at once.
+    most ``max_wait`` seconds on ``clock`` (``None``: no limit of its own) and never past the
+    enclosing deadline, timed on that deadline's own clock; otherwise — or when the wait runs
+    out — it raises ``ConcurrencyLimitedError``. With the defaults (``max_waiting=0``) excess
+    calls are refused at once. ``clock`` (default: the system clock) times both the calls'
+    latencies and the queue waits: on a ``FakeClock`` a queued call is refused when the clock is
+    advanced past ``max_wait``, never before.
 
     What a call says about load: one that raised an ``on`` exception (default ``TimeoutError``,
     which ``DeadlineExceededError`` is) or returned a value matching ``on_result`` (e.g. a 503)
@@ -92,6 +95,7 @@ class AdaptiveConcurrency(Policy):
                 f"AimdLimit(), got {algorithm!r}"
             )
         check_queue(max_waiting, max_wait)
+        check_clock(clock)
         if on_result is not None and not callable(on_result):
             raise TypeError(f"on_result must be a predicate or None, got {on_result!r}")
         name = check_name(name, "adaptive_concurrency")
@@ -242,7 +246,8 @@ class AdaptiveConcurrency(Policy):
         event = threading.Event()
         with self._queued(event.set) as waiter:
             if not waiter.granted:
-                event.wait(queue_wait_limit(self.max_wait))
+                with TimeLimit(self._clock, self.max_wait, current_deadline(), event.set) as limit:
+                    event.wait(limit)
         return self._claimed(waiter)
 
     async def _wait_async(self) -> int:
@@ -251,7 +256,8 @@ class AdaptiveConcurrency(Policy):
         wake = async_wake()
         with self._queued(wake.set) as waiter:
             if not waiter.granted:
-                await wake.wait(queue_wait_limit(self.max_wait))
+                with TimeLimit(self._clock, self.max_wait, current_deadline(), wake.set) as limit:
+                    await wake.wait(limit)
         return self._claimed(waiter)
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:

@@ -25,7 +25,6 @@ __all__ = [
     "exit_deadline",
     "parse_deadline",
     "end_serving_key",
-    "queue_wait_limit",
     "remaining",
     "serving_key",
     "uuid_text",
@@ -58,15 +57,6 @@ def remaining() -> float | None:
         return None
     left = scope.at - scope.clock.now()
     return left if left > 0.0 else 0.0
-
-
-def queue_wait_limit(max_wait: float | None) -> float | None:
-    """How long a call may wait in a queue: ``max_wait`` (``None``: no limit of its own), and
-    never past the nearest deadline (``None``: no limit at all)."""
-    left = remaining()
-    if max_wait is None:
-        return left
-    return max_wait if left is None else min(max_wait, left)
 
 
 def enter_deadline(

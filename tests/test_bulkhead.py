@@ -6,7 +6,8 @@ import asyncio
 import sys
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import anyio
 import anyio.lowlevel
@@ -14,7 +15,8 @@ import pytest
 import trio
 
 import resilience._bulkhead as bulkhead_module
-from resilience import Bulkhead, BulkheadFullError, BulkheadRejected, Deadline, Pipeline
+from resilience import Bulkhead, BulkheadFullError, BulkheadRejected, Deadline, Policy
+from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience.testing import EventRecorder, FakeClock
 from tests.conftest import Colour, Script, wait_until
 
@@ -122,6 +124,152 @@ def outcome_in_thread(call: Callable[[], object], held: Held) -> BaseException |
     caller.join(WAIT)
     assert finished, "the call did not end in time"
     return outcome[0]
+
+
+class Queue:
+    """A policy with a queue (Bulkhead or AdaptiveConcurrency) whose only slot the test holds,
+    seen the same way: ``take``/``free`` the slot, ``counts`` = (slots held, calls queued)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        error: type[Exception],
+        counts: Callable[[], tuple[int, int]],
+        take: Callable[[], object],
+        free: Callable[[], None],
+    ) -> None:
+        self.policy, self.error, self.counts, self.free = policy, error, counts, free
+        assert take(), "the test takes the only slot"
+
+
+def bulkhead_queue(max_wait: float | None, clock: Clock | None) -> Queue:
+    bulkhead = Bulkhead(1, max_waiting=1, max_wait=max_wait, clock=clock)
+    return Queue(
+        bulkhead,
+        BulkheadFullError,
+        lambda: (bulkhead.active, bulkhead.waiting),
+        bulkhead._try_acquire,
+        bulkhead._release,
+    )
+
+
+class Caller:
+    """One call through ``queue``'s policy in ``colour``, on a thread of its own (an async colour
+    runs its own event loop there), inside ``around`` (a ``Deadline`` block) if given, so that
+    the test's thread drives the clock and frees the slot."""
+
+    def __init__(
+        self,
+        colour: Colour,
+        queue: Queue,
+        around: Callable[[], AbstractContextManager[object]] = nullcontext,
+    ) -> None:
+        self.behaviour = Script(["ran"])
+        call = colour.wrap(queue.policy, self.behaviour)
+        self.outcome: list[object] = []
+
+        def run() -> None:
+            try:
+                with around():
+                    self.outcome.append(call())
+            except BaseException as exc:
+                self.outcome.append(exc)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def result(self) -> object:
+        """The call's return value or error, once it ended (within the bound)."""
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive(), "the call did not end"
+        return self.outcome[0]
+
+
+def refused_exactly_when_max_wait_passes(queue: Queue, colour: Colour, clock: FakeClock) -> None:
+    """A queued call is refused when the fake clock passes ``max_wait`` (5 s), not before, and
+    without waiting in real time; its timer is gone and no slot changed hands."""
+    caller = Caller(colour, queue)
+    wait_until(lambda: clock.pending_timers == [1005.0], "the waiter's timer")
+    assert queue.counts() == (1, 1)
+    clock.advance(4.75)
+    assert clock.pending_timers == [1005.0]
+    assert queue.counts() == (1, 1) and caller.thread.is_alive()
+    clock.advance(0.25)
+    assert isinstance(caller.result(), queue.error)
+    assert caller.behaviour.calls == 0
+    assert clock.pending_timers == []
+    assert queue.counts() == (1, 0)  # the test's slot, untouched
+    queue.free()
+    assert queue.counts() == (0, 0)
+
+
+def granted_before_max_wait_cancels_the_timer(
+    queue: Queue, colour: Colour, clock: FakeClock
+) -> None:
+    """A slot freed before ``max_wait`` passes goes to the waiter, which runs and calls its
+    timer off: advancing past ``max_wait`` afterwards changes nothing."""
+    caller = Caller(colour, queue)
+    wait_until(lambda: clock.pending_timers == [1005.0], "the waiter's timer")
+    clock.advance(4.75)
+    queue.free()
+    assert caller.result() == "ran"
+    assert clock.pending_timers == []
+    assert queue.counts() == (0, 0)
+    clock.advance(10.0)
+    assert queue.counts() == (0, 0)
+
+
+def cancelled_waiter_cancels_the_timer(
+    queue: Queue, async_colour: Colour, clock: FakeClock
+) -> None:
+    """A queued coroutine cancelled before ``max_wait`` leaves the queue and calls its timer
+    off; the slot stays with its holder."""
+    behaviour = Script(["ran"])
+    call = queue.policy(_coroutine_of(behaviour))
+
+    async def scenario() -> None:
+        scope = anyio.CancelScope()
+
+        async def queued() -> None:
+            with scope:
+                await call()
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as group:
+                group.start_soon(queued)
+                await async_wait_until(lambda: clock.pending_timers == [1005.0], "the timer")
+                scope.cancel()
+                await async_wait_until(lambda: queue.counts() == (1, 0), "the queue to empty")
+
+    async_colour.run(scenario)
+    assert behaviour.calls == 0
+    assert clock.pending_timers == []
+    assert queue.counts() == (1, 0)
+    queue.free()
+    assert queue.counts() == (0, 0)
+
+
+def deadline_ends_the_wait_first(queue: Queue, colour: Colour, clock: FakeClock) -> None:
+    """Inside a deadline 2 s away on the same clock, a wait of up to 5 s gets one timer, for the
+    deadline, and the call is refused when the clock passes it."""
+    caller = Caller(colour, queue, lambda: Deadline(2.0, clock=clock))
+    wait_until(lambda: clock.pending_timers == [1002.0], "one timer, at the deadline")
+    clock.advance(1.75)
+    assert queue.counts() == (1, 1) and caller.thread.is_alive()
+    clock.advance(0.25)
+    assert isinstance(caller.result(), queue.error)
+    assert caller.behaviour.calls == 0
+    assert clock.pending_timers == []
+    assert queue.counts() == (1, 0)
+    queue.free()
+
+
+def _coroutine_of(behaviour: Callable[[], object]) -> Callable[[], Awaitable[object]]:
+    async def run() -> object:
+        await anyio.lowlevel.checkpoint()
+        return behaviour()
+
+    return run
 
 
 # -- the limit ---------------------------------------------------------------------------------
@@ -260,34 +408,67 @@ def test_queued_tasks_are_served_first_in_first_out(async_colour: Colour) -> Non
     assert (bulkhead.active, bulkhead.waiting) == (0, 0)
 
 
-def test_a_waiter_whose_wait_runs_out_is_rejected(colour: Colour) -> None:
-    """A queued call that gets no permit within max_wait raises BulkheadFullError, unrun."""
-    bulkhead = Bulkhead(1, max_waiting=1, max_wait=0.05)  # the time-out is what we test
-    held = Held(bulkhead)
-    held.enter(0)
-    behaviour = Script(["ran"])
-    try:
-        with EventRecorder() as recorder, pytest.raises(BulkheadFullError):
-            colour.wrap(bulkhead, behaviour)()
-        assert bulkhead.waiting == 0
-    finally:
-        held.finish()
-    assert behaviour.calls == 0
+# -- waiting on the clock ----------------------------------------------------------------------
+
+
+def test_a_waiter_is_refused_exactly_when_the_clock_passes_max_wait(
+    colour: Colour, clock: FakeClock
+) -> None:
+    """On a FakeClock a queued call is refused with BulkheadFullError, unrun, when the clock
+    passes max_wait, and not before."""
+    with EventRecorder() as recorder:
+        refused_exactly_when_max_wait_passes(bulkhead_queue(5.0, clock), colour, clock)
     assert len(recorder.of(BulkheadRejected)) == 1
-    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+def test_a_waiter_granted_before_max_wait_runs_and_calls_its_timer_off(
+    colour: Colour, clock: FakeClock
+) -> None:
+    """A permit freed before max_wait passes goes to the waiter; its timer is cancelled."""
+    granted_before_max_wait_cancels_the_timer(bulkhead_queue(5.0, clock), colour, clock)
+
+
+def test_a_cancelled_waiter_calls_its_timer_off_and_takes_no_permit(
+    async_colour: Colour, clock: FakeClock
+) -> None:
+    """A queued coroutine cancelled (asyncio or trio) leaves the queue and cancels its timer."""
+    cancelled_waiter_cancels_the_timer(bulkhead_queue(5.0, clock), async_colour, clock)
 
 
 def test_a_waiter_never_waits_past_the_deadline(colour: Colour, clock: FakeClock) -> None:
-    """With no limit of its own, a queue wait still ends when the current deadline does."""
-    bulkhead = Bulkhead(1, max_waiting=1, max_wait=None)
-    held = Held(bulkhead)
-    held.enter(0)
-    behaviour = Script(["ran"])
-    # On the fake clock 0.05 s stay left for ever: only the bulkhead's own wait can end this.
-    guarded = colour.wrap(Pipeline(Deadline(0.05, clock=clock), bulkhead), behaviour)
-    assert isinstance(outcome_in_thread(guarded, held), BulkheadFullError)
-    assert behaviour.calls == 0
-    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+    """A deadline that ends before max_wait ends the wait: refused when the clock passes it."""
+    deadline_ends_the_wait_first(bulkhead_queue(5.0, clock), colour, clock)
+
+
+@pytest.mark.parametrize("own_clock", ["fake", "system"])
+def test_a_deadline_on_another_clock_ends_the_wait_on_that_clock(
+    colour: Colour, clock: FakeClock, own_clock: str
+) -> None:
+    """The deadline's time is read and waited for on the deadline's own clock: advancing the
+    bulkhead's clock to just before max_wait does not end the wait, advancing the deadline's
+    does (also for a bulkhead on the system clock with no limit of its own)."""
+    other = FakeClock(start=50.0)
+    queue = bulkhead_queue(5.0, clock) if own_clock == "fake" else bulkhead_queue(None, None)
+    caller = Caller(colour, queue, lambda: Deadline(2.0, clock=other))
+    wait_until(lambda: other.pending_timers == [52.0], "the deadline's timer")
+    if own_clock == "fake":
+        assert clock.pending_timers == [1005.0]
+        clock.advance(4.75)
+    other.advance(1.75)
+    assert queue.counts() == (1, 1) and caller.thread.is_alive()
+    other.advance(0.25)
+    assert isinstance(caller.result(), BulkheadFullError)
+    assert clock.pending_timers == [] and other.pending_timers == []
+    assert queue.counts() == (1, 0)
+    queue.free()
+
+
+def test_on_the_system_clock_a_waiter_is_refused_when_max_wait_runs_out(colour: Colour) -> None:
+    """The default clock's path: the wait's own timeout (no timer), in real time."""
+    queue = bulkhead_queue(0.01, None)
+    assert isinstance(Caller(colour, queue).result(), BulkheadFullError)
+    assert queue.counts() == (1, 0)
+    queue.free()
 
 
 def test_a_waiter_with_no_time_left_is_rejected_without_waiting(clock: FakeClock) -> None:
@@ -304,6 +485,7 @@ def test_a_waiter_with_no_time_left_is_rejected_without_waiting(clock: FakeClock
 
     assert isinstance(outcome_in_thread(late, held), BulkheadFullError)
     assert behaviour.calls == 0
+    assert clock.pending_timers == []
     assert (bulkhead.active, bulkhead.waiting) == (0, 0)
 
 
@@ -434,12 +616,17 @@ def test_a_trio_waiter_cancelled_just_after_being_granted_passes_the_permit_on()
 def test_an_earlier_swallowed_cancellation_does_not_turn_a_time_out_into_one() -> None:
     """A task that once swallowed a cancellation still gets BulkheadFullError when its wait
     runs out, not a CancelledError."""
-    bulkhead = Bulkhead(1, max_waiting=1, max_wait=0.05)
+    clock = FakeClock()
+    bulkhead = Bulkhead(1, max_waiting=1, max_wait=5.0, clock=clock)
 
     async def scenario() -> None:
         @bulkhead
         async def work() -> str:
             return "done"
+
+        async def expire() -> None:
+            await async_wait_until(lambda: clock.pending_timers == [5.0], "the waiter's timer")
+            clock.advance(5.0)
 
         task = asyncio.current_task()
         assert task is not None
@@ -449,8 +636,10 @@ def test_an_earlier_swallowed_cancellation_does_not_turn_a_time_out_into_one() -
         except asyncio.CancelledError:
             pass  # swallowed, as older code does, without uncancel()
         assert bulkhead._try_acquire()  # the test holds the only permit
+        expiry = asyncio.create_task(expire())
         with pytest.raises(BulkheadFullError):
             await work()
+        await expiry
         bulkhead._release()
 
     asyncio.run(scenario())
@@ -461,9 +650,10 @@ def test_an_earlier_swallowed_cancellation_does_not_turn_a_time_out_into_one() -
 def test_an_interrupted_thread_waiter_leaks_nothing(
     monkeypatch: pytest.MonkeyPatch, granted: bool
 ) -> None:
-    """A KeyboardInterrupt while a thread waits in the queue removes it from the queue and
-    passes on a permit it was handed at that moment."""
-    bulkhead = Bulkhead(1, max_waiting=1, max_wait=WAIT)
+    """A KeyboardInterrupt while a thread waits in the queue removes it from the queue, passes
+    on a permit it was handed at that moment, and calls its timer off."""
+    clock = FakeClock()
+    bulkhead = Bulkhead(1, max_waiting=1, max_wait=WAIT, clock=clock)
 
     class InterruptedWait(threading.Event):
         def wait(self, timeout: float | None = None) -> bool:
@@ -478,6 +668,7 @@ def test_an_interrupted_thread_waiter_leaks_nothing(
         bulkhead(behaviour)()
     assert behaviour.calls == 0
     assert bulkhead.waiting == 0
+    assert clock.pending_timers == []
     if not granted:
         assert bulkhead.active == 1  # still the test's
         bulkhead._release()
@@ -560,3 +751,19 @@ def test_bad_configuration_names_the_parameter(
     """Invalid settings fail at construction with a ValueError naming the parameter."""
     with pytest.raises(ValueError, match=name):
         Bulkhead(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_clock_that_is_not_a_clock_fails_at_construction() -> None:
+    """``clock=`` takes a Clock or None; anything else is a TypeError naming the parameter."""
+    with pytest.raises(TypeError, match="clock must be a Clock"):
+        Bulkhead(1, clock=1000.0)  # type: ignore[arg-type]
+    assert Bulkhead(1).clock is SYSTEM_CLOCK
+
+
+def test_replace_keeps_the_clock_and_repr_is_unchanged(clock: FakeClock) -> None:
+    """A copy from ``replace`` waits on the same clock unless told otherwise."""
+    bulkhead = Bulkhead(2, max_waiting=3, max_wait=1.5, clock=clock, name="db")
+    copy = bulkhead.replace(name="db[a]")
+    assert copy.clock is clock and copy.name == "db[a]" and copy.max_wait == 1.5
+    assert bulkhead.replace(clock=None).clock is SYSTEM_CLOCK
+    assert repr(copy) == "Bulkhead(2, max_waiting=3, max_wait=1.5)"

@@ -149,7 +149,7 @@ class Origins:
             inner.append(breaker)
         bulkhead = None
         if options.bulkhead is not None:
-            bulkhead = options.bulkhead.replace(name=f"{options.bulkhead.name}[{label}]")
+            bulkhead = options.bulkhead.replace(name=f"{options.bulkhead.name}[{label}]", **clocked)
             inner.append(bulkhead)
         wrap = self._wrap
         plain = wrap(Pipeline(*outer, *inner, tracing=False) if outer or inner else None)

@@ -30,9 +30,10 @@ class FakeClock:
     ``sleep(s)`` and ``await sleep_async(s)`` advance the time by ``s`` instead of waiting (the
     async one then yields to the event loop once, asyncio's or trio's, so the sleeping task can
     be cancelled there).
-    Timers from ``call_later`` (used by async ``Timeout``/``Deadline`` and by ``Hedge``) fire, in
-    order, on the thread that advances the time past them. ``sleeps`` lists every sleep asked
-    for. Thread-safe.
+    Timers from ``call_later`` (used by async ``Timeout``/``Deadline``, by ``Hedge``, and by the
+    queue waits of ``Bulkhead`` and ``AdaptiveConcurrency``) fire, in order, on the thread that
+    advances the time past them; ``pending_timers`` says when the live ones fall due. ``sleeps``
+    lists every sleep asked for. Thread-safe.
 
     >>> clock = FakeClock()
     >>> clock.sleep(2.5); clock.now()
@@ -52,6 +53,13 @@ class FakeClock:
     def now(self) -> float:
         """The current fake time, in seconds."""
         return self._now
+
+    @property
+    def pending_timers(self) -> list[float]:
+        """When each timer from ``call_later`` that has neither fired nor been cancelled falls
+        due, soonest first (a test's check that a policy called off what it scheduled)."""
+        with self._lock:
+            return sorted(when for when, _, timer in self._timers if not timer.cancelled)
 
     def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``, firing the timers that fall due on the way."""
