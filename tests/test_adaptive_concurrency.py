@@ -17,12 +17,18 @@ from resilience import (
     AimdLimit,
     ConcurrencyLimited,
     ConcurrencyLimitedError,
-    Deadline,
     DeadlineExceededError,
     Gradient2Limit,
 )
 from resilience.testing import EventRecorder, FakeClock
 from tests.conftest import Colour
+from tests.test_bulkhead import (
+    Queue,
+    cancelled_waiter_cancels_the_timer,
+    deadline_ends_the_wait_first,
+    granted_before_max_wait_cancels_the_timer,
+    refused_exactly_when_max_wait_passes,
+)
 
 WAIT = 10.0  # the bound on every synchronisation wait: a bug fails the test instead of hanging
 
@@ -193,18 +199,62 @@ def test_a_queued_call_gets_the_freed_slot() -> None:
     assert not gate.errors and limiter.in_flight == 0 and limiter.rejections == 1
 
 
-def test_a_queued_call_is_refused_when_the_deadline_passes_first() -> None:
+def limiter_queue(max_wait: float | None, clock: FakeClock) -> Queue:
+    """A limiter at a limit of 1 with room for one waiter, its only slot held by the test."""
+    return queue_of(
+        AdaptiveConcurrency(
+            AimdLimit(initial_limit=1), max_waiting=1, max_wait=max_wait, clock=clock
+        )
+    )
+
+
+def queue_of(limiter: AdaptiveConcurrency) -> Queue:
+    return Queue(
+        limiter,
+        ConcurrencyLimitedError,
+        lambda: (limiter.in_flight, limiter.waiting),
+        limiter._try_acquire,
+        limiter._release,
+    )
+
+
+def test_a_queued_call_is_refused_exactly_when_the_clock_passes_max_wait(
+    colour: Colour, clock: FakeClock
+) -> None:
+    """Queue waits run on the limiter's clock: refused with ConcurrencyLimitedError when the
+    FakeClock passes max_wait, not before, and counted as a rejection."""
+    limiter = AdaptiveConcurrency(
+        AimdLimit(initial_limit=1), max_waiting=1, max_wait=5.0, clock=clock
+    )
+    refused_exactly_when_max_wait_passes(queue_of(limiter), colour, clock)
+    assert limiter.rejections == 1
+
+
+def test_a_queued_call_granted_before_max_wait_calls_its_timer_off(
+    colour: Colour, clock: FakeClock
+) -> None:
+    """A slot freed before max_wait passes goes to the waiter, whose timer is cancelled."""
+    granted_before_max_wait_cancels_the_timer(limiter_queue(5.0, clock), colour, clock)
+
+
+def test_a_cancelled_queued_coroutine_calls_its_timer_off(
+    async_colour: Colour, clock: FakeClock
+) -> None:
+    """A queued coroutine cancelled before max_wait leaves the queue and cancels its timer."""
+    cancelled_waiter_cancels_the_timer(limiter_queue(5.0, clock), async_colour, clock)
+
+
+def test_a_queued_call_is_refused_when_the_deadline_passes_first(
+    colour: Colour, clock: FakeClock
+) -> None:
     """The queue wait never outlasts the enclosing deadline: the wait ends, the call is refused."""
-    limiter = AdaptiveConcurrency(AimdLimit(initial_limit=1), max_waiting=1, max_wait=None)
-    gate = Gate(limiter)
-    gate.start(1)
-    assert gate.inside.acquire(timeout=WAIT)
-    try:
-        with pytest.raises(ConcurrencyLimitedError):
-            Deadline(0.05)(gate.hold)()
-    finally:
-        gate.finish()
-    assert limiter.waiting == 0 and limiter.in_flight == 0
+    deadline_ends_the_wait_first(limiter_queue(5.0, clock), colour, clock)
+
+
+def test_a_clock_that_is_not_a_clock_fails_at_construction() -> None:
+    """``clock=`` takes a Clock or None; anything else is a TypeError naming the parameter."""
+    with pytest.raises(TypeError, match="clock must be a Clock"):
+        AdaptiveConcurrency(clock="monotonic")  # type: ignore[arg-type]
 
 
 def test_a_queued_coroutine_gets_the_freed_slot(async_colour: Colour) -> None:
