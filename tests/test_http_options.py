@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
 import typing
 from typing import Any
 
 import httpx
 import pytest
 
-from resilience import Backoff, CircuitBreaker, CircuitState, Retry, RetryBudget
+from resilience import (
+    Backoff,
+    Bulkhead,
+    BulkheadFullError,
+    CircuitBreaker,
+    CircuitState,
+    Retry,
+    RetryBudget,
+)
 from resilience.http import (
     AsyncResilientTransport,
     ResilientTransport,
@@ -19,7 +29,9 @@ from resilience.http import (
 )
 from resilience.http._options import TransportKwargs
 from resilience.testing import FakeClock
-from tests.http_server import Driver, Reply
+from tests.conftest import wait_until
+from tests.http_server import Driver, Reply, Stall
+from tests.test_bulkhead import async_wait_until
 from tests.test_http_transport import FAST
 
 
@@ -102,6 +114,69 @@ def test_the_clock_reaches_every_per_origin_copy(driver: Driver, http_server: An
     assert breaker.state is CircuitState.HALF_OPEN
     assert driver.send(transport, "GET", f"{http_server.url}/r").status_code == 200
     assert breaker.state is CircuitState.CLOSED
+
+
+def test_the_clock_times_the_per_origin_bulkheads_queue(driver: Driver, http_server: Any) -> None:
+    """``clock=`` reaches the per-origin bulkhead: a request queued behind a stalled one is
+    refused (BulkheadFullError, never sent) when the FakeClock passes ``max_wait``, not before."""
+    clock = FakeClock()
+    http_server.script("/stall", [Stall()])
+    transport = driver.transport(
+        retry=None, breaker=None, bulkhead=Bulkhead(1, max_waiting=1, max_wait=5.0), clock=clock
+    )
+    stall, ok = f"{http_server.url}/stall", f"{http_server.url}/ok"
+
+    def still_queued_until_max_wait() -> Bulkhead:
+        bulkhead = transport.bulkhead_for(ok)
+        assert bulkhead is not None and bulkhead.clock is clock and (bulkhead.active, bulkhead.waiting) == (1, 1)
+        clock.advance(4.75)
+        assert (bulkhead.active, bulkhead.waiting) == (1, 1)
+        clock.advance(0.25)
+        return bulkhead
+
+    refused: object
+    if driver.colour == "sync":
+        outcomes: dict[str, object] = {}
+
+        def get(url: str) -> threading.Thread:
+            def run() -> None:
+                with httpx.Client(transport=transport) as client:
+                    try:
+                        outcomes[url] = client.get(url)
+                    except Exception as exc:
+                        outcomes[url] = exc
+
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            return thread
+
+        stalled = get(stall)
+        http_server.wait_received(1, "/stall")
+        queued = get(ok)
+        wait_until(lambda: 5.0 in clock.pending_timers, "the queued request's time limit")
+        still_queued_until_max_wait()
+        queued.join(10)
+        http_server.reset()  # ends the stall
+        stalled.join(10)
+        assert not stalled.is_alive() and not queued.is_alive()
+        refused = outcomes[ok]
+    else:
+
+        async def scenario() -> object:
+            async with httpx.AsyncClient(transport=transport) as client:
+                stalled = asyncio.create_task(client.get(stall))
+                await asyncio.to_thread(http_server.wait_received, 1, "/stall")
+                queued = asyncio.create_task(client.get(ok))
+                await async_wait_until(lambda: 5.0 in clock.pending_timers, "the time limit")
+                still_queued_until_max_wait()
+                [outcome] = await asyncio.gather(queued, return_exceptions=True)
+                stalled.cancel()
+                await asyncio.gather(stalled, return_exceptions=True)
+                return outcome
+
+        refused = asyncio.run(scenario())
+    assert isinstance(refused, BulkheadFullError)
+    assert http_server.received("/ok") == []
 
 
 def test_retrys_own_on_narrows_and_on_result_adds(driver: Driver, http_server: Any) -> None:
