@@ -767,3 +767,13 @@ def test_replace_keeps_the_clock_and_repr_is_unchanged(clock: FakeClock) -> None
     assert copy.clock is clock and copy.name == "db[a]" and copy.max_wait == 1.5
     assert bulkhead.replace(clock=None).clock is SYSTEM_CLOCK
     assert repr(copy) == "Bulkhead(2, max_waiting=3, max_wait=1.5)"
+
+
+def test_a_configured_bulkhead_takes_the_registrys_clock(clock: FakeClock) -> None:
+    """``build_policy(..., clock=)`` (and so a Registry's clock) reaches a bulkhead's queue."""
+    from resilience.config import build_policy
+
+    bulkhead = build_policy(
+        "bulkhead", {"max_concurrent": 2, "max_waiting": 1, "max_wait": "1s"}, clock=clock
+    )
+    assert isinstance(bulkhead, Bulkhead) and bulkhead.clock is clock
