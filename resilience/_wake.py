@@ -62,23 +62,25 @@ class TimeLimit:
         wake: Callable[[], object],
     ) -> None:
         self._wake = wake
-        self._timers: list[Cancellable] = []
-        due: list[tuple[Clock, float]] = []  # the timers to start on entry
+        self._timers: list[Cancellable] | tuple[()] = ()
+        due: list[tuple[Clock, float]] | None = None  # the timers to start on entry
         timeout: float | None = None
         if max_wait is not None:
             if isinstance(clock, SystemClock):
                 timeout = max_wait
             else:
-                due.append((clock, max_wait))
+                due = [(clock, max_wait)]
         if deadline is not None:
             on = deadline.clock
             left = deadline.at - on.now()
             if left <= 0.0:
-                due.clear()
+                due = None
                 timeout = 0.0
             elif isinstance(on, SystemClock):
                 timeout = left if timeout is None else min(timeout, left)
-            elif due and due[0][0] is on:  # one clock: one timer, for the sooner end
+            elif due is None:
+                due = [(on, left)]
+            elif due[0][0] is on:  # one clock: one timer, for the sooner end
                 due[0] = (on, min(due[0][1], left))
             else:
                 due.append((on, left))
@@ -86,7 +88,7 @@ class TimeLimit:
         self.timeout = timeout
 
     def __enter__(self) -> float | None:
-        if self._due:
+        if self._due is not None:
             wake = self._wake
             self._timers = [clock.call_later(seconds, wake) for clock, seconds in self._due]
         return self.timeout
