@@ -1,11 +1,12 @@
 """``python -m benchmarks [SCENARIO ...] [--quick] [--plots DIR]``: run some scenarios, or all.
 
-Flags after the scenario names are handed to each scenario (``--quick`` works for all of them;
-``python -m benchmarks overhead --rounds 9`` passes a scenario's own options), except
-``--plots DIR``: at the end, one SVG per scenario that recorded tables is written there
-(``make bench`` writes docs/plots/), stamped with the run's date and machine. Long runs print a
-progress line per round on stderr. A scenario that fails is reported and the others still run;
-the exit status is then 1.
+Scenario names come first; the options after them are handed to each scenario (``--quick``
+works for all of them; ``overhead --rounds 9`` passes a scenario's own options, ``fleet
+--scenario overload`` the fleet's), except ``--plots DIR``: at the end, one SVG per scenario
+that recorded tables is written there (``make bench`` writes docs/plots/), stamped with the
+run's date and machine (the fleet draws its own, and saves their results as JSON beside them).
+Long runs print a progress line per round on stderr. A scenario that fails is reported and the
+others still run; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import traceback
 from pathlib import Path
 
 from benchmarks import _plots
-from benchmarks._harness import header
 
 SCENARIOS = [
     "overhead",
@@ -42,16 +42,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scenarios: {', '.join(SCENARIOS)}")
         return 0
     plots = None
-    if "--plots" in args:
-        at = args.index("--plots")
-        if at + 1 >= len(args):
-            raise SystemExit("--plots needs a directory")
-        plots = Path(args[at + 1])
-        args = args[:at] + args[at + 2 :]
-    stamp = "   ".join(line.lstrip("# ") for line in header([]).splitlines()[:2])
-    chosen = [arg for arg in args if arg in SCENARIOS]
-    flags = [arg for arg in args if arg not in SCENARIOS]
-    unknown = [arg for arg in flags if not arg.startswith("-") and not arg.isdigit()]
+    for at, arg in enumerate(args):
+        if arg == "--plots" or arg.startswith("--plots="):
+            inline = "=" in arg
+            value = arg.partition("=")[2] if inline else "".join(args[at + 1 : at + 2])
+            if not value or value.startswith("-"):
+                raise SystemExit("--plots needs a directory")
+            plots = Path(value)
+            args = args[:at] + args[at + (1 if inline else 2) :]
+            break
+    stamp = _plots.stamp()
+    # Scenario names come first; from the first option on, everything goes to the scenarios
+    # (so ``fleet --scenario overload`` passes ``overload`` to the fleet, not as a scenario).
+    first = next((at for at, arg in enumerate(args) if arg.startswith("-")), len(args))
+    chosen, flags = args[:first], args[first:]
+    unknown = [arg for arg in chosen if arg not in SCENARIOS]
     if unknown:
         raise SystemExit(f"unknown scenario {unknown}; choose from {SCENARIOS}")
     failed = []

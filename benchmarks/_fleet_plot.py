@@ -1,35 +1,53 @@
 """SVG plots of a fleet scenario (matplotlib, from the ``bench`` extra): goodput and the
-requests reaching the leaf over time, and each configuration's p50/p99.
+requests reaching the leaf over time, and each configuration's p50/p99; and the results they
+are drawn from, saved beside them as JSON so that a plot can be drawn again without
+simulating again (``python -m benchmarks fleet --replot DIR``).
 
-The SVGs are reproducible: no date in the metadata and a fixed id salt, so the same seed
-writes the same bytes.
+Like every benchmark plot (``benchmarks._plots``), each carries the run's date and machine at
+its foot; apart from that line, the same seed writes the same bytes (no date in the metadata,
+a fixed id salt).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from benchmarks import _plots
 from benchmarks._fleet_report import Result
 
-if TYPE_CHECKING:
-    from benchmarks.fleet import Scenario
-
-__all__ = ["plot"]
+__all__ = ["plot", "replot", "save_results"]
 
 
-def plot(results: Sequence[Result], scenario: Scenario, directory: str) -> Path:
-    """Write ``fleet-<scenario>.svg`` into ``directory``; return its path."""
-    import matplotlib
+def save_results(results: Sequence[Result], name: str, directory: str, stamp: str) -> Path:
+    """Write ``fleet-<name>.json``: the run's stamp and every result, time series included."""
+    path = Path(directory) / f"fleet-{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [dataclasses.asdict(result) for result in results]
+    data = {"scenario": name, "stamp": stamp, "results": rows}
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")  # NaN: no latency
+    return path
 
-    matplotlib.use("svg")
-    matplotlib.rcParams["svg.hashsalt"] = "resilience-fleet"
-    import matplotlib.pyplot as plt
 
+def replot(directory: str) -> list[Path]:
+    """Draw ``fleet-<name>.svg`` again from each ``fleet-<name>.json`` in ``directory``, with
+    the stamp of the run that produced it; return the plots written."""
+    written = []
+    for source in sorted(Path(directory).glob("fleet-*.json")):
+        data = json.loads(source.read_text(encoding="utf-8"))
+        results = [Result(**{**row, "incident": tuple(row["incident"])}) for row in data["results"]]
+        written.append(plot(results, data["scenario"], directory, data["stamp"]))
+    return written
+
+
+def plot(results: Sequence[Result], name: str, directory: str, stamp: str) -> Path:
+    """Write ``fleet-<name>.svg`` into ``directory``, stamped ``stamp``; return its path."""
+    plt = _plots.pyplot()
     figure, (goodput, leaf, latency) = plt.subplots(
-        3, 1, figsize=(9, 10), gridspec_kw={"height_ratios": [3, 3, 2]}
+        3, 1, figsize=(9, 10.4), gridspec_kw={"height_ratios": [3, 3, 2]}
     )
     start, end = results[0].incident
     for result in results:
@@ -42,7 +60,7 @@ def plot(results: Sequence[Result], scenario: Scenario, directory: str) -> Path:
         axis.axvspan(start, end, color="red", alpha=0.08, label="incident")
         axis.set_xlabel("time (s)")
     goodput.set_ylabel("successful user requests / s")
-    goodput.set_title(f"{scenario.name}: goodput", loc="left")
+    goodput.set_title(f"{name}: goodput", loc="left")
     goodput.legend(fontsize=8, ncol=3)
     leaf.set_yscale("log")
     leaf.set_ylabel("requests reaching the leaf / s")
@@ -57,9 +75,5 @@ def plot(results: Sequence[Result], scenario: Scenario, directory: str) -> Path:
     latency.set_ylabel("ms (successful requests)")
     latency.set_title("latency during the incident", loc="left")
     latency.legend(fontsize=8)
-    figure.tight_layout()
-    path = Path(directory) / f"fleet-{scenario.name}.svg"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="svg", metadata={"Date": None})
-    plt.close(figure)
-    return path
+    figure.suptitle(f"python -m benchmarks fleet: {name}", fontsize=12, x=0.01, ha="left")
+    return _plots.save(figure, Path(directory) / f"fleet-{name}.svg", stamp)

@@ -14,6 +14,7 @@ the baseline, us and the peers round robin in one process and reports medians an
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime
 import importlib.metadata
@@ -22,6 +23,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ __all__ = [
     "paired",
     "patched",
     "run_cases",
+    "sizes",
     "table",
 ]
 
@@ -274,6 +277,23 @@ def patched(owner: object, name: str, replacement: object) -> Iterator[None]:
         yield
     finally:
         setattr(owner, name, original)
+
+
+def sizes(
+    argv: list[str] | None,
+    description: str | None,
+    *,
+    quick: tuple[int, int, float],
+    full: tuple[int, int, float],
+) -> tuple[int, int, float]:
+    """Parse a scenario's one option, ``--quick``; return its ``(rounds, batch, max_seconds)``,
+    ``quick`` or ``full``. Also silences warnings: the peers' deprecation notices would land in
+    the middle of the tables."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    return quick if args.quick else full
 
 
 def _cpu_model() -> str:

@@ -3,7 +3,9 @@
 Scenarios record what they measured while they run (``record``; ``run_cases`` records every
 table it times), and ``python -m benchmarks --plots DIR`` writes ``DIR/<scenario>.svg`` at the
 end, each stamped with the run's date and machine. Numbers come from the run itself, never
-from a file, so a plot cannot disagree with the table printed beside it.
+from a file, so a plot cannot disagree with the table printed beside it. The fleet simulator
+draws its own figures (``benchmarks._fleet_plot``) through the same ``pyplot``, ``stamp`` and
+``save``: every plot carries the run's date and machine at its foot.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Chart", "begin", "charts", "record", "write"]
+__all__ = ["Chart", "begin", "charts", "pyplot", "record", "save", "stamp", "write"]
 
 
 @dataclass
@@ -57,18 +60,45 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "benchmark"
 
 
-def write(
-    directory: Path, stamp: str, scenarios: Sequence[str] | None = None, *, png_too: bool = False
-) -> list[Path]:
-    """Write one SVG per scenario that recorded charts; return the paths written."""
+def stamp() -> str:
+    """The run's date and machine on one line (the first two lines of the benchmarks' header):
+    what every plot carries at its foot. Take it when the run starts."""
+    from benchmarks._harness import header  # the harness imports this module
+
+    return "   ".join(line.lstrip("# ") for line in header([]).splitlines()[:2])
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot (the ``bench`` extra), set up to write files only, and SVGs that
+    keep their text as text (small, searchable) with stable ids (diffs show data only)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files only
     import matplotlib.pyplot as plt
 
-    plt.rcParams["svg.hashsalt"] = "resilience-benchmarks"  # stable ids: diffs show data only
-    plt.rcParams["svg.fonttype"] = "none"  # text stays text: small files, searchable labels
-    directory.mkdir(parents=True, exist_ok=True)
+    plt.rcParams["svg.hashsalt"] = "resilience-benchmarks"
+    plt.rcParams["svg.fonttype"] = "none"
+    return plt
+
+
+def save(figure: Any, path: Path, stamp: str, *, png_too: bool = False) -> Path:
+    """Write ``stamp`` at the foot of ``figure``, save it to ``path`` as SVG (with no date in
+    its metadata: the stamp is the run's, not the file's) and close it; return ``path``."""
+    figure.text(0.01, 0.005, stamp, fontsize=7, color="#555555", va="bottom")
+    figure.tight_layout(rect=(0, 0.03, 1, 0.97))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="svg", metadata={"Date": None})
+    if png_too:
+        figure.savefig(path.with_suffix(".png"), format="png", dpi=80)
+    pyplot().close(figure)
+    return path
+
+
+def write(
+    directory: Path, stamp: str, scenarios: Sequence[str] | None = None, *, png_too: bool = False
+) -> list[Path]:
+    """Write one SVG per scenario that recorded charts; return the paths written."""
+    plt = pyplot()
     written = []
     for scenario, panels in _RUN.charts.items():
         if scenarios is not None and scenario not in scenarios:
@@ -80,14 +110,8 @@ def write(
         for axis, chart in zip(axes[:, 0], panels, strict=True):
             _draw(axis, chart)
         figure.suptitle(f"python -m benchmarks {scenario}", fontsize=12, x=0.01, ha="left")
-        figure.text(0.01, 0.005, stamp, fontsize=7, color="#555555", va="bottom")
-        figure.tight_layout(rect=(0, 0.03, 1, 0.97))
         path = directory / f"{_slug(scenario)}.svg"
-        figure.savefig(path, format="svg", metadata={"Date": None})
-        if png_too:
-            figure.savefig(path.with_suffix(".png"), format="png", dpi=80)
-        plt.close(figure)
-        written.append(path)
+        written.append(save(figure, path, stamp, png_too=png_too))
     return written
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import random
 import sys
 
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+from benchmarks._server import RESPONSE, publish
 
 
 class _Worked(asyncio.Protocol):
@@ -62,15 +61,9 @@ async def _serve(port_file: str, workers: int, median: float, sigma: float) -> N
     pool = [asyncio.create_task(_work()) for _ in range(workers)]
     server = await asyncio.get_running_loop().create_server(_Worked, "127.0.0.1", 0, backlog=1024)
     port = server.sockets[0].getsockname()[1]
-    _publish(port_file, port)
+    publish(port_file, port)
     await server.serve_forever()
     del pool
-
-
-def _publish(port_file: str, port: int) -> None:
-    with open(port_file + ".tmp", "w") as handle:
-        handle.write(str(port))
-    os.replace(port_file + ".tmp", port_file)
 
 
 if __name__ == "__main__":

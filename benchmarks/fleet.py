@@ -7,7 +7,8 @@ decision core, ``RetryBudget``, ``CircuitBreaker``, ``AdaptiveConcurrency``,
 policies' shells call, not models of them. Users send Poisson traffic into a client tier; four
 middle tiers each call the next; the leaf is a database with fixed workers, a FIFO queue and
 lognormal service times. Every user request has a 1 s deadline. The same seed prints the same
-tables (a test checks it); ``--plots DIR`` also writes one SVG per scenario (matplotlib).
+tables (a test checks it); ``--plots DIR`` also writes one SVG per scenario (matplotlib) and
+the results it is drawn from (JSON; ``--replot DIR`` draws the SVGs again from them).
 
 Scenarios (``capacity`` = the leaf's workers / mean service time):
 - ``outage``: 0.5 x capacity; the leaf refuses connections for the incident.
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from benchmarks import _plots
 from benchmarks._fleet_clients import CONFIGS, Config, HopClient
 from benchmarks._fleet_hedge import HedgeResult, render_hedge, run_hedges
 from benchmarks._fleet_report import Result, render, render_targets, report_header
@@ -206,8 +208,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs, a smaller leaf")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scenario", action="append", choices=[*SCENARIOS, "hedge"])
-    parser.add_argument("--plots", metavar="DIR", help="write one SVG per scenario here")
+    parser.add_argument(
+        "--plots", metavar="DIR", help="write one SVG per scenario here, and its results (JSON)"
+    )
+    parser.add_argument(
+        "--replot", metavar="DIR", help="simulate nothing: draw DIR's SVGs again from its JSON"
+    )
     args = parser.parse_args(argv)
+    if args.replot:
+        from benchmarks._fleet_plot import replot
+
+        for path in replot(args.replot):
+            print(f"# plot: {path}")
+        return
+    stamp = _plots.stamp()  # the run's date and machine, for its plots
     names = args.scenario or [*SCENARIOS, "hedge"]
     print(report_header(args.seed, args.quick))
     found: dict[str, list[Result]] = {}
@@ -223,9 +237,10 @@ def main(argv: list[str] | None = None) -> None:
             found[name] = results = run_all([name], args.seed, args.quick)[name]
             print(render(results, SCENARIOS[name], reference))
             if args.plots:
-                from benchmarks._fleet_plot import plot
+                from benchmarks._fleet_plot import plot, save_results
 
-                print(f"# plot: {plot(results, SCENARIOS[name], args.plots)}")
+                print(f"# results: {save_results(results, name, args.plots, stamp)}")
+                print(f"# plot: {plot(results, name, args.plots, stamp)}")
         print(f"# {name}: simulated in {time.perf_counter() - started:.1f} s of wall time")
     print()
     print(render_targets(found, hedges, reference))

@@ -16,23 +16,18 @@ meta-path finder that does the same search and then fails, exactly as a missing 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import contextlib
 import importlib.machinery
 import os
-import subprocess
 import sys
-import tempfile
-import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
 from benchmarks._floor import FloorTransport
-from benchmarks._harness import Case, Result, header, paired, run_cases
+from benchmarks._harness import Case, Result, header, paired, run_cases, sizes
+from benchmarks._server import spawn
 from resilience.http import DEADLINE_HEADER, AsyncResilientTransport, ResilientTransport
 
 HEADER_ONLY = f"bare httpx.Client + {DEADLINE_HEADER} header"
@@ -42,22 +37,9 @@ FLOOR = "floor: same work inlined (_floor.py)"
 PEERS = ["resilience", "httpx", "httpcore", "sniffio", "httpx-retries", "tenacity"]
 
 
-@contextmanager
-def loopback_server() -> Iterator[str]:
-    with tempfile.TemporaryDirectory() as scratch:
-        port_file = os.path.join(scratch, "port")
-        process = subprocess.Popen([sys.executable, "-m", "benchmarks._server", port_file])
-        try:
-            deadline = time.monotonic() + 10
-            while not os.path.exists(port_file):
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("benchmark server did not start")
-                time.sleep(0.01)
-            with open(port_file) as handle:
-                yield f"http://127.0.0.1:{handle.read().strip()}"
-        finally:
-            process.terminate()
-            process.wait(10)
+def loopback_server() -> contextlib.AbstractContextManager[str]:
+    """The fast keep-alive server (``benchmarks._server``) in its own process; its URL."""
+    return spawn("benchmarks._server")
 
 
 def ours_options() -> dict[str, Any]:
@@ -192,12 +174,8 @@ def report(results: list[Result], baseline: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
-    args = parser.parse_args(argv)
-    rounds, batch, budget = (3, 200, 10.0) if args.quick else (15, 1_000, 150.0)
+    rounds, batch, budget = sizes(argv, __doc__, quick=(3, 200, 10.0), full=(15, 1_000, 150.0))
     slices = batch // 50  # cases take turns every 50 requests (see run_cases)
-    warnings.simplefilter("ignore")
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     print(header(PEERS))

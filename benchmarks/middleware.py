@@ -12,14 +12,12 @@ which is how a change's cost per request is measured: compare the overheads of t
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
-import warnings
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks._harness import Case, header, run_cases, table
+from benchmarks._harness import Case, header, run_cases, sizes, table
 from resilience import asgi, wsgi
 from resilience.stores import MemoryStore
 from resilience.testing import FakeClock
@@ -38,6 +36,47 @@ class _Jumping(FakeClock):
 
 def _store() -> MemoryStore:
     return MemoryStore(clock=_Jumping())
+
+
+def _requests() -> list[tuple[str, str, str, Callable[[int], dict[str, str]]]]:
+    """The cases both kinds of server run: name, app (bare, idempotency, replay: a store that
+    keeps its records, deadline), method, and the headers request ``i`` adds."""
+    keys = itertools.count()
+    none: Callable[[int], dict[str, str]] = lambda i: {}  # noqa: E731
+    return [
+        ("bare app", "bare", "POST", none),
+        ("idempotency, GET", "idempotency", "GET", none),
+        ("idempotency, POST without a key", "idempotency", "POST", none),
+        (
+            "idempotency, keyed POST, first run",
+            "idempotency",
+            "POST",
+            lambda i: {"idempotency-key": f'"k{next(keys)}"'},
+        ),
+        (
+            "idempotency, keyed POST, replayed",
+            "replay",
+            "POST",
+            lambda i: {"idempotency-key": '"fixed"'},
+        ),
+        ("deadline, no header", "deadline", "POST", none),
+        (
+            "deadline, Request-Timeout-Ms",
+            "deadline",
+            "POST",
+            lambda i: {"request-timeout-ms": "5000"},
+        ),
+    ]
+
+
+def _apps(bare: Any, kind: Any) -> dict[str, Any]:
+    """The apps ``_requests`` names, from the bare app and ``resilience.asgi`` or ``.wsgi``."""
+    return {
+        "bare": bare,
+        "idempotency": kind.IdempotencyMiddleware(bare, store=_store()),
+        "replay": kind.IdempotencyMiddleware(bare, store=MemoryStore()),  # keeps its records
+        "deadline": kind.DeadlineMiddleware(bare),
+    }
 
 
 # -- ASGI ---------------------------------------------------------------------------------------
@@ -77,31 +116,16 @@ def _asgi_case(name: str, app: Any, method: str, headers: Callable[[int], list[A
 
 
 def asgi_cases() -> list[Case]:
-    keys = itertools.count()
-    replay = asgi.IdempotencyMiddleware(_bare_asgi, store=MemoryStore())
-    fixed = [(b"idempotency-key", b'"fixed"'), (b"authorization", AUTH)]
-    idem = asgi.IdempotencyMiddleware(_bare_asgi, store=_store())
-    deadline = asgi.DeadlineMiddleware(_bare_asgi)
     plain = [(b"content-type", b"application/json"), (b"authorization", AUTH)]
-    return [
-        _asgi_case("ASGI bare app", _bare_asgi, "POST", lambda i: plain),
-        _asgi_case("idempotency, GET", idem, "GET", lambda i: plain),
-        _asgi_case("idempotency, POST without a key", idem, "POST", lambda i: plain),
-        _asgi_case(
-            "idempotency, keyed POST, first run",
-            idem,
-            "POST",
-            lambda i: [*plain, (b"idempotency-key", b'"k%d"' % next(keys))],
-        ),
-        _asgi_case("idempotency, keyed POST, replayed", replay, "POST", lambda i: fixed),
-        _asgi_case("deadline, no header", deadline, "POST", lambda i: plain),
-        _asgi_case(
-            "deadline, Request-Timeout-Ms",
-            deadline,
-            "POST",
-            lambda i: [*plain, (b"request-timeout-ms", b"5000")],
-        ),
-    ]
+    apps = _apps(_bare_asgi, asgi)
+
+    def case(name: str, app: str, method: str, extra: Callable[[int], dict[str, str]]) -> Case:
+        def headers(i: int) -> list[Any]:
+            return [*plain, *((k.encode(), v.encode()) for k, v in extra(i).items())]
+
+        return _asgi_case(name if app != "bare" else "ASGI bare app", apps[app], method, headers)
+
+    return [case(*request) for request in _requests()]
 
 
 # -- WSGI ---------------------------------------------------------------------------------------
@@ -140,42 +164,20 @@ def _wsgi_case(name: str, app: Any, method: str, extra: Callable[[int], dict[str
 
 
 def wsgi_cases() -> list[Case]:
-    keys = itertools.count()
-    idem = wsgi.IdempotencyMiddleware(_bare_wsgi, store=_store())
-    replay = wsgi.IdempotencyMiddleware(_bare_wsgi, store=MemoryStore())
-    deadline = wsgi.DeadlineMiddleware(_bare_wsgi)
-    return [
-        _wsgi_case("WSGI bare app", _bare_wsgi, "POST", lambda i: {}),
-        _wsgi_case("idempotency, GET (WSGI)", idem, "GET", lambda i: {}),
-        _wsgi_case("idempotency, POST without a key (WSGI)", idem, "POST", lambda i: {}),
-        _wsgi_case(
-            "idempotency, keyed POST, first run (WSGI)",
-            idem,
-            "POST",
-            lambda i: {"HTTP_IDEMPOTENCY_KEY": f'"k{next(keys)}"'},
-        ),
-        _wsgi_case(
-            "idempotency, keyed POST, replayed (WSGI)",
-            replay,
-            "POST",
-            lambda i: {"HTTP_IDEMPOTENCY_KEY": '"fixed"'},
-        ),
-        _wsgi_case("deadline, no header (WSGI)", deadline, "POST", lambda i: {}),
-        _wsgi_case(
-            "deadline, Request-Timeout-Ms (WSGI)",
-            deadline,
-            "POST",
-            lambda i: {"HTTP_REQUEST_TIMEOUT_MS": "5000"},
-        ),
-    ]
+    apps = _apps(_bare_wsgi, wsgi)
+
+    def case(name: str, app: str, method: str, extra: Callable[[int], dict[str, str]]) -> Case:
+        def environ(i: int) -> dict[str, str]:
+            return {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in extra(i).items()}
+
+        label = "WSGI bare app" if app == "bare" else f"{name} (WSGI)"
+        return _wsgi_case(label, apps[app], method, environ)
+
+    return [case(*request) for request in _requests()]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    rounds, batch, budget = (3, 1_000, 10.0) if args.quick else (9, 5_000, 90.0)
-    warnings.simplefilter("ignore")
+    rounds, batch, budget = sizes(argv, __doc__, quick=(3, 1_000, 10.0), full=(9, 5_000, 90.0))
     print(header(["httpx"]))
     print(f"# {rounds} interleaved rounds; median µs per request\n")
     for cases, baseline in ((asgi_cases(), "ASGI bare app"), (wsgi_cases(), "WSGI bare app")):

@@ -25,19 +25,16 @@ import asyncio
 import contextlib
 import itertools
 import math
-import os
 import random
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
 
+from benchmarks import _plots
 from benchmarks._harness import header
+from benchmarks._server import spawn
 from resilience import (
     AdaptiveConcurrency,
     Bulkhead,
@@ -64,24 +61,9 @@ class Run:
     seconds: float = 0.0
 
 
-@contextlib.contextmanager
-def workers_server() -> Iterator[str]:
-    """Start the fixed-workers server in its own process; yield its URL."""
-    with tempfile.TemporaryDirectory() as scratch:
-        port_file = os.path.join(scratch, "port")
-        command = [sys.executable, "-m", "benchmarks._workers_server", port_file]
-        process = subprocess.Popen([*command, str(WORKERS), str(MEDIAN), str(SIGMA)])
-        try:
-            started = time.monotonic()
-            while not os.path.exists(port_file):
-                if time.monotonic() - started > 10 or process.poll() is not None:
-                    raise RuntimeError("the workers server did not start")
-                time.sleep(0.01)
-            with open(port_file) as handle:
-                yield f"http://127.0.0.1:{handle.read().strip()}/"
-        finally:
-            process.terminate()
-            process.wait(10)
+def workers_server() -> contextlib.AbstractContextManager[str]:
+    """The fixed-workers server (``benchmarks._workers_server``) in its own process; its URL."""
+    return spawn("benchmarks._workers_server", str(WORKERS), str(MEDIAN), str(SIGMA))
 
 
 async def drive(
@@ -210,3 +192,24 @@ def main(argv: list[str] | None = None) -> None:
     print(header(["resilience", "httpx"]))
     runs, unloaded = measure(seconds, warmup, args.seed)
     print(render(runs, unloaded))
+    _record(runs, unloaded)
+
+
+def _record(runs: list[Run], unloaded: Run) -> None:
+    """The table's two verdicts as charts, for ``--plots``: goodput and p99 over unloaded."""
+    labels = {"adaptive": "ours: AdaptiveConcurrency (Vegas)", "fixed 16": "ours: Bulkhead(16)"}
+    names = [labels.get(run.name, f"{run.name} httpx") for run in runs]
+    base = percentile(unloaded.answered, 99)
+    share = [100 * len(run.answered) / run.seconds / CAPACITY for run in runs]
+    tails = [percentile(run.answered, 99) / base for run in runs]
+    note = f"{WORKERS} workers, capacity ~{CAPACITY:.0f} req/s, offered 2 x capacity"
+    _plots.record(_plots.Chart("goodput", "% of capacity", names, {"goodput": share}, note=note))
+    _plots.record(
+        _plots.Chart(
+            "p99 of answered requests over the unloaded p99 (none answered: 0)",
+            "x unloaded p99",
+            names,
+            {"p99 / unloaded": [0.0 if math.isnan(tail) else tail for tail in tails]},
+            note=f"unloaded p99 {base * 1000:.0f} ms",
+        )
+    )

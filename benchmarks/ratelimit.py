@@ -9,18 +9,16 @@ their own redis-server on a free 127.0.0.1 port (never the machine's 6379).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from benchmarks._harness import Case, header, paired, run_cases, table
+from benchmarks._harness import Case, header, paired, run_cases, sizes, table
 from resilience import RateLimiter
 from resilience.stores import RedisStore
 
@@ -225,12 +223,12 @@ def round_trips(client: Any, url: str) -> float:
     return (scripts + extra) / 100
 
 
+QUICK, FULL = (3, 2_000, 10.0), (7, 20_000, 90.0)  # rounds, calls per sample, seconds
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    rounds, batch, budget = (3, 2_000, 10.0) if args.quick else (7, 20_000, 90.0)
-    warnings.simplefilter("ignore")
+    quick = sizes(argv, __doc__, quick=QUICK, full=FULL) == QUICK
+    rounds, batch, budget = QUICK if quick else FULL
     print(header(PEERS))
     print(f"# {rounds} interleaved rounds; median µs per acquisition\n")
     memory = run_cases(memory_cases(), rounds=rounds, batch=batch, max_seconds=budget)
@@ -251,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         remote_batch = max(200, batch // 10)
         remote = run_cases(
             cases,
-            rounds=rounds if args.quick else 15,  # round trips are cheap: more rounds, steadier
+            rounds=rounds if quick else 15,  # round trips are cheap: more rounds, steadier
             batch=remote_batch,
             max_seconds=budget,
             slices=remote_batch // 100,  # cases take turns every 100 decisions

@@ -17,10 +17,9 @@ how full the store is.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 
-from benchmarks._harness import Case, header, run_cases, table
+from benchmarks._harness import Case, header, run_cases, sizes, table
 from resilience import RateLimiter
 from resilience.stores import MemoryStore
 
@@ -73,10 +72,7 @@ def _new(size: int) -> Case:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    rounds, batch, budget = (3, 500, 20.0) if args.quick else (7, 2_000, 120.0)
+    rounds, batch, budget = sizes(argv, __doc__, quick=(3, 500, 20.0), full=(7, 2_000, 120.0))
     print(header(["resilience"]))
     print(f"# {rounds} interleaved rounds of {batch} calls; median µs per call\n")
     for make in (_claims, _hot, _new):

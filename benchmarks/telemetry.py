@@ -15,9 +15,7 @@ Target (issue 5): with the API only, within 5 % of tracing off (paired throughpu
 
 from __future__ import annotations
 
-import argparse
 import os
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +25,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from benchmarks._harness import Case, header, paired, run_cases
+from benchmarks._harness import Case, header, paired, run_cases, sizes
 from benchmarks.http import loopback_server, report
 from resilience import Backoff, CircuitBreaker, Pipeline, Retry, RetryBudget
 from resilience.http import ResilientTransport
@@ -103,11 +101,7 @@ def pipeline_cases(sdk: dict[str, Any]) -> list[Case]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
-    args = parser.parse_args(argv)
-    rounds, batch, budget = (3, 200, 10.0) if args.quick else (11, 1_000, 120.0)
-    warnings.simplefilter("ignore")
+    rounds, batch, budget = sizes(argv, __doc__, quick=(3, 200, 10.0), full=(11, 1_000, 120.0))
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     print(header(PEERS))

@@ -1,7 +1,9 @@
-"""The benchmark harness's progress lines and the plots ``python -m benchmarks --plots`` draws."""
+"""The benchmark harness's progress lines, the plots ``python -m benchmarks --plots`` draws (the
+fleet's included), the command line, and the launcher of the benchmarks' loopback servers."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,6 +12,9 @@ import pytest
 from benchmarks import _plots
 from benchmarks.__main__ import main
 from benchmarks._harness import Case, run_cases
+from benchmarks._server import spawn
+from benchmarks.fleet import SCENARIOS
+from benchmarks.overload import CAPACITY, Run, _record, percentile
 
 
 def test_each_round_prints_progress_and_the_table_is_recorded(
@@ -41,3 +46,68 @@ def test_make_bench_writes_a_stamped_svg_per_scenario(tmp_path: Path) -> None:
     assert "CPUs" in svg and "Python" in svg  # the machine
     assert "resilience" in svg and "calls that succeeded" in svg  # text kept as text
     assert [path.name for path in tmp_path.iterdir()] == ["faults.svg"]
+
+
+@pytest.mark.examples
+def test_the_fleet_plots_carry_the_stamp_and_can_be_drawn_again_from_their_results(
+    tmp_path: Path,
+) -> None:
+    """``fleet --scenario outage --plots DIR`` (the option's value reaches the fleet) writes the
+    scenario's SVG, stamped with the run's date and machine like every other plot, and the
+    results beside it; ``--replot DIR`` draws the same bytes again from those results alone."""
+    pytest.importorskip("matplotlib")
+    assert main(["fleet", "--quick", "--scenario", "outage", "--plots", str(tmp_path)]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "fleet-outage.json",
+        "fleet-outage.svg",
+    ]
+    drawn = (tmp_path / "fleet-outage.svg").read_bytes()
+    svg = drawn.decode("utf-8")
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", svg)  # the run's date
+    assert "CPUs" in svg and "Python" in svg  # the machine
+    saved = json.loads((tmp_path / "fleet-outage.json").read_text(encoding="utf-8"))
+    assert [row["config"] for row in saved["results"]] == list(SCENARIOS["outage"].configs)
+    assert saved["stamp"] in svg
+    (tmp_path / "fleet-outage.svg").unlink()
+    assert main(["fleet", "--replot", str(tmp_path)]) == 0
+    assert (tmp_path / "fleet-outage.svg").read_bytes() == drawn
+
+
+def test_an_unknown_scenario_name_is_refused_before_anything_runs() -> None:
+    """A word before the first option that names no scenario stops the run, naming it."""
+    with pytest.raises(SystemExit, match="unknown scenario \\['outage'\\]"):
+        main(["outage", "--quick"])
+
+
+def test_the_overload_benchmark_records_goodput_and_tail_for_its_plot() -> None:
+    """The real-process overload run records its two verdicts per configuration: goodput as a
+    share of capacity and p99 over the unloaded p99 (0 where nothing was answered)."""
+    _plots.begin("overload-test")
+    unloaded = Run("unloaded", answered=[0.1] * 99 + [0.2], seconds=10.0)
+    runs = [
+        Run("bare", answered=[], seconds=10.0),
+        Run("adaptive", answered=[0.1] * 99 + [0.3] * 2, seconds=1.0),
+    ]
+    _record(runs, unloaded)
+    goodput, tail = _plots.charts("overload-test")
+    assert goodput.labels == ["bare httpx", "ours: AdaptiveConcurrency (Vegas)"]
+    assert goodput.series["goodput"] == [0.0, pytest.approx(100 * 101 / CAPACITY)]
+    assert tail.series["p99 / unloaded"][0] == 0.0
+    base = percentile(unloaded.answered, 99)
+    assert tail.series["p99 / unloaded"][1] == pytest.approx(0.3 / base)
+
+
+@pytest.mark.server
+def test_spawn_serves_on_loopback_and_stops_the_server_after() -> None:
+    """``spawn`` starts a benchmark server in its own process and yields its loopback URL; the
+    server answers, and is gone once the block ends; a server that cannot start raises."""
+    import httpx
+
+    with spawn("benchmarks._server") as url:
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(url).text == "ok"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url)
+    missing = spawn("benchmarks._no_such_server", timeout=5.0)
+    with pytest.raises(RuntimeError, match="did not start"), missing:
+        pass  # pragma: no cover
