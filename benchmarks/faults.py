@@ -5,18 +5,25 @@ client meets the same faults) goes through four phases of N calls each:
 
 1. healthy          — every request answered 200;
 2. flaky            — 20 % answered 503, 5 % refused (ConnectError);
-3. outage           — every request answered 503;
-4. lost responses   — POSTs; 10 % are processed, then the response is lost (ReadTimeout).
+3. lost responses   — POSTs; 10 % are processed, then the response is lost (ReadTimeout);
+4. outage           — every request answered 503.
+
+The outage comes last: a breaker it opens would otherwise still be refusing (or, after a
+failed half-open trial, refusing again) when the next phase begins, and that phase's column
+would measure ``open_for`` rather than what the phase is about.
 
 Clients: bare httpx; tenacity and stamina around ``client.request`` (retry 5xx and transport
 errors, 4 attempts — the usual hand-written setup); httpx-retries' RetryTransport (4 attempts,
 its defaults: idempotent methods only); ours, ResilientTransport with Retry(4) + RetryBudget
-(10 %) + CircuitBreaker. Waits are off for the peers and simulated for us (a FakeClock, calls
-arriving every 10 ms of it): the scenario is about decisions, not timing.
+(10 %) + CircuitBreaker, as it ships (a keyed POST whose response was lost is not resent: the
+server may have acted) and with the service's origin in ``origins_honour_keys`` (the service
+stands for one behind ``IdempotencyMiddleware``: a keyed resend is not a new effect). Waits
+are off for the peers and simulated for us (a FakeClock, calls arriving every 10 ms of it):
+the scenario is about decisions, not timing.
 
 Columns per phase: success (2xx answers), amplification (requests the service received per
-call), and in the last phase the duplicates (processed POSTs resent without an idempotency key:
-the service cannot tell them from new ones).
+call), and in the lost-responses phase the duplicates (processed POSTs resent without an
+idempotency key: the service cannot tell them from new ones).
 """
 
 from __future__ import annotations
@@ -38,8 +45,9 @@ from resilience.http import ResilientTransport
 from resilience.testing import FakeClock
 
 PEERS = ["resilience", "httpx", "tenacity", "stamina", "httpx-retries"]
-PHASES = ("healthy", "flaky", "outage", "lost responses")
-URL = "http://127.0.0.1:8080/charges"
+PHASES = ("healthy", "flaky", "lost responses", "outage")
+ORIGIN = "http://127.0.0.1:8080"
+URL = f"{ORIGIN}/charges"
 
 
 @dataclass
@@ -136,16 +144,23 @@ def httpx_retries_client(service: Service, clock: FakeClock) -> Callable[[str], 
     return lambda method: client.request(method, URL, content=_body())
 
 
-def ours(service: Service, clock: FakeClock) -> Callable[[str], httpx.Response]:
+def ours(
+    service: Service, clock: FakeClock, *, honour_keys: bool = False
+) -> Callable[[str], httpx.Response]:
     transport = ResilientTransport(
         service,
         retry=Retry(4, backoff=Backoff(initial=0.05, maximum=1.0), budget=RetryBudget(ratio=0.1)),
         breaker=CircuitBreaker("dependency", failure_rate=0.5, minimum_calls=20, open_for=5.0),
+        origins_honour_keys=[ORIGIN] if honour_keys else False,
         clock=clock,
         tracing=False,
     )
     client = httpx.Client(transport=transport)
     return lambda method: client.request(method, URL, content=_body())
+
+
+def ours_honouring_keys(service: Service, clock: FakeClock) -> Callable[[str], httpx.Response]:
+    return ours(service, clock, honour_keys=True)
 
 
 _counter = iter(range(10**9))
@@ -200,6 +215,7 @@ CLIENTS: list[tuple[str, Callable[..., Callable[[str], httpx.Response]]]] = [
     ("stamina (4 attempts)", stamina_client),
     ("httpx-retries (4)", httpx_retries_client),
     ("resilience", ours),
+    ("resilience, origin honours keys", ours_honouring_keys),
 ]
 
 
@@ -218,7 +234,8 @@ def _record(rows: dict[str, list[PhaseResult]], calls: int) -> None:
     _plots.record(
         _plots.Chart("requests the dependency received per call", "requests per call", names, load)
     )
-    duplicates = {"lost responses": [float(rows[name][-1].duplicates) for name in names]}
+    lost = PHASES.index("lost responses")
+    duplicates = {"lost responses": [float(rows[name][lost].duplicates) for name in names]}
     _plots.record(
         _plots.Chart("POSTs the service processed twice", "duplicate POSTs", names, duplicates)
     )
@@ -234,14 +251,15 @@ def main(argv: list[str] | None = None) -> None:
     print(header(PEERS))
     print(f"# {calls} calls per phase; success % / requests received per call\n")
     heads = "".join(f" {phase:>17}" for phase in PHASES)
-    print(f"{'client':<24}{heads} {'duplicates':>11}")
+    print(f"{'client':<32}{heads} {'duplicates':>11}")
     rows: dict[str, list[PhaseResult]] = {}
     for name, build in CLIENTS:
         results = rows[name] = run_client(build, calls)
         cells = "".join(
             f" {100.0 * r.ok / r.calls:7.1f}% {r.received / r.calls:6.2f}x  " for r in results
         )
-        print(f"{name:<24}{cells} {results[-1].duplicates:>11}", flush=True)
+        duplicates = results[PHASES.index("lost responses")].duplicates
+        print(f"{name:<32}{cells} {duplicates:>11}", flush=True)
     _record(rows, calls)
     print(
         "\nduplicates: POSTs the service processed again without an idempotency key (ours sends\n"
