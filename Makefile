@@ -65,7 +65,9 @@ demo: $(STAMP)
 	$(BIN)/python examples/checkout.py
 	$(BIN)/python examples/flaky_payments.py
 
-# Every scenario, full length; the plots of the run go to docs/plots/ (the Benchmarks page).
+# Every scenario, full length; the plots of the run go to docs/plots/ (the Benchmarks page),
+# each stamped with the run's date and machine; the fleet's beside the results they are drawn
+# from (fleet-*.json: `python -m benchmarks fleet --replot docs/plots` redraws them).
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks --plots docs/plots
 
