@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -222,9 +223,8 @@ def test_no_credential_reaches_the_sqlite_file(tmp_path: Path) -> None:
     assert b"order-4" in data  # the entries are there
     for secret in SECRETS:
         assert secret.encode() not in data, secret
-    with sqlite3.connect(path) as db:  # and nothing hides them in another encoding
+    with closing(sqlite3.connect(path)) as db, db:  # and nothing hides them in another encoding
         dumped = "\n".join(db.iterdump())
-    db.close()
     assert all(secret not in dumped for secret in SECRETS)
 
 

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import stat
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ class Backing:
         sqlite_change, redis_change = damage
         if self.server is None:
             column, value = sqlite_change
-            with sqlite3.connect(self.path) as db:
+            with closing(sqlite3.connect(self.path)) as db, db:
                 db.execute(f"UPDATE dead_letters SET {column} = ? WHERE id = ?", (value, entry_id))
             return
         client = self.server.client()
@@ -537,7 +538,7 @@ def test_a_sqlite_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     format, instead of being misread."""
     path = tmp_path / "dead.sqlite3"
     SQLiteStore(path).close()
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute(f"PRAGMA user_version = {FORMAT + 1}")
     with pytest.raises(ValueError, match="newer"):
         SQLiteStore(path)
