@@ -1,6 +1,6 @@
 """MkDocs hook: the files that benchmarks/README.md links to (plots, result files) are served
 beside the Benchmarks page, which includes that README, so its relative links resolve there as
-they do on the repository (``results/fleet/fleet-outage.svg``)."""
+they do on the repository (e.g. ``results/run.json``; today it links none)."""
 
 from __future__ import annotations
 

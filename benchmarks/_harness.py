@@ -33,6 +33,7 @@ from benchmarks import _plots
 __all__ = [
     "Case",
     "Result",
+    "Steps",
     "count_builtin_calls",
     "header",
     "paired",
@@ -182,6 +183,25 @@ def run_cases(
         )
     )
     return results
+
+
+class Steps:
+    """A line per finished step on stderr, for runs made of a few long steps (the fleet's
+    configurations, the overload's servers): steps done, time spent, and the time left at the
+    mean step's pace."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total = total
+        self.what = what
+        self.count = 0
+        self.started = time.monotonic()
+
+    def done(self, label: str) -> None:
+        self.count += 1
+        spent = time.monotonic() - self.started
+        left = (self.total - self.count) * spent / self.count
+        step = f"{self.what} {self.count}/{self.total} ({label})"
+        print(f"  {step}  {spent:6.1f} s  ~{left:4.0f} s left", file=sys.stderr, flush=True)
 
 
 class _Progress:

@@ -32,6 +32,7 @@ from benchmarks._fleet_clients import CONFIGS, Config, HopClient
 from benchmarks._fleet_hedge import HedgeResult, render_hedge, run_hedges
 from benchmarks._fleet_report import Result, render, render_targets, report_header
 from benchmarks._fleet_sim import Leaf, Middle, Sim, Target, Users
+from benchmarks._harness import Steps
 
 __all__ = ["SCENARIOS", "Scenario", "main", "run_all", "run_scenario", "unloaded_p99"]
 
@@ -190,17 +191,25 @@ def unloaded_p99(seed: int, quick: bool) -> float:
 
 
 def run_all(
-    names: Sequence[str], seed: int, quick: bool, configs: Sequence[str] | None = None
+    names: Sequence[str],
+    seed: int,
+    quick: bool,
+    configs: Sequence[str] | None = None,
+    steps: Steps | None = None,
 ) -> dict[str, list[Result]]:
-    """Every configuration (or those in ``configs``) of every named scenario, in order."""
-    return {
-        name: [
-            run_scenario(SCENARIOS[name], CONFIGS[config], seed, quick=quick)
-            for config in SCENARIOS[name].configs
-            if configs is None or config in configs
-        ]
-        for name in names
-    }
+    """Every configuration (or those in ``configs``) of every named scenario, in order; each
+    finished one is a step of ``steps`` (a progress line)."""
+    found: dict[str, list[Result]] = {}
+    for name in names:
+        found[name] = []
+        for config in SCENARIOS[name].configs:
+            if configs is None or config in configs:
+                found[name].append(
+                    run_scenario(SCENARIOS[name], CONFIGS[config], seed, quick=quick)
+                )
+                if steps is not None:
+                    steps.done(f"{name}: {config}")
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -227,14 +236,17 @@ def main(argv: list[str] | None = None) -> None:
     found: dict[str, list[Result]] = {}
     hedges: list[HedgeResult] = []
     reference = unloaded_p99(args.seed, args.quick)
+    total = sum(1 if name == "hedge" else len(SCENARIOS[name].configs) for name in names)
+    steps = Steps(total, "run")
     for name in names:
         started = time.perf_counter()
         print()
         if name == "hedge":
             hedges = run_hedges(args.seed, args.quick)
+            steps.done("hedge")
             print(render_hedge(hedges))
         else:
-            found[name] = results = run_all([name], args.seed, args.quick)[name]
+            found[name] = results = run_all([name], args.seed, args.quick, steps=steps)[name]
             print(render(results, SCENARIOS[name], reference))
             if args.plots:
                 from benchmarks._fleet_plot import plot, save_results

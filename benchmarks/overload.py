@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from benchmarks import _plots
-from benchmarks._harness import header
+from benchmarks._harness import Steps, header
 from benchmarks._server import spawn
 from resilience import (
     AdaptiveConcurrency,
@@ -174,10 +174,13 @@ async def measure_one(
 def measure(seconds: float, warmup: float, seed: int) -> tuple[list[Run], Run]:
     """The unloaded run, then each configuration at 2 x capacity, each on its own server."""
     found = []
-    for name, level in (("unloaded", 0.3), ("bare", 2.0), ("adaptive", 2.0), ("fixed 16", 2.0)):
+    plan = (("unloaded", 0.3), ("bare", 2.0), ("adaptive", 2.0), ("fixed 16", 2.0))
+    steps = Steps(len(plan), "configuration")
+    for name, level in plan:
         with workers_server() as url:
             run = measure_one(url, name, level * CAPACITY, seconds, warmup, seed)
             found.append(asyncio.run(run))
+        steps.done(name)
     return found[1:], found[0]
 
 

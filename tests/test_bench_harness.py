@@ -11,9 +11,9 @@ import pytest
 
 from benchmarks import _plots
 from benchmarks.__main__ import main
-from benchmarks._harness import Case, run_cases
+from benchmarks._harness import Case, Steps, run_cases
 from benchmarks._server import spawn
-from benchmarks.fleet import SCENARIOS
+from benchmarks.fleet import SCENARIOS, run_all
 from benchmarks.overload import CAPACITY, Run, _record, percentile
 
 
@@ -36,6 +36,20 @@ def test_each_round_prints_progress_and_the_table_is_recorded(
     assert chart.spread == [(result.low, result.high) for result in results]
 
 
+def test_long_runs_print_a_line_per_step_with_the_time_left(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The fleet prints one line per configuration it finished (``Steps``), counting up to the
+    whole run's total, so a 40-minute run is never silent between its tables."""
+    steps = Steps(3, "run")
+    run_all(["outage"], seed=1, quick=True, configs=["bare", "ours"], steps=steps)
+    lines = [line.strip() for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 2
+    assert re.fullmatch(r"run 1/3 \(outage: bare\) +[\d.]+ s +~ *\d+ s left", lines[0])
+    assert lines[1].startswith("run 2/3 (outage: ours)")
+
+
+@pytest.mark.examples  # runs a benchmark scenario and matplotlib: seconds, outside `make check`
 def test_make_bench_writes_a_stamped_svg_per_scenario(tmp_path: Path) -> None:
     """``--plots DIR`` writes ``faults.svg`` from the run's own numbers, with the run's date
     and machine on it, and the option is not passed on to the scenario."""
