@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import io
 import ssl
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trio
 
-from resilience import Backoff, CircuitBreaker, Retry
+from resilience import Backoff, CircuitBreaker, Hedge, Retry
 from resilience.http import (
     AsyncResilientTransport,
     ResilientTransport,
@@ -93,6 +95,67 @@ def test_a_multipart_file_that_cannot_seek_is_not_resent(driver: Driver, http_se
     assert response.status_code == 201
     bodies = [r.body for r in http_server.received("/seekable")]
     assert len(bodies) == 2 and b"resent whole" in bodies[1]
+
+
+def send_in(
+    runner: str, transport_options: dict[str, Any], method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """One request through a fresh transport: sync, or async under asyncio or trio."""
+    if runner == "sync":
+        with httpx.Client(transport=ResilientTransport(**transport_options)) as client:
+            return client.request(method, url, **kwargs)
+
+    async def go() -> httpx.Response:
+        transport = AsyncResilientTransport(**transport_options)
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await client.request(method, url, **kwargs)
+
+    return asyncio.run(go()) if runner == "asyncio" else trio.run(go)
+
+
+RUNNERS = ["sync", "asyncio", "trio"]
+# A hedge sent long before the first copy's answer (held back by the server) comes.
+HEDGED = {"retry": None, "hedge": Hedge(0.002), "deadline": 10.0}
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_multipart_file_that_cannot_seek_is_not_hedged(runner: str, http_server: Any) -> None:
+    """A hedged PUT whose multipart file cannot seek back is sent once: a second copy would
+    carry an empty file part, and its answer could be the one the caller gets."""
+    http_server.script("/upload", [Reply(201, body=b"first", delay=0.3), Reply(202)])
+    with Unseekable(b"receipt-bytes") as pipe:
+        response = send_in(runner, HEDGED, "PUT", f"{http_server.url}/upload", files={"f": pipe})
+    assert (response.status_code, response.content) == (201, b"first")
+    received = http_server.received("/upload")
+    assert len(received) == 1 and b"receipt-bytes" in received[0].body
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_multipart_file_is_not_read_by_two_copies_at_once(
+    runner: str, http_server: Any, tmp_path: Path
+) -> None:
+    """A hedged PUT of a large seekable file is sent once and whole: two copies reading the
+    same file object at once would each send part of it (httpx then raises
+    ``LocalProtocolError``: too little data for the declared Content-Length)."""
+    data = bytes(range(256)) * (8 * 4096)  # 8 MiB
+    path = tmp_path / "upload.bin"
+    path.write_bytes(data)
+    http_server.script("/upload", [Reply(201, body=b"first", delay=0.3), Reply(202)])
+    with path.open("rb") as file:
+        response = send_in(runner, HEDGED, "PUT", f"{http_server.url}/upload", files={"f": file})
+    assert (response.status_code, response.content) == (201, b"first")
+    received = http_server.received("/upload")
+    assert len(received) == 1 and data in received[0].body
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_body_given_as_bytes_is_still_hedged(runner: str, http_server: Any) -> None:
+    """A PUT whose body is bytes can be sent whole by every copy at once: it is hedged, and
+    each copy carries the whole body."""
+    http_server.script("/put", [Reply(201, body=b"slow", delay=2.0), Reply(202, body=b"fast")])
+    response = send_in(runner, HEDGED, "PUT", f"{http_server.url}/put", content=b"whole-body")
+    assert (response.status_code, response.content) == (202, b"fast")
+    assert [r.body for r in http_server.received("/put")] == [b"whole-body"] * 2
 
 
 class Unseekable(io.RawIOBase):

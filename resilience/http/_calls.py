@@ -2,8 +2,8 @@
 
 A request flows: ``begin_call`` (the policy key's guarded send, built once in ``_origins``;
 the call's deadline published; what the request carries saved; an Idempotency-Key for
-POST/PATCH) -> Retry -> [Hedge, idempotent requests only] -> [AdaptiveThrottle] ->
-[AdaptiveConcurrency] -> CircuitBreaker -> Bulkhead -> the transport's attempt
+POST/PATCH) -> Retry -> [Hedge: idempotent requests, body bytes or none] -> [AdaptiveThrottle]
+-> [AdaptiveConcurrency] -> CircuitBreaker -> Bulkhead -> the transport's attempt
 (``prepare_attempt``: httpx timeouts capped by min(attempt timeout, time left), which is also
 sent as ``Request-Timeout-Ms``; the inner transport; ``answered`` or ``failed``; a 409 "in
 progress" waited on with ``poll_wait``) -> ``raised`` (a spent deadline becomes the one
@@ -45,6 +45,7 @@ from resilience.http._wire import (
     Saved,
     add_idempotency_key,
     cap_timeouts,
+    hedgeable,
     replayable,
     restore,
     save,
@@ -126,9 +127,10 @@ class Calls:
     # then end_call. They run on every request, so each does its steps inline.
 
     def begin_call(self, request: httpx.Request) -> CallState:
-        """Pick the request's send function (its policy key's; hedged for idempotent requests
-        when hedging is on), publish the call's deadline (an enclosing one that ends sooner
-        stays in force), save what the request carries, then key it."""
+        """Pick the request's send function (its policy key's; hedged when hedging is on, for
+        idempotent requests whose every copy can send the whole body), publish the call's
+        deadline (an enclosing one that ends sooner stays in force), save what the request
+        carries, then key it."""
         method = request.method
         origins = self.origins
         if origins.key_of is None:
@@ -137,7 +139,9 @@ class Calls:
         else:
             key = origins.key_of(request)  # the caller's request, as it came
         origin = origins._built.get(key) or origins.get(key)
-        send = origin.hedged if self.hedging and method in IDEMPOTENT_METHODS else origin.plain
+        send = origin.plain
+        if self.hedging and method in IDEMPOTENT_METHODS and hedgeable(request):
+            send = origin.hedged
         token = None
         if self.deadline is not None:
             token, scope = enter_deadline(self.deadline, self.clock)

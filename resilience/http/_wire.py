@@ -26,6 +26,7 @@ __all__ = [
     "Saved",
     "add_idempotency_key",
     "cap_timeouts",
+    "hedgeable",
     "replayable",
     "restore",
     "save",
@@ -114,6 +115,14 @@ def replayable(request: httpx.Request) -> bool:
         except (AttributeError, ValueError):  # no seekable() (a generator), or closed
             return False
     return True
+
+
+def hedgeable(request: httpx.Request) -> bool:
+    """Whether copies of the request can be in flight at once, each sending the whole body:
+    bytes (or no body). A file or multipart body is one object that concurrent copies would
+    read in turns (each sends part of it, or an empty part when it cannot seek); an iterator
+    is read once."""
+    return isinstance(request.stream, httpx.ByteStream)
 
 
 _IDEMPOTENCY_KEY = IDEMPOTENCY_KEY.encode("ascii")
