@@ -117,6 +117,24 @@ class RedisServer:
         finally:
             node.close()
 
+    def settle(self) -> None:
+        """Wait (bounded polling) until the server is older than the idempotency restart fence,
+        so that a test that does not restart Redis itself never meets it: a server just
+        started refuses claims of new keys for ``RESTART_FENCE`` seconds."""
+        import redis
+
+        from resilience.stores._redis_idempotency import RESTART_FENCE
+
+        node = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1.0)
+        try:
+            deadline = time.monotonic() + RESTART_FENCE + 5
+            while int(node.info("server")["uptime_in_seconds"]) < RESTART_FENCE:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server's uptime did not grow")
+                time.sleep(0.05)  # the server's own clock: poll, bounded by the deadline
+        finally:
+            node.close()
+
     def stop(self) -> None:
         """Kill the server abruptly, as a crash would."""
         if self._process is not None and self._process.poll() is None:
@@ -176,6 +194,7 @@ def redis_server(redis_server_session: RedisServer) -> Iterator[RedisServer]:
     server = redis_server_session
     if server._process is None or server._process.poll() is not None:
         server.start()
+    server.settle()  # a test that restarted it: the next one does not meet the restart fence
     client = server.client()
     client.flushall()  # type: ignore[attr-defined]
     client.close()  # type: ignore[attr-defined]
@@ -188,6 +207,7 @@ def redis_server(redis_server_session: RedisServer) -> Iterator[RedisServer]:
 def redis_cluster() -> Iterator[RedisServer]:
     """A one-node Redis Cluster on a free port, for the tests of one module."""
     server = RedisServer(cluster=True)
+    server.settle()
     yield server
     server.stop()
     shutil.rmtree(server._dir, ignore_errors=True)

@@ -15,6 +15,7 @@ import pytest
 from resilience import StoreUnavailable
 from resilience.asgi import IdempotencyMiddleware as AsgiIdempotency
 from resilience.stores import Claim, RedisStore
+from resilience.stores._redis_idempotency import HEARTBEAT, RESTART_FENCE
 from resilience.testing import EventRecorder, serve_asgi, serve_wsgi
 from resilience.wsgi import IdempotencyMiddleware as WsgiIdempotency
 from tests.redis_server import RedisServer, record_commands
@@ -59,9 +60,9 @@ def test_steps_send_bytes_encoded_once(redis_server: RedisServer) -> None:
     assert all(args[2:4] == (b"1", key) for args in sent)
     token, other = first.token.encode(), sent[2][7]
     assert [args[4:] for args in sent] == [
-        (b"claim", b"fp", b"30000", token),
+        (b"claim", b"fp", b"30000", token, b"3"),  # 3: the restart fence, in seconds
         (b"complete", b"fp", token, response, b"60500"),
-        (b"claim", b"fp", b"30000", other),
+        (b"claim", b"fp", b"30000", other, b"3"),
         (b"release", token),
     ]
     assert other != token  # a token per claim
@@ -232,6 +233,76 @@ def test_renew_and_complete_are_fenced_by_the_token(redis_server: RedisServer, k
     assert store.idempotency_claim("k", "fp", 30.0) == Claim("replay", response=b"again")
 
 
+def test_a_restarted_redis_claims_no_absent_record_until_its_fence_ends(
+    redis_server: RedisServer,
+) -> None:
+    """#12 item 5a: a Redis that just restarted (empty) answers claims of absent records
+    "fenced", with the seconds left, on its own uptime; the running request's heartbeat takes
+    its record back meanwhile, and from then on the key is answered as always (409, then the
+    replay), fence or not."""
+    store = RedisStore(redis_server.client())
+    running = store.idempotency_claim("k", "fp", 60.0)
+    assert running.token is not None
+    redis_server.stop()
+    redis_server.start()
+    fenced = store.idempotency_claim("k", "fp", 60.0)
+    assert fenced.outcome == "fenced" and fenced.token is None
+    assert fenced.retry_after is not None and 0 < fenced.retry_after <= RESTART_FENCE
+    assert store.idempotency_claim("new", "fp", 60.0).outcome == "fenced"  # any absent key
+    assert store.idempotency_renew("k", "fp", running.token, 60.0) == "renewed"  # taken back
+    assert store.idempotency_claim("k", "fp", 60.0) == Claim("in_progress")
+    assert store.idempotency_claim("k", "other", 60.0) == Claim("mismatch")
+    assert store.idempotency_complete("k", "fp", running.token, b"done", 60.0) == "stored"
+    assert store.idempotency_claim("k", "fp", 60.0) == Claim("replay", response=b"done")
+    redis_server.settle()  # the server is RESTART_FENCE seconds old: new keys are claimed
+    assert store.idempotency_claim("new", "fp", 60.0).outcome == "claimed"
+
+
+def test_the_async_path_is_fenced_too(redis_server: RedisServer) -> None:
+    """``redis.asyncio`` clients run the same script: fenced after a restart."""
+
+    async def scenario() -> Claim:
+        client: Any = redis_server.async_client()
+        try:
+            return await RedisStore(client).idempotency_claim_async("k", "fp", 60.0)
+        finally:
+            await client.aclose()
+
+    redis_server.stop()
+    redis_server.start()
+    assert asyncio.run(scenario()).outcome == "fenced"
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_a_fenced_claim_is_refused_with_the_fences_retry_after(fail_open: bool) -> None:
+    """The policy answers a fenced claim as an outage (503, the reduced-capacity type) with
+    the seconds the fence has left as Retry-After (rounded up), or runs it unprotected with
+    ``fail_open=True``; the heartbeat on Redis beats every second whatever the lease."""
+    from resilience._idempotency.policy import PASS, Idempotency
+    from resilience.stores import MemoryStore
+
+    rules = Idempotency(store=MemoryStore(), fail_open=fail_open)
+    verdict = rules.judge(Claim("fenced", retry_after=2.2))
+    if fail_open:
+        assert verdict is PASS
+    else:
+        assert verdict.response is not None and verdict.response.status == 503
+        assert (b"retry-after", b"3") in [(k.lower(), v) for k, v in verdict.response.headers]
+        assert verdict.decision == "store_fenced"
+    assert rules.beat == 20.0  # lease / 3: a memory store cannot restart without its process
+    assert HEARTBEAT < RESTART_FENCE
+
+
+def test_the_heartbeat_on_redis_beats_within_the_fence(redis_server: RedisServer) -> None:
+    """On a store that can restart empty, renewals come every min(lease / 3, HEARTBEAT) s."""
+    from resilience._idempotency.policy import Idempotency
+
+    client: Any = redis_server.client()
+    assert Idempotency(store=RedisStore(client)).beat == HEARTBEAT == 1.0
+    assert Idempotency(store=RedisStore(client), lease=1.5).beat == 0.5
+    assert Idempotency(store=RedisStore(client)).next_beat("renewed") == HEARTBEAT
+
+
 def _redis_serve(kind: str, redis_server: RedisServer, **options: Any) -> Any:
     from tests.test_idempotency_servers import _serve
 
@@ -275,21 +346,23 @@ def _records(redis_server: RedisServer) -> list[bytes]:
 def test_redis_restarting_mid_handler_does_not_run_it_twice(
     redis_server: RedisServer, kind: str
 ) -> None:
-    """Redis restarts empty while the handler runs: the heartbeat takes the claim back, so a
-    retry gets 409 instead of running the handler again; then it is replayed."""
-    from tests.test_idempotency_servers import charge, held_charge, stats, wait_until
+    """#12 item 5a, with the default lease (60 s): Redis restarts empty while the handler runs
+    and a retry is sent the moment Redis answers again, before any heartbeat could have taken
+    the claim back: it is refused (409, or 503 while the restarted Redis is fenced), with
+    Retry-After, never run; the first request completes and is then replayed."""
+    from tests.test_idempotency_servers import charge, held_charge, stats
 
-    with _redis_serve(kind, redis_server, lease=3.0) as url:
+    with _redis_serve(kind, redis_server) as url:
         first, results = held_charge(url, "hold-first")
         redis_server.stop()
-        redis_server.start()
-        wait_until(lambda: len(_records(redis_server)) == 1, "the claim to be taken back")
-        conflict = charge(url)
+        redis_server.start()  # returns as soon as the new, empty Redis answers PING
+        duplicate = charge(url)
         httpx.get(f"{url}/release")
         first.join(20)
         replay = charge(url)
         runs = stats(url)["runs"]
-    assert conflict.status_code == 409
+    assert duplicate.status_code in (409, 503), duplicate.text
+    assert int(duplicate.headers["retry-after"]) >= 1
     assert results[0].status_code == 201
     assert replay.headers["idempotent-replayed"] == "true" and runs == 1
 

@@ -30,6 +30,7 @@ from resilience._idempotency.rules import (
 from resilience._validate import check_duration
 from resilience.stores._memory import MemoryStore
 from resilience.stores._protocols import AsyncIdempotencyStore, Claim, IdempotencyStore
+from resilience.stores._redis_idempotency import HEARTBEAT
 
 __all__ = ["OUTAGE_RETRY", "PASS", "Idempotency", "Verdict"]
 
@@ -67,7 +68,8 @@ class Idempotency:
     ``store``: a ``MemoryStore`` (default) or a ``RedisStore``. ``methods``: those whose keys
     are honoured (POST and PATCH: the others are idempotent already). ``ttl``: how long a
     completed response is kept (Stripe: 24 h). ``lease``: how long a claim lives without its
-    heartbeat (the shells renew it every ``lease / 3`` s while the handler runs).
+    heartbeat (the shells renew it every ``beat`` s while the handler runs: ``lease / 3``, and
+    at most 1 s on a store that can lose records by restarting, as Redis can).
     ``max_body``: the largest keyed request body read and fingerprinted (else 413).
     ``max_response``: the largest response stored; a larger one, or a streamed one without a
     ``Content-Length``, passes through unbuffered and its retries get 410.
@@ -147,6 +149,12 @@ class Idempotency:
         self.caller_header = None if shared_keys or key_scope else caller_header
         self.caller_cookie = None if shared_keys or key_scope else caller_cookie
         self.name = name
+        # Seconds between renewals. A store that may restart empty (any but the memory store,
+        # which dies with the process) is renewed at least every HEARTBEAT s, so a running
+        # request takes its record back within the restarted Redis's fence (RESTART_FENCE).
+        self.beat = self.lease / 3.0
+        if not isinstance(self.store, MemoryStore):
+            self.beat = min(self.beat, HEARTBEAT)
         self._typical = 1.0  # seconds a handler takes, smoothed: the 409's Retry-After
         self._warned_identity = False
 
@@ -228,17 +236,26 @@ class Idempotency:
             headers = [*stored.headers, (REPLAYED_HEADER, b"true")]
             response = StoredResponse(stored.status, headers, stored.body)
             return Verdict(False, response=response, decision="replayed", detail="stored answer")
-        if outcome == "unavailable":
+        if outcome in ("unavailable", "fenced"):
             if self.fail_open:
                 return PASS  # the explicit choice: run unprotected, store nothing
-            detail = "the idempotency store is unavailable; retry later with the same key"
+            if outcome == "fenced":  # a restarted Redis, while running requests retake records
+                detail = (
+                    "the idempotency store restarted and cannot vouch for this key yet; "
+                    "retry later with the same key"
+                )
+                wait = max(1, math.ceil(claim.retry_after or 1.0))
+                decision = "store_fenced"
+            else:
+                detail = "the idempotency store is unavailable; retry later with the same key"
+                wait, decision = 1, "store_unavailable"
             return _refusal(
                 503,
                 "Idempotency store unavailable",
                 detail,
-                "store_unavailable",
+                decision,
                 kind=REDUCED_CAPACITY,
-                retry_after=1,
+                retry_after=wait,
             )
         if outcome == "in_progress":
             self._announce(_events.IdempotencyConflict)
@@ -281,17 +298,17 @@ class Idempotency:
         """Seconds until the heartbeat's next step after ``outcome`` (of a renewal, or of a
         completion retried because the store was down), or ``None`` to stop.
 
-        Renewed: again in ``lease / 3`` s. Store unavailable: again soon (``OUTAGE_RETRY``),
+        Renewed: again in ``beat`` s. Store unavailable: again soon (``OUTAGE_RETRY``),
         so the claim is taken back as soon as the store returns (a restarted Redis comes back
         empty); a completion retried since ``since`` gives up ``lease`` s later. Lost: stop.
         """
         if outcome == "renewed":
-            return self.lease / 3.0
+            return self.beat
         if outcome == "unavailable":
             if since is not None and now - since >= self.lease:
                 self.claim_lost("store-unavailable")
                 return None
-            return min(self.lease / 3.0, OUTAGE_RETRY)
+            return min(self.beat, OUTAGE_RETRY)
         if outcome == "lost":
             self.claim_lost("renew" if since is None else "complete")
         return None

@@ -1,6 +1,7 @@
 """The leases of running ASGI requests' claims: one task per middleware and event loop renews
-them all every ``lease / 3`` s while their handlers run, and retries completions the store
-could not take while it was down (``Idempotency.next_beat``).
+them all every ``Idempotency.beat`` s (``lease / 3``; at most 1 s on Redis, which may restart
+empty) while their handlers run, and retries completions the store could not take while it
+was down (``Idempotency.next_beat``).
 
 A request costs two dict operations (``hold``, ``drop``): no timer, no task of its own. The
 task starts with the first claim and ends after a beat with none left: an asyncio task, or
@@ -96,7 +97,7 @@ class Keeper:
         held.response, held.since, held.done = response, time.monotonic(), False
         self._add(held)
         assert self._beat is not None
-        self._beat.wake.set()  # the first retry comes soon, not a whole lease / 3 later
+        self._beat.wake.set()  # the first retry comes soon, not a whole beat later
 
     async def _run(self, beat: _Beat) -> None:
         """Beat until no claim is left; a failure is logged (under trio it would end the run)
@@ -110,13 +111,13 @@ class Keeper:
 
     async def _beats(self, beat: _Beat) -> None:
         rules = self.rules
-        wait = rules.lease / 3.0
+        wait = rules.beat
         while True:
             await beat.wake.wait(wait)
             beat.wake = async_wake()
             if not self._held:
                 return
-            wait = rules.lease / 3.0
+            wait = rules.beat
             for held in list(self._held.values()):
                 if held.done:
                     continue

@@ -38,8 +38,11 @@ __all__ = [
 ]
 
 # "unavailable": the store could not answer (Redis down or slow). The idempotency policy, not
-# the store, decides what that means (by default: refuse the request, 503).
-Outcome = Literal["claimed", "replay", "in_progress", "mismatch", "unavailable"]
+# the store, decides what that means (by default: refuse the request, 503). "fenced": the store
+# answered but cannot vouch for an absent record yet (a Redis that just restarted may have lost
+# the record of a request still running: see ``idempotency.lua``); ``Claim.retry_after`` says
+# for how long. The policy treats it as "unavailable", with that Retry-After.
+Outcome = Literal["claimed", "replay", "in_progress", "mismatch", "unavailable", "fenced"]
 # After a renewal or a completion: the claim is still ours ("renewed"/"stored"), another request
 # holds or finished the key ("lost"), or the store could not answer ("unavailable").
 Renewal = Literal["renewed", "lost", "unavailable"]
@@ -47,11 +50,13 @@ Completion = Literal["stored", "lost", "unavailable"]
 
 
 class Claim(NamedTuple):
-    """A store's answer to a claim: ``token`` when claimed, ``response`` when replayed."""
+    """A store's answer to a claim: ``token`` when claimed, ``response`` when replayed,
+    ``retry_after`` (seconds) when fenced."""
 
     outcome: Outcome
     token: str | None = None
     response: bytes | None = None
+    retry_after: float | None = None
 
 
 class GcraStore(Protocol):

@@ -7,6 +7,15 @@ name, hash-tagged (``prefix{<sha>}:idem``): fixed length, whatever the client se
 arguments go as bytes, each encoded once per call (the ops are constants): redis-py passes
 bytes through, and type-checks and encodes every ``str`` or ``int`` (see ``_scripts``).
 
+A Redis that restarted lost the records of requests still running (all of them if it came back
+empty; those newer than its snapshot otherwise). For ``RESTART_FENCE`` seconds after the
+server started, a claim of an absent record is answered "fenced" instead of claimed: the
+heartbeats of running requests (every ``lease / 3`` s, at most ``HEARTBEAT`` s) take their
+records back meanwhile, so a retry sent the moment Redis answers again is refused (503 with
+``Retry-After``), not run a second time. Present records (replays, 409s) are answered as
+always. The fence costs one ``INFO server`` inside the claim script of a new key (no round
+trip).
+
 An outage is reported as it is ("unavailable"), whatever the store's ``on_error``: that
 setting is for rate limits and breakers; the idempotency policy decides for itself (by
 default it refuses keyed requests while it cannot keep its promise). Outage events and
@@ -22,6 +31,8 @@ from typing import Any
 from resilience.stores._protocols import Claim, Completion, Renewal
 
 __all__ = [
+    "HEARTBEAT",
+    "RESTART_FENCE",
     "claim",
     "claim_async",
     "complete",
@@ -33,6 +44,13 @@ __all__ = [
 ]
 
 _KIND = "idempotency middleware"
+# Seconds a heartbeat waits at most between renewals of a running request's record
+# (``Idempotency.beat`` is ``min(lease / 3, HEARTBEAT)``).
+HEARTBEAT = 1.0
+# Seconds after a Redis server starts during which it claims no absent record: three
+# heartbeats, so a running request whose beat is late by two still takes its record back first.
+RESTART_FENCE = 3 * HEARTBEAT
+_FENCE = b"%d" % RESTART_FENCE
 # What an outage's warning, event and metric name: never the record's key, which holds the
 # caller's scope (derived from credentials) and the client's key (unbounded cardinality).
 _NAME = "idempotency"
@@ -44,7 +62,7 @@ def _key(store: Any, record: str) -> list[bytes]:
 
 def _claim_args(fingerprint: str, lease: float) -> tuple[list[bytes], str]:
     token = os.urandom(16).hex()  # opaque: 128 random bits, no UUID formatting
-    return [b"claim", fingerprint.encode(), _ms(lease), token.encode()], token
+    return [b"claim", fingerprint.encode(), _ms(lease), token.encode(), _FENCE], token
 
 
 def _ms(seconds: float) -> bytes:
@@ -60,6 +78,8 @@ def _claim_of(reply: Any, token: str) -> Claim:
     if outcome == "replay":
         stored = reply[1]
         return Claim("replay", response=stored if isinstance(stored, bytes) else stored.encode())
+    if outcome == "fenced":
+        return Claim("fenced", retry_after=float(reply[1]))
     return Claim("mismatch") if outcome == "mismatch" else Claim("in_progress")
 
 

@@ -1,6 +1,7 @@
 """The leases of running WSGI requests' claims: one daemon thread per middleware renews them
-all every ``lease / 3`` s while their handlers run, and retries completions the store could
-not take while it was down (``Idempotency.next_beat``).
+all every ``Idempotency.beat`` s (``lease / 3``; at most 1 s on Redis, which may restart empty)
+while their handlers run, and retries completions the store could not take while it was down
+(``Idempotency.next_beat``).
 
 A request costs two dict operations under a lock (``hold``, ``drop``). The thread starts with
 the first claim and ends after a beat with none left.
@@ -67,11 +68,11 @@ class Keeper:
         """The store was down when the handler finished: keep trying to store ``response``."""
         held.response, held.since, held.done = response, time.monotonic(), False
         self._add(held)
-        self._wake.set()  # the first retry comes soon, not a whole lease / 3 later
+        self._wake.set()  # the first retry comes soon, not a whole beat later
 
     def _beat(self) -> None:
         rules = self.rules
-        wait = rules.lease / 3.0
+        wait = rules.beat
         while True:
             self._wake.wait(wait)
             self._wake.clear()
@@ -80,7 +81,7 @@ class Keeper:
                     self._thread = None
                     return
                 batch = list(self._held.values())
-            wait = rules.lease / 3.0
+            wait = rules.beat
             for held in batch:
                 with held.lock:
                     if held.done:
