@@ -4,10 +4,13 @@ file fails (with the path of the key)."""
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
+import certifi
+import httpx
 import pytest
 
 from resilience import (
@@ -175,6 +178,7 @@ MALFORMED = [
         "policies.payments.retry.backoff.initial: must be seconds or a duration",
     ),
     (
+        "[policies.payments.retry]\n"
         "[pipelines.checkout]\npolicies = ['payments.retry', { timeout = -2 }]\n",
         "pipelines.checkout.policies[1].timeout.seconds: must be",
     ),
@@ -206,6 +210,84 @@ MALFORMED = [
     (
         "[clients.payments]\nretry = { attempts = 0 }\n",
         "clients.payments.retry.attempts: must be >= 1, got 0",
+    ),
+    # A reference to a policy the file does not declare is a typo, not a request for defaults.
+    (
+        "[policies.payments.retry]\nattempts = 7\n"
+        "[pipelines.checkout]\npolicies = ['paymnets.retry']\n",
+        "pipelines.checkout.policies[0]: no policy 'paymnets.retry' in this configuration "
+        "(did you mean 'payments.retry'?)",
+    ),
+    (
+        "[policies.payments.retry]\nattempts = 7\n"
+        "[pipelines.checkout]\npolicies = ['payments.circuit_breaker']\n",
+        "pipelines.checkout.policies[0]: no policy 'payments.circuit_breaker' in this "
+        "configuration; declare [policies.payments.circuit_breaker]",
+    ),
+    (
+        "[policies.payments.retry]\nattempts = 7\n"
+        "[clients.c]\nbase_url = 'http://127.0.0.1:9'\nretry = 'paymnets'\n",
+        "clients.c.retry: no retry 'paymnets' in this configuration (did you mean 'payments'?)",
+    ),
+    (
+        "[policies.payments.circuit_breaker]\nminimum_calls = 4\n"
+        "[clients.c]\nbase_url = 'http://127.0.0.1:9'\nbreaker = 'paymnets'\n",
+        "clients.c.breaker: no circuit_breaker 'paymnets' in this configuration "
+        "(did you mean 'payments'?)",
+    ),
+    (
+        "[policies.payments.retry]\nbudget = 'nobody'\n[policies.payments.retry_budget]\n",
+        "policies.payments.retry.budget: no retry_budget 'nobody' in this configuration; "
+        "declare [policies.nobody.retry_budget]",
+    ),
+    (
+        "[policies.db.hedge]\ndelay = 'p95'\nbudget = 'dbs'\n[policies.db.retry_budget]\n",
+        "policies.db.hedge.budget: no retry_budget 'dbs' in this configuration "
+        "(did you mean 'db'?)",
+    ),
+    (
+        "[pipelines.checkout]\npolicies = [{ retry = { budget = 'nobody' } }]\n",
+        "pipelines.checkout.policies[0].retry.budget: no retry_budget 'nobody'",
+    ),
+    ("[clients.c]\nbreaker = ''\n", "clients.c.breaker: must name a circuit_breaker, got ''"),
+    # httpx's own options are checked here, at their key, not by httpx at the client's.
+    ("[clients.c]\nbase_url = 5\n", "clients.c.base_url: must be a URL string, got 5"),
+    ("[clients.c]\nbase_url = '::'\n", "clients.c.base_url: not a valid URL"),
+    ("[clients.c]\nproxy = 5\n", "clients.c.proxy: must be a URL string, got 5"),
+    ("[clients.c]\nproxy = 'nope'\n", "clients.c.proxy: "),
+    ("[clients.c]\nheaders = 5\n", "clients.c.headers: must be a table, got 5"),
+    ("[clients.c]\nheaders = { x-a = 1 }\n", "clients.c.headers.x-a: must be a string, got 1"),
+    ("[clients.c]\nparams = 5\n", "clients.c.params: must be a table, got 5"),
+    ("[clients.c]\ncookies = 5\n", "clients.c.cookies: must be a table, got 5"),
+    (
+        "[clients.c]\nfollow_redirects = 'yes'\n",
+        "clients.c.follow_redirects: must be true or false, got 'yes'",
+    ),
+    ("[clients.c]\ntrust_env = 1\n", "clients.c.trust_env: must be true or false, got 1"),
+    ("[clients.c]\nhttp2 = 'x'\n", "clients.c.http2: must be true or false, got 'x'"),
+    (
+        "[clients.c]\nmax_redirects = -1\n",
+        "clients.c.max_redirects: must be an integer >= 0, got -1",
+    ),
+    ("[clients.c]\nverify = 5\n", "clients.c.verify: must be true, false or the path"),
+    (
+        "[clients.c]\nverify = '/no/such/bundle.pem'\n",
+        "clients.c.verify: cannot load a CA bundle from '/no/such/bundle.pem'",
+    ),
+    ("[clients.c]\ndefault_encoding = 5\n", "clients.c.default_encoding: must be an encoding"),
+    ("[clients.c]\ntimeout = -1\n", "clients.c.timeout: must be > 0 seconds, got -1"),
+    ("[clients.c]\ntimeout = true\n", "clients.c.timeout: must be > 0 seconds, got True"),
+    (
+        "[clients.c]\nlimits = { max_connections = 'x' }\n",
+        "clients.c.limits.max_connections: must be an integer >= 0, got 'x'",
+    ),
+    (
+        "[clients.c]\nlimits = { max_conections = 5 }\n",
+        "clients.c.limits.max_conections: unknown option (did you mean 'max_connections'?)",
+    ),
+    (
+        "[clients.c]\nlimits = { keepalive_expiry = 'later' }\n",
+        "clients.c.limits.keepalive_expiry: must be seconds or a duration",
     ),
 ]
 
@@ -332,6 +414,7 @@ def test_stores_are_named_and_budgets_shared() -> None:
                 "api": {"rate_limiter": {"rate": 10, "burst": 5, "store": "main"}},
                 "a": {"retry": {"budget": "shared"}},
                 "b": {"retry": {"budget": "shared"}},
+                "shared": {"retry_budget": {}},  # declared: an empty table takes the defaults
             }
         },
         stores={"main": store},
@@ -382,6 +465,7 @@ def test_adaptive_policies_and_a_percentile_hedge_from_configuration() -> None:
                     },
                     "hedge": {"delay": "p95", "budget": "db"},
                     "adaptive_throttle": {"k": 1.5, "on": "ConnectionError"},
+                    "retry_budget": {},
                 },
             }
         }
@@ -423,3 +507,76 @@ def test_client_options_that_take_functions_come_from_code() -> None:
     with pytest.raises(ValueError, match="built already"):
         registry.client("api", policy_key=lambda request: "other")
     client.close()
+
+
+def test_references_reach_declared_policies_and_code_still_gets_or_creates() -> None:
+    """A reference from the file needs ``policies.<name>.<kind>``, and an empty table is enough
+    (it takes ``defaults.<kind>``); a name only code asks for is still built from the defaults;
+    a bad reference set by a variable names the variable."""
+    registry = Registry(
+        {
+            "defaults": {"circuit_breaker": {"minimum_calls": 3}},
+            "policies": {"inventory": {"circuit_breaker": {}}},
+            "pipelines": {"stock": {"policies": ["inventory.circuit_breaker"]}},
+            "clients": {"inventory": {"base_url": "http://127.0.0.1:9", "breaker": "inventory"}},
+        }
+    )
+    breaker = registry.get(CircuitBreaker, "inventory")
+    assert registry.pipeline("stock").policies == (breaker,)
+    assert registry.transport_options("inventory").breaker is breaker
+    assert registry.get(CircuitBreaker, "anything").name == "anything"  # from code: get-or-create
+    environ = {"APP_CLIENTS__C__BREAKER": "invetory"}
+    with pytest.raises(ConfigError) as failed:
+        Registry(
+            {"policies": {"inventory": {"circuit_breaker": {}}}, "clients": {"c": {}}},
+            env_prefix="APP_",
+            environ=environ,
+        )
+    assert str(failed.value) == (
+        "clients.c.breaker (from $APP_CLIENTS__C__BREAKER): no circuit_breaker 'invetory' in "
+        "this configuration (did you mean 'inventory'?)"
+    )
+
+
+def test_good_httpx_options_reach_the_client() -> None:
+    """The checked httpx options still arrive as httpx reads them (a duration as seconds, limits
+    as ``httpx.Limits``)."""
+    registry = Registry(
+        {
+            "clients": {
+                "c": {
+                    "base_url": "http://127.0.0.1:9/api",
+                    "headers": {"x-team": "payments"},
+                    "params": {"v": 2, "tags": ["a", "b"]},
+                    "cookies": {"session": "s"},
+                    "follow_redirects": True,
+                    "max_redirects": 3,
+                    "verify": False,
+                    "trust_env": False,
+                    "http2": True,
+                    "timeout": "250ms",
+                    "default_encoding": "latin-1",
+                    "limits": {"max_connections": 10, "keepalive_expiry": "2s"},
+                }
+            }
+        }
+    )
+    with registry.client("c") as client:
+        assert str(client.base_url) == "http://127.0.0.1:9/api/"
+        assert client.headers["x-team"] == "payments"
+        assert client.params["tags"] == "a" and client.params.get_list("tags") == ["a", "b"]
+        assert client.follow_redirects and client.max_redirects == 3
+        assert client.timeout == httpx.Timeout(0.25)
+        assert client.cookies["session"] == "s"
+    bundle = Registry({"clients": {"c": {"verify": certifi.where()}}})  # a CA bundle's path
+    bundle.client("c").close()
+
+
+def test_without_a_toml_reader_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Python 3.10 without tomli, reading TOML says which extra brings it."""
+    from resilience.config import _registry
+
+    monkeypatch.setitem(sys.modules, "tomli", None)  # `import tomli` raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'resilience-patterns\[toml\]'"):
+        _registry.toml_reader((3, 10))
+    assert _registry.toml_reader((3, 11)).__name__ == "tomllib"

@@ -230,3 +230,18 @@ def test_options_are_frozen_and_shown() -> None:
     assert options.deadline == 3.0 and options.retry is not None and options.retry.attempts == 2
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.deadline = 5.0  # type: ignore[misc]
+
+
+def test_replace_changes_some_options_and_validates_like_construction() -> None:
+    """``replace(**changes)`` returns new options with the rest kept; a bad value fails as at
+    construction, naming it, and an unknown keyword is a TypeError naming it."""
+    options = TransportOptions(deadline=3.0, origins_honour_keys=["https://pay.test"])
+    changed = options.replace(attempt_timeout=0.5, retry=None)
+    assert (changed.attempt_timeout, changed.retry, changed.deadline) == (0.5, None, 3.0)
+    assert changed.origins_honour_keys == frozenset({"https://pay.test"})
+    assert options.attempt_timeout == 10.0 and options.retry is not None  # unchanged
+    assert options.replace() == options
+    with pytest.raises(ValueError, match="attempt_timeout"):
+        options.replace(attempt_timeout=0)
+    with pytest.raises(TypeError, match=r"key_stile \(did you mean 'key_style'\?\)"):
+        options.replace(key_stile="token")

@@ -8,7 +8,8 @@ environment, with a registry of named policies.
 
 A bad value fails when the registry is built, with the path of its key:
 ``policies.payments.retry.attempts: must be >= 1, got -1``. Nothing here needs a dependency
-beyond the core's (TOML on Python 3.10 needs ``tomli``; YAML is yours to parse).
+beyond the core's (TOML on Python 3.10 needs ``tomli``: ``pip install
+'resilience-patterns[toml]'``; YAML is yours to parse).
 """
 
 from __future__ import annotations

@@ -28,13 +28,23 @@ _KEYS: dict[type[Any], str] = {kind.cls: key for key, kind in KINDS.items()}
 T = TypeVar("T")
 
 
-def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The mapping in a TOML file (``tomllib``; on Python 3.10 install ``tomli``)."""
-    name = "tomllib" if sys.version_info >= (3, 11) else "tomli"
+def toml_reader(version: tuple[int, ...] = sys.version_info[:2]) -> Any:
+    """The TOML module for this Python: ``tomllib`` from 3.11, ``tomli`` before (the ``toml``
+    extra brings it)."""
+    if version >= (3, 11):
+        return importlib.import_module("tomllib")
     try:
-        toml = importlib.import_module(name)
-    except ImportError:  # pragma: no cover - Python 3.10 without tomli
-        raise ImportError("reading TOML on Python 3.10 needs tomli: pip install tomli") from None
+        return importlib.import_module("tomli")
+    except ImportError:
+        raise ImportError(
+            "reading TOML on Python 3.10 needs tomli: pip install 'resilience-patterns[toml]'"
+        ) from None
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping in a TOML file (``tomllib``; on Python 3.10 ``tomli``, from the ``toml``
+    extra: ``pip install 'resilience-patterns[toml]'``)."""
+    toml = toml_reader()
     with Path(path).open("rb") as file:
         try:
             loaded: dict[str, Any] = toml.load(file)
@@ -62,6 +72,12 @@ class Registry:
     Durations are seconds or strings (``"250ms"``, ``"5s"``); exception filters are class names
     (``"ConnectionError"``, ``"httpx.TransportError"``); ``store = "<name>"`` picks one of the
     ``stores`` given here; ``budget = "<name>"`` shares the named retry budget.
+
+    A name the file refers to (a pipeline's ``"payments.retry"``, a client's
+    ``breaker = "payments"``, ``budget = "payments"``) must be declared,
+    ``policies.<name>.<kind>``; an empty table is enough and takes ``defaults.<kind>``. A
+    reference to anything else is a typo and fails at load, with a suggestion. From code,
+    ``get`` is get-or-create: a name the file does not list is built from the defaults.
 
     ``env_prefix`` lays the environment over the mapping: with ``env_prefix="APP_"``,
     ``APP_POLICIES__PAYMENTS__RETRY__ATTEMPTS=4`` sets ``policies.payments.retry.attempts``
@@ -154,8 +170,15 @@ class Registry:
         return self._stores[name]
 
     def budget(self, name: str, path: str) -> RetryBudget:
-        """The shared retry budget ``name`` (built on first use)."""
-        return self.get(RetryBudget, name)
+        """The shared retry budget ``name`` (built on first use); the file must declare it."""
+        found: RetryBudget = self._named("retry_budget", name, path)
+        return found
+
+    def _named(self, kind: str, name: str, path: str, *, spelt: bool = False) -> Any:
+        """The policy a reference at ``path`` names: ``policies.<name>.<kind>`` must exist.
+        ``spelt``: the reference spells ``"<name>.<kind>"`` (a pipeline step)."""
+        _declared(self, kind, name, path, spelt=spelt)
+        return self.get(kind, name)
 
     # -- getting policies ----------------------------------------------------------------------
 
@@ -273,6 +296,26 @@ class Registry:
 _MISSING = object()
 
 
+def _declared(resolver: Any, kind: str, name: str, path: str, *, spelt: bool) -> None:
+    """Fail at ``path`` unless the configuration declares ``policies.<name>.<kind>``: a
+    reference to a policy it does not list is a typo, not a request for the defaults."""
+    policies: Mapping[str, Any] = resolver._tables["policies"]
+    if kind in policies.get(name, {}):
+        return
+    if not name:
+        raise ConfigError(path, f"must name a {kind}, got ''", resolver.origins)
+    shown = f"policy '{name}.{kind}'" if spelt else f"{kind} {name!r}"
+    problem = f"no {shown} in this configuration"
+    if name not in policies:  # a misspelt name: suggest a declared one of this kind
+        known = [other for other, entry in policies.items() if kind in entry]
+        close = difflib.get_close_matches(name, known, n=1)
+        if close:
+            suggestion = f"{close[0]}.{kind}" if spelt else close[0]
+            raise ConfigError(path, f"{problem} (did you mean {suggestion!r}?)", resolver.origins)
+    declare = f"declare [policies.{name}.{kind}] (an empty table takes defaults.{kind})"
+    raise ConfigError(path, f"{problem}; {declare}", resolver.origins)
+
+
 def _pipeline(resolver: Any, name: str) -> Pipeline:
     """Build pipeline ``name`` through ``resolver`` (a registry, or a checker)."""
     tables = resolver._tables
@@ -304,7 +347,7 @@ def _step(resolver: Any, step: object, path: str) -> Any:
             raise ConfigError(
                 path, f"must be '<name>.<kind>' (as 'payments.retry') or a table, got {step!r}"
             )
-        return resolver.get(kind, name)
+        return resolver._named(kind, name, path, spelt=True)
     table = as_mapping(step, path, resolver.origins)
     if len(table) != 1:
         raise ConfigError(path, f"must hold exactly one kind, as {{timeout = 1.0}}, got {step!r}")
@@ -326,8 +369,12 @@ class _Checker:
         return self._registry.store(name, path)
 
     def budget(self, name: str, path: str) -> RetryBudget:
-        found: RetryBudget = self.get("retry_budget", name)
+        found: RetryBudget = self._named("retry_budget", name, path)
         return found
+
+    def _named(self, kind: str, name: str, path: str, *, spelt: bool = False) -> Any:
+        _declared(self, kind, name, path, spelt=spelt)
+        return self.get(kind, name)
 
     def get(self, kind: str, name: str) -> Any:
         self._kind(kind, join(join("policies", name), kind))

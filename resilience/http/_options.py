@@ -23,6 +23,8 @@ its source:
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, fields
 from typing import Any, TypedDict
@@ -206,6 +208,16 @@ class TransportOptions:
         header = self.deadline_header
         if header is not None and (not isinstance(header, str) or not _is_token(header)):
             raise ValueError(f"deadline_header must be a header name or None, got {header!r}")
+
+    def replace(self, **changes: Any) -> TransportOptions:
+        """New options with these bar ``changes`` (any constructor keyword), checked as at
+        construction; an unknown keyword is a ``TypeError`` naming it."""
+        unknown = sorted(set(changes) - _NAMES)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], _NAMES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"unknown transport option(s): {', '.join(unknown)}{hint}")
+        return dataclasses.replace(self, **changes)
 
     def honouring_origins(self) -> frozenset[OriginKey]:
         """The origins declared key-honouring, as policy keys (empty when ``True`` or
