@@ -40,6 +40,42 @@ def test_the_time_left_header_is_this_attempts_bound(driver: Driver, http_server
     assert sent_time_left(http_server, "/left") == [250]
 
 
+def test_the_time_left_header_is_no_more_than_the_requests_own_timeout(
+    driver: Driver, http_server: Any
+) -> None:
+    """With no options, the attempt is bounded by httpx's default 5 s timeout before the
+    standard 10 s attempt timeout: the header says 5000, not 10000; a request's own shorter
+    read timeout is what it sends, a longer one changes nothing."""
+    clock = FakeClock()
+    driver.send(driver.transport(clock=clock), "GET", f"{http_server.url}/default")
+    assert sent_time_left(http_server, "/default") == [5000]
+
+    transport = driver.transport(clock=clock)
+    driver.send(transport, "GET", f"{http_server.url}/own", timeout=httpx.Timeout(30.0, read=2.5))
+    driver.send(transport, "GET", f"{http_server.url}/own", timeout=60.0)
+    driver.send(transport, "GET", f"{http_server.url}/own", timeout=None)
+    assert sent_time_left(http_server, "/own") == [2500, 10000, 10000]
+
+
+def test_retry_after_jitter_never_passes_retry_after_max(driver: Driver, http_server: Any) -> None:
+    """A server asking ``Retry-After: 10000`` of a call with no deadline is waited on for
+    ``retry_after_max`` exactly: the jitter goes on before the cap, never past it; a wait
+    asked just under the cap is jittered up to the cap at most, never below what was asked."""
+    clock = FakeClock()
+    script = [Reply(503, headers={"Retry-After": "10000"}), Reply(200)]
+    http_server.script(
+        "/r", script * 5 + [Reply(503, headers={"Retry-After": "115"}), Reply(200)] * 20
+    )
+    transport = driver.transport(
+        retry=Retry(2, backoff=Backoff(initial=0.001)), breaker=None, deadline=None, clock=clock
+    )
+    for _ in range(25):
+        assert driver.send(transport, "GET", f"{http_server.url}/r").status_code == 200
+    assert clock.sleeps[:5] == [120.0] * 5
+    assert all(115.0 <= slept <= 120.0 for slept in clock.sleeps[5:])
+    assert 120.0 in clock.sleeps[5:] and len(set(clock.sleeps[5:])) > 1
+
+
 def test_retry_after_waits_at_least_as_asked_with_a_little_jitter(
     driver: Driver, http_server: Any
 ) -> None:

@@ -4,13 +4,13 @@ A request flows: ``begin_call`` (the policy key's guarded send, built once in ``
 the call's deadline published; what the request carries saved; an Idempotency-Key for
 POST/PATCH) -> Retry -> [Hedge: idempotent requests, body bytes or none] -> [AdaptiveThrottle]
 -> [AdaptiveConcurrency] -> CircuitBreaker -> Bulkhead -> the transport's attempt
-(``prepare_attempt``: httpx timeouts capped by min(attempt timeout, time left), which is also
-sent as ``Request-Timeout-Ms``; the inner transport; ``answered`` or ``failed``; a 409 "in
-progress" waited on with ``poll_wait``) -> ``raised`` (a spent deadline becomes the one
-``HTTPDeadlineExceededError``) -> ``end_call`` (the deadline withdrawn; the request put back as
-the caller built it). The deadline bounds the call through those timeouts and the retry
-decisions, in both transports alike; no timer cancels an attempt (that would cost a timer per
-request, and the sync transport could not do it anyway).
+(``prepare_attempt``: httpx timeouts capped by min(attempt timeout, time left); that, or the
+request's own read timeout when shorter, sent as ``Request-Timeout-Ms``; the inner transport;
+``answered`` or ``failed``; a 409 "in progress" waited on with ``poll_wait``) -> ``raised`` (a
+spent deadline becomes the one ``HTTPDeadlineExceededError``) -> ``end_call`` (the deadline
+withdrawn; the request put back as the caller built it). The deadline bounds the call through
+those timeouts and the retry decisions, in both transports alike; no timer cancels an attempt
+(that would cost a timer per request, and the sync transport could not do it anyway).
 """
 
 from __future__ import annotations
@@ -204,7 +204,8 @@ class Calls:
 
     def prepare_attempt(self, request: httpx.Request, inner: object) -> object:
         """Cap this attempt's httpx timeouts at min(attempt timeout, time left) and tell the
-        server so; start the attempt's span (the token goes to ``answered`` or ``failed``)."""
+        server the attempt's bound (that, or the request's own read timeout when shorter);
+        start the attempt's span (the token goes to ``answered`` or ``failed``)."""
         limit = self.attempt_timeout
         scope = current_deadline()
         if scope is not None:
@@ -214,10 +215,10 @@ class Calls:
             if limit is None or left < limit:
                 limit = left
         if limit is not None:
+            limit = cap_timeouts(request, limit)  # the request's own read timeout, if shorter
             if self._deadline_key:
                 value = b"%d" % max(1, int(limit * 1000))
                 set_header(request.headers, self._deadline_key, value)
-            cap_timeouts(request, limit)
         observer = self.observer
         if observer is None or _instrumented(inner):
             return None
@@ -292,19 +293,20 @@ class Calls:
         return hint
 
     def asked_wait(self, outcome: object) -> float | None:
-        """The wait a response asks for: ``Retry-After`` plus up to 10 % more at random (never
-        less than asked), or ``None``."""
+        """The wait a response asks for: ``Retry-After`` plus up to 10 % more at random, then
+        capped at ``retry_after_max`` (never less than asked, unless that is past the cap), or
+        ``None``."""
         if not isinstance(outcome, httpx.Response):
             return None
         headers = outcome.headers
+        maximum = self.options.retry_after_max
         asked = parse_retry_after(
-            headers.get("Retry-After"),
-            date=headers.get("Date"),
-            maximum=self.options.retry_after_max,
+            headers.get("Retry-After"), date=headers.get("Date"), maximum=maximum
         )
         if asked is None:
             return None
-        return asked + asked * RETRY_AFTER_JITTER * self._rng.random()
+        wait = asked + asked * RETRY_AFTER_JITTER * self._rng.random()
+        return wait if wait < maximum else maximum
 
     def poll_wait(
         self, response: httpx.Response, request: httpx.Request, polls: int

@@ -83,18 +83,20 @@ def set_header(headers: httpx.Headers, key: bytes, value: str | bytes) -> None:
     raw.append(entry)
 
 
-def cap_timeouts(request: httpx.Request, limit: float) -> None:
-    """Cap each of this attempt's httpx timeouts (connect, read, write, pool) at ``limit``."""
+def cap_timeouts(request: httpx.Request, limit: float) -> float:
+    """Cap each of this attempt's httpx timeouts (connect, read, write, pool) at ``limit``;
+    return the capped read timeout: how long the server has to answer this attempt."""
     extensions = request.extensions
     current = extensions.get("timeout")
     if not current:
         extensions["timeout"] = dict.fromkeys(TIMEOUT_KEYS, limit)
-        return
-    capped = {}
+        return limit
+    capped: dict[str, float] = {}
     for name in TIMEOUT_KEYS:
         value = current.get(name)
         capped[name] = limit if value is None or value > limit else value
     extensions["timeout"] = capped
+    return capped["read"]
 
 
 def replayable(request: httpx.Request) -> bool:
