@@ -237,6 +237,21 @@ def test_a_resilient_transport_given_to_a_factory_is_refused() -> None:
         resilient_client(transport=ResilientTransport())
 
 
+@pytest.mark.parametrize(
+    ("build", "ours"),
+    [(resilient_client, ResilientTransport), (resilient_async_client, AsyncResilientTransport)],
+)
+def test_a_resilient_transport_mounted_on_a_factory_is_refused(build: Any, ours: Any) -> None:
+    """A mount value that is already resilient would be wrapped in ours again (the policies
+    twice per attempt): the factory refuses it, naming ``mounts``; other mounts are wrapped."""
+    with pytest.raises(TypeError, match=r"mounts\['http://'\] is already a resilient"):
+        build(mounts={"http://": ours()})
+    inner = httpx.HTTPTransport() if ours is ResilientTransport else httpx.AsyncHTTPTransport()
+    client = build(mounts={"http://": inner})
+    (mounted,) = client._mounts.values()
+    assert isinstance(mounted, ours) and mounted._inner is inner
+
+
 def test_the_trace_header_of_each_attempt_leaves_the_request(
     driver: Driver, http_server: Any
 ) -> None:

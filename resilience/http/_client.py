@@ -24,12 +24,24 @@ def _split(options: dict[str, Any]) -> tuple[TransportOptions, dict[str, Any]]:
     transport = {name: value for name, value in options.items() if name in _NAMES}
     client = {name: value for name, value in options.items() if name not in _NAMES}
     given = client.get("transport")
-    if isinstance(given, (ResilientTransport, AsyncResilientTransport)):
+    if isinstance(given, _OURS):
         raise TypeError(
             "transport is already a resilient transport: its policies would run twice per "
             "attempt; give the factory the transport it wraps, or give it to httpx directly"
         )
+    # A mounted transport of ours is refused too, rather than passed through unwrapped: its
+    # own options would then silently differ from the ones given to the factory.
+    for pattern, mounted in (client.get("mounts") or {}).items():
+        if isinstance(mounted, _OURS):
+            raise TypeError(
+                f"mounts[{pattern!r}] is already a resilient transport: its policies would run "
+                "twice per attempt; mount the transport it wraps (the factory wraps every "
+                "mount), or give the mounts to httpx directly"
+            )
     return TransportOptions(**transport), client
+
+
+_OURS = (ResilientTransport, AsyncResilientTransport)
 
 
 def resilient_client(**options: Any) -> httpx.Client:
