@@ -4,6 +4,10 @@ its tables (what it forgets first, what it refuses), and clean-up as state expir
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +15,7 @@ from hypothesis import strategies as st
 
 from resilience import RateLimiter
 from resilience._gcra import GcraParams, RateLimitDecision, gcra_step
-from resilience.stores import Claim, MemoryStore
+from resilience.stores import Claim, MemoryStore, _memory
 from resilience.testing import FakeClock
 
 
@@ -199,3 +203,75 @@ def test_bounds_are_checked_at_construction(name: str) -> None:
         MemoryStore(**{name: 0})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=name):
         MemoryStore(**{name: 1.5})  # type: ignore[arg-type]
+
+
+def _steps(call: Callable[[], object]) -> int:
+    """How many lines of ``resilience/stores/_memory.py`` one call executes (each turn of a
+    loop or a comprehension counts): the work done under the store's lock, without a clock."""
+    count = 0
+    here = _memory.__file__
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    def global_(frame: FrameType, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_filename == here else None
+
+    sys.settrace(global_)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def _claim_work(clock: FakeClock, records: int, claims: int = 3_000) -> tuple[float, int]:
+    """Mean and max steps per claim of a fresh key (then completed) beside ``records``
+    completed records."""
+    store = MemoryStore(clock=clock, max_records=records + claims + 1)
+    for n in range(records):
+        token = store.idempotency_claim(f"done-{n}", "fp", 60.0).token
+        assert token is not None
+        assert store.idempotency_complete(f"done-{n}", "fp", token, b"ok", 3600.0) == "stored"
+    work = []
+    claimed: list[Claim] = []
+    for n in range(claims):
+        key = f"new-{n}"
+        work.append(_steps(lambda: claimed.append(store.idempotency_claim(key, "fp", 60.0))))  # noqa: B023
+        token = claimed.pop().token
+        assert token is not None
+        assert store.idempotency_complete(key, "fp", token, b"ok", 3600.0) == "stored"
+    return sum(work) / claims, max(work)
+
+
+def test_a_claim_does_the_same_work_beside_ten_times_more_records(clock: FakeClock) -> None:
+    """A claim beside 20,000 completed records executes as many steps, on average and at
+    worst, as beside 2,000: no clean-up walks the records (issue 12, item 8)."""
+    mean_small, max_small = _claim_work(clock, 2_000)
+    mean_big, max_big = _claim_work(clock, 20_000)
+    assert mean_big <= 1.1 * mean_small, (mean_small, mean_big)
+    assert max_big <= 1.1 * max_small, (max_small, max_big)
+
+
+def _gcra_work(clock: FakeClock, partitions: int, calls: int = 3_000) -> tuple[float, int]:
+    """Mean and max steps per decision for a new partition in a full table of
+    ``partitions``, every one of them used twice (its TAT moved past its heap entry)."""
+    store = MemoryStore(clock=clock, max_limit_keys=partitions)
+    params = GcraParams(emission=1.0, tolerance=3600.0, limit=3600)
+    for _ in range(2):
+        for n in range(partitions):
+            store.gcra(f"old-{n}", params, 1, 0.0)
+    work = [_steps(lambda: store.gcra(f"new-{n}", params, 1, 0.0)) for n in range(calls)]  # noqa: B023
+    return sum(work) / calls, max(work)
+
+
+def test_a_new_partition_does_the_same_work_beside_ten_times_more(clock: FakeClock) -> None:
+    """A decision for a new partition in a full table of 20,000 executes as many steps, on
+    average and at worst, as in one of 2,000: eviction never walks the table."""
+    mean_small, max_small = _gcra_work(clock, 2_000)
+    mean_big, max_big = _gcra_work(clock, 20_000)
+    assert mean_big <= 1.1 * mean_small, (mean_small, mean_big)
+    assert max_big <= 1.1 * max_small, (max_small, max_big)

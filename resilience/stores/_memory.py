@@ -6,13 +6,15 @@ Every step is O(1) amortised, however many keys the store holds, and the store i
   is at most the key's TAT. TATs only grow, so an update touches the dict alone; when an entry
   comes due, the key is dropped if its TAT has passed (its limit fully refilled: the same as no
   state) or the entry is pushed again at the TAT. Past ``max_limit_keys`` the key nearest to
-  refilled is forgotten, which lets that caller start afresh (rate limits fail open there).
+  refilled is forgotten (looked for among the heap's first ``_SWEEP`` entries), which lets
+  that caller start afresh (rate limits fail open there).
 - Idempotency records: a dict; running claims also in a heap of lease ends (entries of claims
-  since completed or released are skipped when they come due, and the heap is rebuilt once they
-  outnumber the live ones), completed records also in an ordered dict, oldest first. Past
-  ``max_records`` records or ``max_record_bytes`` of stored responses the oldest completed
-  records are forgotten first; a claim that finds the store full of running claims is answered
-  "unavailable" (the middleware's 503): a running claim is never dropped.
+  since completed or released are skipped when they come due, and the heap is compacted from
+  its own entries, never from the records, once they outnumber the live ones), completed
+  records also in an ordered dict, oldest first. Past ``max_records`` records or
+  ``max_record_bytes`` of stored responses the oldest completed records are forgotten first;
+  a claim that finds the store full of running claims is answered "unavailable" (the
+  middleware's 503): a running claim is never dropped.
 
 Clean-up happens where the tables grow (a new key, a new claim), at most ``_SWEEP`` steps at a
 time, so no call pays for a crowd of expiries and a known key's step is a dict write.
@@ -155,18 +157,19 @@ class MemoryStore:
                 heapq.heapreplace(due, (tat, key))
 
     def _evict_tat_locked(self) -> None:
+        """Forget the key nearest to refilled: the heap's first entry once it is up to date.
+        At most ``_SWEEP`` stale entries are brought up to date per eviction (each one moved
+        past by an update since), then the first entry goes whatever its key's TAT: a table
+        of keys all updated since their entry was pushed never costs one call a walk of it."""
         due, tats = self._tat_due, self._tats
-        while True:
+        for _ in range(_SWEEP):
             deadline, key = due[0]
             tat = tats[key]
-            if tat == deadline:  # the key nearest to refilled
-                heapq.heappop(due)
-                del tats[key]
-                self._warn_full(
-                    "max_limit_keys", "forgetting the rate-limit state nearest to expiry"
-                )
-                return
+            if tat == deadline:
+                break
             heapq.heapreplace(due, (tat, key))
+        del tats[heapq.heappop(due)[1]]
+        self._warn_full("max_limit_keys", "forgetting the rate-limit state nearest to expiry")
 
     # -- idempotency records (the IdempotencyStore protocol) --------------------------------
 
@@ -310,13 +313,21 @@ class MemoryStore:
                 self._forget_locked(key, running)
             else:  # renewed: due later
                 heapq.heapreplace(leases, (running.expires, seq, key))
-        if len(leases) > 2 * self._running + 1024:  # mostly finished claims: rebuild, O(n) once
-            self._leases = [
-                (record.expires, record.seq, key)
-                for key, record in records.items()
-                if record.response is None
-            ]
-            heapq.heapify(self._leases)
+        if len(leases) > 2 * self._running + 1024:
+            self._compact_leases_locked()
+
+    def _compact_leases_locked(self) -> None:
+        """Drop the heap's stale entries (claims since completed or released), walking the
+        heap alone, never the records: O(heap size), done only once stale entries outnumber
+        live ones by 1,024, so each stale entry pays for its own removal (amortised O(1))."""
+        records = self._records
+        live = []
+        for entry in self._leases:
+            running = records.get(entry[2])
+            if running is not None and running.seq == entry[1] and running.response is None:
+                live.append((running.expires, entry[1], entry[2]))
+        heapq.heapify(live)
+        self._leases = live
 
     def _warn_full(self, bound: str, doing: str) -> None:
         if bound not in self._warned:  # once per store and bound: a full store is a state
