@@ -137,7 +137,10 @@ def build_wsgi() -> Any:
     from resilience.wsgi import DeadlineMiddleware, IdempotencyMiddleware
 
     options = json.loads(os.environ.get("RESILIENCE_TEST_OPTIONS", "{}"))
-    if options.pop("tenant_scope", False):  # records scoped by the X-Tenant header's value
+    tenant = options.pop("tenant_scope", False)
+    if tenant == "type":  # a broken key_scope: returns the value's length, not a str
+        options["key_scope"] = lambda environ: len(environ.get("HTTP_X_TENANT", ""))
+    elif tenant:  # records scoped by the X-Tenant header's value ("" when sent empty)
         options["key_scope"] = lambda environ: environ.get("HTTP_X_TENANT")
     redis_url = os.environ.get("RESILIENCE_TEST_REDIS")
     if redis_url:

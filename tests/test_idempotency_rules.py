@@ -134,6 +134,33 @@ def test_bad_caller_options_are_refused_at_construction(
         Idempotency(**options)
 
 
+@pytest.mark.parametrize("answer", [None, ""])
+def test_key_scope_answering_nobody_is_no_caller_identity(answer: str | None) -> None:
+    """``key_scope`` answering ``None`` or ``""``: 400, no record (``""`` is not a namespace
+    everybody shares)."""
+    rules = Idempotency(key_scope=lambda request: answer)
+    verdict = rules.screen([KEY], {})
+    assert not isinstance(verdict, str) and verdict.response is not None
+    assert (verdict.response.status, verdict.decision) == (400, "no_caller_identity")
+
+
+@pytest.mark.parametrize("answer", [123, b"acme", ("acme",)])
+def test_key_scope_answering_another_type_is_a_500_logged_by_type(
+    answer: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``key_scope`` answering a non-string: a 500 problem, no record; the log names
+    ``key_scope`` and the type, never the value."""
+    rules = Idempotency(key_scope=lambda request: answer)
+    with caplog.at_level(logging.ERROR, logger="resilience"):
+        verdict = rules.screen([KEY], {})
+    assert not isinstance(verdict, str) and verdict.response is not None
+    assert (verdict.response.status, verdict.decision) == (500, "key_scope_invalid")
+    assert verdict.response.headers[0] == (b"content-type", b"application/problem+json")
+    [message] = [r.getMessage() for r in caplog.records]
+    assert f"key_scope returned an object of type {type(answer).__qualname__}," in message
+    assert "acme" not in message and "123" not in message
+
+
 def test_a_conflict_advises_a_wait_from_how_long_handlers_take() -> None:
     """The 409's Retry-After follows typical handler time, within [1 s, lease]."""
     from resilience.stores import Claim

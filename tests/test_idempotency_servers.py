@@ -43,10 +43,11 @@ def _serve(kind: str, redis: RedisServer | None = None, **options: Any) -> Itera
                 httpx.get(f"{url}/release")
         return
     ledger = Ledger()
-    if options.pop("tenant_scope", False):
-        options["key_scope"] = lambda scope: (
-            dict(scope["headers"]).get(b"x-tenant", b"").decode() or None
-        )
+    tenant = options.pop("tenant_scope", False)
+    if tenant == "type":  # a broken key_scope: returns the value's length, not a str
+        options["key_scope"] = lambda scope: len(dict(scope["headers"]).get(b"x-tenant", b""))
+    elif tenant:  # the X-Tenant header's value ("" when sent empty), as in tests.server_apps
+        options["key_scope"] = _tenant
     if redis is not None:
         client: Any = redis.async_client()
         options["store"] = RedisStore(client)
@@ -188,6 +189,51 @@ def test_a_colon_in_a_key_does_not_join_two_callers_records(serve: Serve) -> Non
     assert "idempotent-replayed" not in second.headers and runs == 2
 
 
+def test_an_empty_key_scope_is_no_caller_identity(serve: Serve) -> None:
+    """``key_scope`` answering ``""`` (an empty X-Tenant) names nobody: 400, the handler never
+    runs, so two anonymous callers never share one record (before: the second was replayed
+    the first one's response)."""
+    with serve(tenant_scope=True) as url:
+        first = charge(url, headers={"X-Tenant": ""}, caller="Bearer alice")
+        second = charge(url, headers={"X-Tenant": ""}, caller="Bearer bob")
+        named = charge(url, headers={"X-Tenant": "acme"})
+        runs = stats(url)["runs"]
+    assert first.status_code == second.status_code == 400
+    assert first.json()["title"] == "Caller identity required"
+    assert "idempotent-replayed" not in second.headers
+    assert named.status_code == 201 and runs == 1
+
+
+def test_a_key_scope_of_another_type_is_a_500_problem(serve: Serve) -> None:
+    """``key_scope`` answering an int: a 500 problem+json on each keyed request, the handler
+    never runs; keyless requests are not concerned."""
+    with serve(tenant_scope="type") as url:
+        keyed = charge(url, headers={"X-Tenant": "acme"})
+        keyless = charge(url, key=None, headers={"X-Tenant": "acme"})
+        runs = stats(url)["runs"]
+    assert keyed.status_code == 500
+    assert keyed.headers["content-type"] == "application/problem+json"
+    assert keyed.json()["title"] == "Caller identity unavailable"
+    assert keyless.status_code == 201 and runs == 1
+
+
+def test_a_key_scope_of_another_type_is_logged_by_type_not_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The log line of a misbehaving ``key_scope`` names it and the type it returned, never
+    the value (which may be a credential)."""
+    with (
+        caplog.at_level(logging.ERROR, logger="resilience"),
+        _serve("asgi", tenant_scope="type") as url,
+    ):
+        charge(url, headers={"X-Tenant": "s3cret-tenant"})
+    errors = [r.getMessage() for r in caplog.records if r.name == "resilience"]
+    assert errors == [
+        "resilience: idempotency 'idempotency': key_scope returned an object of type int, "
+        "not a str or None; keyed requests are answered 500 until it is fixed"
+    ]
+
+
 def test_a_nul_in_the_path_does_not_make_two_payloads_one() -> None:
     """``POST /a%00x`` with body ``B`` and ``POST /a?x`` with body ``\\0B`` differ: the same key
     on both is a reused key (422), not a replay (ASGI paths may hold a NUL)."""
@@ -220,13 +266,16 @@ def test_two_key_field_lines_are_refused(serve: Serve) -> None:
     assert runs == 0
 
 
-@pytest.mark.parametrize("value", ["123", "4.5", ":YWJj:", "?1", '"abc";x=1'])
-def test_keys_that_are_not_strings_are_refused(value: str) -> None:
-    """sf-Integer, Decimal, Byte Sequence, Boolean and parameters are not keys: 400."""
-    with _serve("asgi") as url:
-        refused = charge(url, key=value)
+def test_keys_that_are_not_strings_are_refused(serve: Serve) -> None:
+    """sf-Integer, Decimal, Byte Sequence, Boolean and parameters are not keys: 400 problem,
+    in both shells; the handler never runs."""
+    values = ["123", "4.5", ":YWJj:", "?1", '"abc";x=1']
+    with serve() as url:
+        refused = {value: charge(url, key=value) for value in values}
         runs = stats(url)["runs"]
-    assert refused.status_code == 400 and runs == 0
+    assert {value: r.status_code for value, r in refused.items()} == dict.fromkeys(values, 400)
+    assert all(r.json()["title"] == "Invalid Idempotency-Key" for r in refused.values())
+    assert runs == 0
 
 
 def test_a_conflict_says_when_to_retry(serve: Serve) -> None:

@@ -77,8 +77,9 @@ class Idempotency:
     Who calls (records are per caller, so nobody replays another's response): the hash of the
     ``caller_header`` field (default ``Authorization``) and/or of cookie ``caller_cookie``; or
     ``key_scope(request)`` (the ASGI scope or WSGI environ -> an id such as the account, or
-    ``None`` when unknown) instead; or, explicitly, ``shared_keys=True``: one namespace for
-    everyone. A keyed request whose caller cannot be told is refused (400).
+    ``None`` or ``""`` when unknown; any other type is a 500 logged naming ``key_scope``)
+    instead; or, explicitly, ``shared_keys=True``: one namespace for everyone. A keyed
+    request whose caller cannot be told is refused (400).
 
     ``fail_open``: when the store cannot answer, run keyed requests unprotected (``True``) or
     refuse them with 503 + ``Retry-After`` (``False``, the default: exactly-once or nothing).
@@ -189,6 +190,11 @@ class Idempotency:
             scope: str | None = ""
         elif self.key_scope is not None:
             scope = self.key_scope(request)
+            if not isinstance(scope, str):
+                if scope is not None:
+                    return self._bad_scope(scope)
+            elif not scope:  # "" is nobody, not one namespace shared by everybody
+                scope = None
         else:
             cookie = cookie_value(cookies, self.caller_cookie) if self.caller_cookie else None
             scope = caller_scope(credential, cookie)
@@ -211,6 +217,19 @@ class Idempotency:
             )
         detail = f"keyed requests here must say who calls ({said})"
         return _refusal(400, "Caller identity required", detail, "no_caller_identity")
+
+    def _bad_scope(self, scope: object) -> Verdict:
+        """``key_scope`` returned neither a string nor ``None``: a bug in the application, so
+        a 500 problem (nothing claimed, nothing run), logged with the type, never the value
+        (it may be a credential)."""
+        _log.error(
+            "resilience: idempotency %r: key_scope returned an object of type %s, not a str "
+            "or None; keyed requests are answered 500 until it is fixed",
+            self.name,
+            type(scope).__qualname__,
+        )
+        detail = "the server could not tell who calls (its key_scope is misconfigured)"
+        return _refusal(500, "Caller identity unavailable", detail, "key_scope_invalid")
 
     def too_large(self) -> Verdict:
         detail = f"keyed request bodies are limited to {self.max_body} bytes"
