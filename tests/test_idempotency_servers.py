@@ -244,6 +244,20 @@ def test_a_nul_in_the_path_does_not_make_two_payloads_one() -> None:
     assert second.status_code == 422
 
 
+@pytest.mark.parametrize(("first", "second"), [("/a%ff", "/a%fe"), ("/a%2Fb", "/a/b")])
+def test_paths_that_decode_alike_are_two_payloads(serve: Serve, first: str, second: str) -> None:
+    """``/a%ff`` then ``/a%fe`` (uvicorn decodes both to U+FFFD), or ``/a%2Fb`` then ``/a/b``,
+    under one key: the second is a reused key (422), never the first one's replay; the same
+    bytes again are replayed."""
+    with serve() as url:
+        original = charge(url, path=first)
+        other = charge(url, path=second)
+        again = charge(url, path=first)
+    assert original.status_code == 201
+    assert other.status_code == 422, other.headers
+    assert again.headers["idempotent-replayed"] == "true"
+
+
 # -- #12 item 17: the key field on the wire; 409 and its Retry-After -------------------------
 
 

@@ -106,7 +106,7 @@ class IdempotencyMiddleware:
                 await answer(send, rules.answered(refusal, scope["method"], scope["path"]))
             return  # the client left halfway: nothing ran, nothing is kept, nobody to answer
         query = scope.get("query_string", b"").decode("latin-1")
-        payload = fingerprint(scope["method"], scope["path"], query, body)
+        payload = fingerprint(scope["method"], _target(scope), query, body)
         claim = await rules.store.idempotency_claim_async(screened, payload, rules.lease)
         verdict = rules.judge(claim)
         if not verdict.run:
@@ -230,6 +230,14 @@ async def _read_body(receive: Receive, limit: int, length: bytes | None) -> byte
             if length is not None and length.isdigit() and int(length) != size:
                 return False
             return b"".join(parts)
+
+
+def _target(scope: Scope) -> str:
+    """The path as the client sent it, for the fingerprint: ``raw_path`` when the server gives
+    it, since ``path`` is decoded lossily (uvicorn turns ``%ff`` and ``%fe`` both into U+FFFD,
+    and ``%2F`` into ``/``), which would make two requests one payload."""
+    raw: bytes | None = scope.get("raw_path")
+    return raw.decode("latin-1") if raw else scope["path"]
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

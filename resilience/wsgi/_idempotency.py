@@ -82,7 +82,7 @@ class IdempotencyMiddleware:
             return answer(start_response, rules.answered(refusal(), method, _path(environ)))
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        payload = fingerprint(method, _path(environ), environ.get("QUERY_STRING", ""), body)
+        payload = fingerprint(method, _target(environ), environ.get("QUERY_STRING", ""), body)
         verdict = rules.judge(rules.store.idempotency_claim(screened, payload, rules.lease))
         if not verdict.run:
             return answer(start_response, rules.answered(verdict, method, _path(environ)))
@@ -205,6 +205,14 @@ class _PassThrough:
 
 def _path(environ: dict[str, Any]) -> str:
     return environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")  # type: ignore[no-any-return]
+
+
+def _target(environ: dict[str, Any]) -> str:
+    """The path as the client sent it, for the fingerprint: the raw request target when the
+    server gives it (gunicorn's ``RAW_URI``, Apache's and uWSGI's ``REQUEST_URI``) up to its
+    ``?``, since ``PATH_INFO`` is decoded (``%2F`` and ``/`` alike), else the decoded path."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    return raw.partition("?")[0] if isinstance(raw, str) and raw else _path(environ)
 
 
 def _read_body(environ: dict[str, Any], limit: int) -> bytes | int:
