@@ -10,8 +10,10 @@ its middleware options from ``RESILIENCE_TEST_OPTIONS`` (JSON) and ``RESILIENCE_
 Behaviours: ``ok`` (201 with a ``Set-Cookie``), ``hold`` (wait for ``/release``; then ok),
 ``hold-first`` (the first run holds, later ones do not), ``crash`` (raise: the WSGI side renders
 a 500 as Flask and Django do; uvicorn answers 500), ``401``, ``big`` (1.5 MiB with a length),
-``stream`` (three chunks, no length), ``deadline`` (wait out the caller's deadline, then fail as
-a timeout), ``gated`` (one chunk, then wait for ``/release``, then the time left in a chunk).
+``stream`` (three chunks, no length), ``write`` and ``write-big`` (WSGI only: the body
+through ``start_response``'s ``write()``, then a last chunk returned), ``deadline`` (wait out
+the caller's deadline, then fail as a timeout), ``gated`` (one chunk, then wait for
+``/release``, then the time left in a chunk).
 """
 
 from __future__ import annotations
@@ -116,6 +118,16 @@ def wsgi_app(ledger: Ledger) -> Any:
         if behaviour == "stream":
             start_response("201 Created", [("Content-Type", "text/plain")])
             return (b"chunk %d;" % n for n in range(3))
+        if behaviour in ("write", "write-big"):  # the legacy write() callable (PEP 3333)
+            size = BIG if behaviour == "write-big" else 3 * len(b"written 0;")
+            write = start_response("201 Created", [("Content-Length", str(size + 5))])
+            if behaviour == "write-big":
+                for _ in range(3):
+                    write(b"x" * (BIG // 3))
+            else:
+                for n in range(3):
+                    write(b"written %d;" % n)
+            return [b"tail;"]
         payload = ledger.charge(body)
         start_response(
             "201 Created",

@@ -404,6 +404,23 @@ def test_big_or_streamed_responses_pass_through_and_are_not_kept(serve: Serve, t
 # -- #12 items 12 and 17: the deadline inside the app -----------------------------------------
 
 
+def test_a_body_written_through_write_is_kept_and_replayed() -> None:
+    """A WSGI app writing its body through ``start_response``'s ``write()`` (then returning a
+    last chunk): the client gets it all in order, and the retry is replayed with the same
+    bytes, never an empty body; over ``max_response`` it passes through, not kept (410)."""
+    with _serve("wsgi") as url:
+        first = charge(url, test="write")
+        again = charge(url, test="write")
+        big = charge(url, test="write-big", key='"written-big"')
+        big_again = charge(url, test="write-big", key='"written-big"')
+        runs = stats(url)["runs"]
+    assert first.status_code == 201 and first.content == b"written 0;written 1;written 2;tail;"
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    assert big.status_code == 201 and big.content == b"x" * BIG + b"tail;"
+    assert big_again.status_code == 410
+    assert runs == 2
+
+
 def test_a_deadline_that_runs_out_in_the_app_is_a_504_problem(serve: Serve) -> None:
     """The caller's ``Request-Timeout-Ms`` runs out inside the handler: 504 as a problem
     document (not 500), and not stored: the retry with time runs."""

@@ -27,6 +27,9 @@ class IdempotencyMiddleware:
     returned, up to ``max_response`` bytes; a larger one, or one without a ``Content-Length``
     that is not whole (a list or tuple, or a Django ``HttpResponse``: a generator, a
     ``StreamingHttpResponse``), streams through and is not stored (its retries get 410).
+    What the app writes through ``start_response``'s legacy ``write()`` callable is part of
+    the response kept (held back with the rest, in order); past ``max_response`` it is
+    relayed at once and the response is not stored.
     """
 
     def __init__(
@@ -100,7 +103,20 @@ class _Run:
     """One claimed request: buffer its response (up to ``max_response``), store it, or let
     it stream through; release the claim when it says "not processed" or fails."""
 
-    __slots__ = ("app", "headers", "held", "keeper", "rules", "start_response", "started", "status")
+    __slots__ = (
+        "app",
+        "chunks",
+        "headers",
+        "held",
+        "keeper",
+        "relay",
+        "rules",
+        "server_write",
+        "size",
+        "start_response",
+        "started",
+        "status",
+    )
 
     def __init__(
         self, middleware: IdempotencyMiddleware, held: Held, start_response: StartResponse
@@ -111,31 +127,55 @@ class _Run:
         self.started = time.monotonic()
         self.status = 0
         self.headers: list[tuple[str, str]] = []
+        self.chunks: list[bytes] = []  # the body so far, in order: written, then iterated
+        self.size = 0
+        self.server_write: Callable[[bytes], object] | None = None
+        self.relay: Callable[[bytes], object] | None = None  # server_write, once relaying
 
     def keep(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         self.status = int(status.split(" ", 1)[0]) if status[:3].isdigit() else 0
         self.headers = headers
-        return self.start_response(status, headers, exc_info)
+        server_write = self.server_write = self.start_response(status, headers, exc_info)
+        if exc_info is not None and self.relay is None:  # a new response: drop the old body
+            self.chunks, self.size = [], 0
+
+        def write(data: bytes) -> None:
+            """The legacy ``write()`` callable (PEP 3333): what it writes is part of the
+            response kept, up to ``max_response``; past it, all of it goes to the server's
+            ``write()`` at once, and the response is relayed and not kept."""
+            if self.relay is not None:
+                self.relay(data)
+                return
+            self.size += len(data)
+            self.chunks.append(data)
+            if self.size > self.rules.max_response:
+                self.relay = server_write
+                for chunk in self.chunks:
+                    server_write(chunk)
+                self.chunks = []
+
+        return write
 
     def run(self, environ: dict[str, Any]) -> Iterable[bytes]:
         rules = self.rules
         try:
             result = self.app(environ, self.keep)
-            chunks: list[bytes] = []
-            size = 0
             iterator = iter(result)
+            if self.relay is not None:  # written past max_response: relayed already
+                return _PassThrough(self, result, iterator, [])
             sized = whole(result)
             for chunk in iterator:
-                size += len(chunk)
-                chunks.append(chunk)
-                if size > rules.max_response or not (sized or self._length() is not None):
-                    return _PassThrough(self, result, iterator, chunks)
+                self.size += len(chunk)
+                self.chunks.append(chunk)
+                if self.size > rules.max_response or not (sized or self._length() is not None):
+                    self.relay = self.server_write  # a write() from here on goes straight out
+                    return _PassThrough(self, result, iterator, self.chunks)
             close(result)
         except BaseException:
             self.finish(None, ended=False)
             raise
-        self.finish(b"".join(chunks), ended=True)
-        return chunks
+        self.finish(b"".join(self.chunks), ended=True)
+        return self.chunks
 
     def _length(self) -> int | None:
         for name, value in self.headers:
