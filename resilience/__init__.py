@@ -17,6 +17,7 @@ from resilience._errors import (
     ConcurrencyLimitedError,
     DeadlineExceededError,
     RateLimitedError,
+    RejectedError,
     ResilienceError,
     ThrottledError,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "RateLimitedError",
     "RateLimiter",
     "RateLimiterCounts",
+    "RejectedError",
     "ResilienceError",
     "Retry",
     "RetryBudget",

@@ -20,7 +20,7 @@ from resilience._adaptive.admission import Admission, Waiter
 from resilience._adaptive.limits import LimitAlgorithm, VegasLimit, WindowedLimit
 from resilience._clock import SYSTEM_CLOCK, Clock, check_clock
 from resilience._context import current_deadline
-from resilience._errors import ConcurrencyLimitedError
+from resilience._errors import ConcurrencyLimitedError, RejectedError
 from resilience._policy import Policy
 from resilience._validate import ExceptionFilter, check_name, check_queue, exception_predicate
 from resilience._wake import TimeLimit, async_wake
@@ -58,7 +58,9 @@ class AdaptiveConcurrency(Policy):
     What a call says about load: one that raised an ``on`` exception (default ``TimeoutError``,
     which ``DeadlineExceededError`` is) or returned a value matching ``on_result`` (e.g. a 503)
     was *dropped*; one that returned otherwise is a plain sample; any other
-    exception, cancellation and ``BaseException`` are no sample at all. The slot is released on
+    exception, cancellation and ``BaseException`` are no sample at all — nor is a
+    ``RejectedError`` from a policy inside (a breaker, a bulkhead: the call never left the
+    process), whatever ``on`` says. The slot is released on
     every path. Thread-safe and asyncio-safe; the lock guards O(1) bookkeeping only.
     """
 
@@ -205,7 +207,9 @@ class AdaptiveConcurrency(Policy):
         self._sample(permit, started, judge is not None and self._judge(judge, result))
 
     def _failed(self, permit: int, started: float, exc: Exception) -> None:
-        if self._judge(self._drop_on, exc):
+        # A policy inside refused the call locally (RejectedError): the dependency never saw
+        # it, so its duration says nothing about the dependency's latency. No sample.
+        if not isinstance(exc, RejectedError) and self._judge(self._drop_on, exc):
             self._sample(permit, started, True)
         else:
             self._release()

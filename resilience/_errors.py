@@ -5,15 +5,22 @@ User failures are never wrapped: when a policy gives up, the caller gets the ori
 
     Exception
     └── ResilienceError                  base of everything raised by a policy
-        ├── CircuitOpenError             a breaker rejected the call without running it
-        ├── BulkheadFullError            no concurrency permit, and no room (or time) to wait
-        ├── RateLimitedError             over the rate, and waiting would take too long
-        ├── ConcurrencyLimitedError      over the adaptive concurrency limit, no room to wait
-        ├── ThrottledError               refused locally: the backend accepts too little
+        ├── RejectedError                a policy refused the call locally: nothing was sent
+        │   ├── CircuitOpenError         a breaker rejected the call without running it
+        │   ├── BulkheadFullError        no concurrency permit, and no room (or time) to wait
+        │   ├── RateLimitedError         over the rate, and waiting would take too long
+        │   ├── ConcurrencyLimitedError  over the adaptive concurrency limit, no room to wait
+        │   └── ThrottledError           refused locally: the backend accepts too little
         └── DeadlineExceededError        a Timeout or Deadline ran out (also a TimeoutError)
 
 Rejections carry data: the policy's name and, where it is known, ``retry_after`` — the seconds
 after which the same call may be admitted. They pickle with their data and their notes.
+
+A ``RejectedError`` says nothing about the dependency: the call never left this process. So a
+policy that judges outcomes treats one raised from inside it as *no outcome* — the throttle
+un-counts the request, the breaker frees the permit without recording, the adaptive limit takes
+no sample — and ``Retry`` does not retry one unless told to (``rejections="wait"``). A
+``DeadlineExceededError`` is not a rejection: the call ran (or waited) until time was up.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ __all__ = [
     "ConcurrencyLimitedError",
     "DeadlineExceededError",
     "RateLimitedError",
+    "RejectedError",
     "ResilienceError",
     "ThrottledError",
 ]
@@ -46,12 +54,26 @@ class ResilienceError(Exception):
     """Base class of the errors raised by resilience policies themselves."""
 
 
-class CircuitOpenError(ResilienceError):
+class RejectedError(ResilienceError):
+    """A policy refused the call locally, without running it: nothing was sent.
+
+    Every rejection has the refusing policy's ``name``; ``kind`` names the kind of policy
+    ("circuit breaker", "bulkhead", ...) for messages and notes. Catch this class to handle
+    every local refusal at once (e.g. answer 503 without calling the dependency).
+    """
+
+    kind = "policy"
+    name: str
+
+
+class CircuitOpenError(RejectedError):
     """The circuit breaker ``name`` is open (or its half-open trials are taken).
 
     ``retry_after`` is the number of seconds until the breaker admits trial calls again; it is
     ``0.0`` when the breaker is already half-open and only waits for its trials to finish.
     """
+
+    kind = "circuit breaker"
 
     def __init__(self, name: str, retry_after: float) -> None:
         self.name = name
@@ -62,8 +84,10 @@ class CircuitOpenError(ResilienceError):
         return (type(self), (self.name, self.retry_after), self.__dict__)
 
 
-class BulkheadFullError(ResilienceError):
+class BulkheadFullError(RejectedError):
     """The bulkhead ``name`` had no free permit and its queue was full or the wait ran out."""
+
+    kind = "bulkhead"
 
     def __init__(self, name: str, max_concurrent: int) -> None:
         self.name = name
@@ -74,8 +98,10 @@ class BulkheadFullError(ResilienceError):
         return (type(self), (self.name, self.max_concurrent), self.__dict__)
 
 
-class RateLimitedError(ResilienceError):
+class RateLimitedError(RejectedError):
     """The rate limiter ``name`` refused the call; it may be admitted after ``retry_after`` s."""
+
+    kind = "rate limiter"
 
     def __init__(self, name: str, retry_after: float) -> None:
         self.name = name
@@ -86,12 +112,14 @@ class RateLimitedError(ResilienceError):
         return (type(self), (self.name, self.retry_after), self.__dict__)
 
 
-class ConcurrencyLimitedError(ResilienceError):
+class ConcurrencyLimitedError(RejectedError):
     """``name`` had ``in_flight`` calls at its adaptive ``limit`` and no room (or time) to queue.
 
     ``retry_after`` is a hint in seconds (about one call's duration); a server answers 503 with
     it as ``Retry-After``.
     """
+
+    kind = "adaptive concurrency limit"
 
     def __init__(self, name: str, limit: int, in_flight: int, retry_after: float) -> None:
         self.name = name
@@ -110,11 +138,13 @@ class ConcurrencyLimitedError(ResilienceError):
         return (type(self), data, self.__dict__)
 
 
-class ThrottledError(ResilienceError):
+class ThrottledError(RejectedError):
     """The client-side throttle ``name`` refused the call locally, with ``probability``.
 
     The backend accepted too few of the recent calls (``AdaptiveThrottle``); nothing was sent.
     """
+
+    kind = "throttle"
 
     def __init__(self, name: str, probability: float) -> None:
         self.name = name

@@ -64,6 +64,19 @@ class SlidingCounters:
         self.slices[field][index] += amount
         self.totals[field] += amount
 
+    def take_back(self, at: float, field: int, amount: int = 1) -> None:
+        """Undo an ``add`` of ``amount`` to ``field`` made at time ``at``: taken from the slice
+        it went into, or nowhere once that slice has left the window (it no longer counts)."""
+        newest = self._newest
+        absolute = math.floor(at / self._width)
+        if newest is None or absolute > newest or newest - absolute >= self._ring:
+            return
+        column = self.slices[field]
+        index = absolute % self._ring
+        amount = min(amount, column[index])  # never below zero, whatever the caller passes
+        column[index] -= amount
+        self.totals[field] -= amount
+
     def reset(self) -> None:
         """Forget everything (the next ``advance`` starts a fresh window)."""
         self._newest = None

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from resilience import _events
 from resilience._adaptive.throttle import ThrottleCore, check_k
 from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._errors import ThrottledError
+from resilience._errors import RejectedError, ThrottledError
 from resilience._policy import Policy
 from resilience._validate import (
     ExceptionFilter,
@@ -55,7 +55,10 @@ class AdaptiveThrottle(Policy):
     A call was *not* accepted when it raised an ``on`` exception (default: any ``Exception``;
     name the backend's refusals and timeouts to count application errors as accepted) or
     returned a value matching ``on_result`` (e.g. a 429 or 503 response).
-    Cancellation and other ``BaseException`` count as neither. ``rng`` (a ``random.Random``)
+    Cancellation and other ``BaseException`` count as neither. A ``RejectedError`` raised
+    inside (a limiter, breaker or bulkhead after the throttle refused the call locally) is no
+    outcome at all: the call is withdrawn from ``requests``, since the backend never saw it.
+    ``rng`` (a ``random.Random``)
     makes refusals repeatable. Thread-safe and asyncio-safe.
     """
 
@@ -135,7 +138,8 @@ class AdaptiveThrottle(Policy):
 
     # -- steps the shells call -----------------------------------------------------------------
 
-    def _admit(self) -> None:
+    def _admit(self) -> float:
+        """Count a call and return when it was admitted, or raise ``ThrottledError``."""
         now = self._clock.now()
         with self._lock:
             refused = self._core.admit(now, self._rng.random())
@@ -145,6 +149,12 @@ class AdaptiveThrottle(Policy):
             if _events.listeners:
                 _events.emit(_events.Throttled(self.name, refused))
             raise ThrottledError(self.name, refused)
+        return now
+
+    def _withdraw(self, admitted_at: float) -> None:
+        """A policy inside refused the call locally: it was no request to the backend."""
+        with self._lock:
+            self._core.withdraw(admitted_at)
 
     def _accepted(self) -> None:
         now = self._clock.now()
@@ -171,12 +181,16 @@ class AdaptiveThrottle(Policy):
     # -- shells --------------------------------------------------------------------------------
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        admit, finished, failed = self._admit, self._finished, self._failed
+        admit, withdraw = self._admit, self._withdraw
+        finished, failed = self._finished, self._failed
 
         def throttled(*args: Any, **kwargs: Any) -> T:
-            admit()
+            admitted = admit()
             try:
                 result = fn(*args, **kwargs)
+            except RejectedError:
+                withdraw(admitted)  # refused inside, never sent: no outcome
+                raise
             except Exception as exc:
                 failed(exc)
                 raise
@@ -186,12 +200,16 @@ class AdaptiveThrottle(Policy):
         return throttled
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        admit, finished, failed = self._admit, self._finished, self._failed
+        admit, withdraw = self._admit, self._withdraw
+        finished, failed = self._finished, self._failed
 
         async def throttled(*args: Any, **kwargs: Any) -> T:
-            admit()
+            admitted = admit()
             try:
                 result = await fn(*args, **kwargs)
+            except RejectedError:
+                withdraw(admitted)  # refused inside, never sent: no outcome
+                raise
             except Exception as exc:
                 failed(exc)
                 raise

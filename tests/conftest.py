@@ -14,7 +14,15 @@ import hypothesis
 import pytest
 import trio
 
-from resilience import Policy
+from resilience import (
+    BulkheadFullError,
+    CircuitOpenError,
+    ConcurrencyLimitedError,
+    Policy,
+    RateLimitedError,
+    RejectedError,
+    ThrottledError,
+)
 from resilience import _events as _events_module
 from resilience.testing import FakeClock
 
@@ -37,6 +45,17 @@ class Script:
             # A fresh copy each time, so notes and tracebacks do not pile up on one object.
             raise outcome.__class__(*outcome.args)
         return outcome
+
+
+# The five local refusals (RejectedError), each made fresh by its factory; tests parametrize
+# over them with ``@pytest.mark.parametrize("rejection", REJECTIONS.values(), ids=REJECTIONS)``.
+REJECTIONS: dict[str, Callable[[], RejectedError]] = {
+    "circuit": lambda: CircuitOpenError("inner", 2.0),
+    "bulkhead": lambda: BulkheadFullError("inner", 4),
+    "rate": lambda: RateLimitedError("inner", 0.5),
+    "concurrency": lambda: ConcurrencyLimitedError("inner", 4, 4, 0.25),
+    "throttle": lambda: ThrottledError("inner", 0.75),
+}
 
 
 @dataclass(frozen=True)

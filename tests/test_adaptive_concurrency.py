@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -19,9 +20,10 @@ from resilience import (
     ConcurrencyLimitedError,
     DeadlineExceededError,
     Gradient2Limit,
+    RejectedError,
 )
 from resilience.testing import EventRecorder, FakeClock
-from tests.conftest import Colour
+from tests.conftest import REJECTIONS, Colour
 from tests.test_bulkhead import (
     Queue,
     cancelled_waiter_cancels_the_timer,
@@ -445,3 +447,27 @@ def test_limit_in_flight_refusals_and_throttle_are_metrics(clock: FakeClock) -> 
     finally:
         undo()
         otel.meter_provider.shutdown()
+
+
+@pytest.mark.parametrize("rejection", REJECTIONS.values(), ids=list(REJECTIONS))
+def test_a_rejection_inside_is_no_sample(
+    colour: Colour, clock: FakeClock, rejection: Callable[[], Exception]
+) -> None:
+    """A RejectedError from a policy inside is no latency sample, not even with
+    ``on=Exception``: the dependency never saw the call. The slot is freed."""
+    algorithm = Recording(10)
+    limiter = AdaptiveConcurrency(algorithm, on=Exception, clock=clock)
+
+    def refused() -> None:
+        clock.advance(0.5)
+        raise rejection()
+
+    def down() -> None:
+        raise ConnectionError("down")
+
+    with pytest.raises(RejectedError):
+        colour.wrap(limiter, refused)()
+    assert algorithm.samples == [] and limiter.in_flight == 0
+    with pytest.raises(ConnectionError):
+        colour.wrap(limiter, down)()
+    assert algorithm.samples == [(0.0, 1, True)]  # an ``on`` failure still is a drop

@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resilience import AdaptiveThrottle, Throttled, ThrottledError
+from resilience import (
+    AdaptiveConcurrency,
+    AdaptiveThrottle,
+    AimdLimit,
+    ConcurrencyLimitedError,
+    Pipeline,
+    RejectedError,
+    Throttled,
+    ThrottledError,
+)
 from resilience._adaptive.throttle import ThrottleCore
 from resilience.testing import EventRecorder, FakeClock
-from tests.conftest import Colour, Script
+from tests.conftest import REJECTIONS, Colour, Script
 
 WINDOW, SLICES = 2.5, 10
 SLICE = WINDOW / SLICES
@@ -175,3 +185,62 @@ def test_replace_gives_a_fresh_throttle_and_the_name_defaults_to_the_kind() -> N
     assert (copy.k, copy.window, copy.name) == (1.5, 5.0, "b")
     assert copy._core.counts(0.0) == (0, 0)
     assert throttle.name == "adaptive_throttle"
+
+
+def test_withdraw_uncounts_the_request_from_the_slice_it_went_into() -> None:
+    """``withdraw(admitted_at)`` takes the request back from its own slice, even when the
+    window moved on since; once that slice has left the window there is nothing to take."""
+    core = ThrottleCore(2.0, WINDOW)
+    core.admit(1000.0, 0.99)
+    core.admit(1000.0, 0.99)
+    core.withdraw(1000.0)
+    assert core.counts(1000.0) == (1, 0)
+    core.admit(1001.0, 0.99)
+    core.withdraw(1000.0)  # four slices later, from the slice it went into
+    assert core.counts(1001.0) == (1, 0)
+    assert core.counts(1000.0 + WINDOW + SLICE) == (1, 0)  # the 1001.0 request is left
+    core.withdraw(1000.0)  # long gone: nothing to take back, the totals stay whole
+    assert core.counts(1001.0 + WINDOW + SLICE) == (0, 0)
+    core.withdraw(1001.0)
+    assert core.counts(1001.0 + WINDOW + SLICE) == (0, 0)
+
+
+@pytest.mark.parametrize("rejection", REJECTIONS.values(), ids=list(REJECTIONS))
+def test_a_rejection_from_inside_is_no_outcome(
+    colour: Colour, clock: FakeClock, rejection: Callable[[], Exception]
+) -> None:
+    """A RejectedError raised inside the throttle is neither a request nor an accept, even
+    when ``on`` names every exception."""
+    throttle = AdaptiveThrottle(on=Exception, clock=clock, rng=random.Random(2))
+
+    def refused() -> None:
+        raise rejection()
+
+    guarded = colour.wrap(throttle, refused)
+    for _ in range(20):
+        with pytest.raises(RejectedError):
+            guarded()
+    assert throttle._core.counts(clock.now()) == (0, 0)
+    assert throttle.probability == 0.0 and throttle.refusals == 0
+
+
+def test_limiter_refusals_inside_do_not_throttle_a_healthy_backend(
+    colour: Colour, clock: FakeClock
+) -> None:
+    """The documented order ``Pipeline(AdaptiveThrottle(), AdaptiveConcurrency(...))``: 50
+    refusals by the limiter are no backend rejections, so afterwards none of 100 calls to the
+    healthy backend is refused locally (the audit measured 95 of 100 before)."""
+    throttle = AdaptiveThrottle(clock=clock, rng=random.Random(4))
+    limiter = AdaptiveConcurrency(AimdLimit(initial_limit=1, max_limit=1), clock=clock)
+    guarded = colour.wrap(Pipeline(throttle, limiter), lambda: "ok")
+    assert guarded() == "ok"
+    permit = limiter._try_acquire()  # another caller holds the only slot
+    assert permit
+    for _ in range(50):
+        with pytest.raises(ConcurrencyLimitedError):
+            guarded()
+    assert throttle._core.counts(clock.now()) == (1, 1)
+    assert throttle.probability == 0.0
+    limiter._release()
+    assert [guarded() for _ in range(100)] == ["ok"] * 100
+    assert throttle.refusals == 0 and limiter.in_flight == 0

@@ -10,14 +10,18 @@ from typing import Any
 import pytest
 
 from resilience import (
+    Bulkhead,
+    BulkheadFullError,
     CallRejected,
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
     CircuitStateChanged,
+    Pipeline,
+    RejectedError,
 )
 from resilience.testing import EventRecorder, FakeClock
-from tests.conftest import Colour, Script
+from tests.conftest import REJECTIONS, Colour, Script
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -645,3 +649,42 @@ def test_wrong_types_are_type_errors_naming_the_parameter(
     """An ``on`` that is neither exception classes nor a predicate (etc.) is a TypeError."""
     with pytest.raises(TypeError, match=f"^{name} "):
         CircuitBreaker(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bulkhead_refusals_inside_do_not_open_the_breaker(colour: Colour, clock: FakeClock) -> None:
+    """The documented order, a breaker outside a bulkhead, with default settings: 5 answered
+    calls then 5 BulkheadFullError (the bulkhead full) are 5 outcomes, not 10 with half
+    failed; the breaker stays closed (the audit saw them open it)."""
+    breaker = CircuitBreaker(clock=clock)
+    bulkhead = Bulkhead(1, max_waiting=0, clock=clock)
+    guarded = colour.wrap(Pipeline(breaker, bulkhead), lambda: "ok")
+    assert [guarded() for _ in range(5)] == ["ok"] * 5
+    assert bulkhead._try_acquire()  # another caller holds the only permit
+    for _ in range(5):
+        with pytest.raises(BulkheadFullError):
+            guarded()
+    bulkhead._release()
+    metrics = breaker.metrics
+    assert breaker.state is CLOSED
+    assert (metrics.calls, metrics.failures, metrics.total_successes) == (5, 0, 5)
+    assert (metrics.total_failures, metrics.total_interrupted) == (0, 5)
+
+
+@pytest.mark.parametrize("rejection", REJECTIONS.values(), ids=list(REJECTIONS))
+def test_a_rejection_inside_frees_a_trial_slot_without_an_outcome(
+    colour: Colour, clock: FakeClock, rejection: Callable[[], Exception]
+) -> None:
+    """A half-open trial refused by a policy inside (even with ``on=Exception``) neither
+    reopens nor closes the breaker, and frees its slot for the next trial."""
+    breaker = CircuitBreaker(minimum_calls=1, open_for=1.0, on=Exception, clock=clock)
+    fail(breaker)
+    clock.advance(1.0)
+
+    def refused() -> None:
+        raise rejection()
+
+    with pytest.raises(RejectedError):
+        colour.wrap(breaker, refused)()
+    assert breaker.state is HALF_OPEN and breaker._machine.trials_in_flight == 0
+    assert colour.wrap(breaker, lambda: "ok")() == "ok"  # the freed slot admits a trial
+    assert breaker.state is CLOSED

@@ -11,9 +11,12 @@ import pytest
 from resilience import (
     BulkheadFullError,
     CircuitOpenError,
+    ConcurrencyLimitedError,
     DeadlineExceededError,
     RateLimitedError,
+    RejectedError,
     ResilienceError,
+    ThrottledError,
 )
 
 
@@ -93,3 +96,29 @@ def test_deadline_exceeded_is_a_timeout_error() -> None:
     assert error.errno is None  # an OSError by inheritance, without OSError's arguments
     for other in make_errors()[:3]:
         assert not isinstance(other, TimeoutError)
+
+
+def rejections() -> list[RejectedError]:
+    return [
+        CircuitOpenError("payments", 12.5),
+        BulkheadFullError("db", 8),
+        RateLimitedError("api", 0.25),
+        ConcurrencyLimitedError("search", 4, 4, 0.05),
+        ThrottledError("backend", 0.5),
+    ]
+
+
+@pytest.mark.parametrize("error", rejections(), ids=lambda error: type(error).__name__)
+def test_the_five_local_refusals_are_rejected_errors(error: RejectedError) -> None:
+    """Every refusal made without running the call is a RejectedError with a name and a kind
+    that the message starts with; a deadline that ran out is not one."""
+    assert isinstance(error, RejectedError) and isinstance(error, ResilienceError)
+    assert error.name in str(error)
+    assert str(error).startswith(error.kind)
+    assert type(pickle.loads(pickle.dumps(error))) is type(error)
+
+
+def test_a_deadline_exceeded_is_not_a_rejection() -> None:
+    """DeadlineExceededError is a ResilienceError but no RejectedError: the call ran."""
+    assert not issubclass(DeadlineExceededError, RejectedError)
+    assert issubclass(DeadlineExceededError, ResilienceError)

@@ -6,7 +6,9 @@ Google SRE book, "Handling Overload": over the last ``window`` seconds the clien
 
     p = max(0, (requests - k * accepts) / (requests + 1))
 
-computed before the call itself is counted. While the backend accepts everything, ``p`` is 0;
+computed before the call itself is counted. A call that a policy *inside* the throttle refused
+locally (a limiter, a breaker, a bulkhead: ``RejectedError``) never reached the backend: it is
+withdrawn, neither a request nor an accept. While the backend accepts everything, ``p`` is 0;
 when it accepts nothing, ``p`` approaches 1 but a trickle still goes through, which is how the
 client sees it recover. ``k`` (>= 1, default 2) is how many requests per accept the client may
 send: 2 wastes some backend work on rejections but notices recovery sooner; 1.1 is stricter.
@@ -59,6 +61,15 @@ class ThrottleCore:
         p = self.probability(now)
         self._counters.add(now, _REQUESTS)
         return p if draw < p else 0.0
+
+    def withdraw(self, admitted_at: float) -> None:
+        """Un-count the request admitted at ``admitted_at``: a policy inside refused it locally
+        (a ``RejectedError``), so it never reached the backend and says nothing about it.
+
+        Taken from the slice the request went into (it may have been admitted in an earlier
+        one, after a queue wait); nothing once that slice has left the window.
+        """
+        self._counters.take_back(admitted_at, _REQUESTS)
 
     def accepted(self, now: float) -> None:
         """The backend accepted a call (it answered, whatever the answer said)."""

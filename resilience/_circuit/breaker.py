@@ -15,7 +15,7 @@ from resilience._circuit.shared import SharedCircuit
 from resilience._circuit.state import REJECTED, CircuitState, StateMachine
 from resilience._circuit.window import CountWindow, OutcomeWindow, TimeWindow
 from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._errors import CircuitOpenError
+from resilience._errors import CircuitOpenError, RejectedError
 from resilience._policy import Policy
 from resilience._validate import (
     ExceptionFilter,
@@ -51,7 +51,9 @@ class CircuitBreaker(Policy):
       concurrent trials. One failing (or slow) trial reopens it; all of them passing closes it.
     - ``on`` says which exceptions are failures (others count as successes: the dependency
       answered); ``on_result`` marks return values as failures.
-      Cancellation and other ``BaseException`` are neither, but release their trial slot.
+      Cancellation and other ``BaseException`` are neither, but release their trial slot; so
+      is a ``RejectedError`` raised inside (a bulkhead or limiter refused the call locally:
+      the dependency never saw it), whatever ``on`` says.
     - ``name`` (default "circuit_breaker") labels events, metrics and errors.
 
     - ``store``: ``None`` or a ``MemoryStore`` keeps it in this process; a ``RedisStore``
@@ -352,6 +354,9 @@ class CircuitBreaker(Policy):
             started = now() if timed else 0.0
             try:
                 result = fn(*args, **kwargs)
+            except RejectedError:
+                release(permit)  # refused inside, never sent: no outcome
+                raise
             except Exception as exc:
                 record(permit, exception_failed(exc), started)
                 raise
@@ -379,6 +384,11 @@ class CircuitBreaker(Policy):
             started = now() if timed else 0.0
             try:
                 result = await fn(*args, **kwargs)
+            except RejectedError:
+                done = release(permit)  # refused inside, never sent: no outcome
+                if awaits:
+                    await done
+                raise
             except Exception as exc:
                 done = record(permit, exception_failed(exc), started)
                 if awaits:

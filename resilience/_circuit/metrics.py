@@ -28,7 +28,8 @@ class CircuitMetrics:
     total_rejections: int
     """Calls refused without running (open, or half-open with its trials taken)."""
     total_interrupted: int
-    """Calls that ended by cancellation or another BaseException: neither success nor failure."""
+    """Calls that ended with no outcome: cancelled, another BaseException, or refused locally
+    by a policy inside (a ``RejectedError``)."""
 
     @classmethod
     def of(
