@@ -14,6 +14,8 @@ from resilience import (
     AdaptiveConcurrency,
     AdaptiveThrottle,
     AimdLimit,
+    CircuitBreaker,
+    CircuitOpenError,
     ConcurrencyLimitedError,
     Hedge,
     RetryBudget,
@@ -121,3 +123,52 @@ def test_the_options_are_checked(driver: Driver, option: str, value: object, mes
     """A limiter or throttle of the wrong type is refused at construction, by name."""
     with pytest.raises(TypeError, match=message):
         driver.transport(**{option: value})
+
+
+def test_limiter_refusals_are_no_outcome_for_the_origins_throttle(
+    driver: Driver, http_server: Any
+) -> None:
+    """With ``limiter=`` and ``throttle=``, requests the origin's limiter refused were never
+    sent: its throttle counts neither a request nor an accept for them (the audit saw 50
+    counted as accepts: counts (51, 50))."""
+    http_server.script("/ok", [Reply(200)])
+    limiter = AdaptiveConcurrency(AimdLimit(initial_limit=1, max_limit=1))
+    transport = driver.transport(retry=None, breaker=None, limiter=limiter, throttle=throttle_())
+    url = f"{http_server.url}/ok"
+    assert driver.send(transport, "GET", url).status_code == 200
+    origin = origin_of(transport, url)
+    assert origin.limiter._try_acquire()  # another request holds the only slot
+    for _ in range(50):
+        with pytest.raises(ConcurrencyLimitedError):
+            driver.send(transport, "GET", url)
+    origin.limiter._release()
+    throttle = origin.throttle
+    assert throttle._core.counts(throttle._clock.now()) == (1, 1)
+    assert len(http_server.received("/ok")) == 1
+
+
+def test_breaker_refusals_leave_the_origins_throttle_seeing_the_outage(
+    driver: Driver, http_server: Any
+) -> None:
+    """With ``breaker=`` and ``throttle=`` against an origin answering 503, the breaker's
+    refusals are no accepts: the throttle still sees an origin that accepts nothing (the audit
+    saw 59 refusals counted as accepts and a probability of 0.0)."""
+    http_server.script("/down", [Reply(503)])
+    breaker = CircuitBreaker(minimum_calls=2, open_for=60.0)
+    transport = driver.transport(retry=None, breaker=breaker, throttle=throttle_())
+    url = f"{http_server.url}/down"
+    refused = 0
+    for _ in range(60):
+        try:
+            assert driver.send(transport, "GET", url).status_code == 503
+        except (CircuitOpenError, ThrottledError):
+            refused += 1
+    throttle = origin_of(transport, url).throttle
+    requests, accepts = throttle._core.counts(throttle._clock.now())
+    assert accepts == 0 and refused == 58 and len(http_server.received("/down")) == 2
+    assert requests == 2 + throttle.refusals  # what was sent, and what it refused itself
+    assert throttle.probability >= 2 / 3
+
+
+def throttle_() -> AdaptiveThrottle:
+    return AdaptiveThrottle(rng=random.Random(3))

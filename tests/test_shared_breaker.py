@@ -16,11 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resilience import (
+    BulkheadFullError,
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
     StoreRecovered,
     StoreUnavailable,
+    ThrottledError,
 )
 from resilience._circuit.shared import Permit, SharedCircuit
 from resilience._circuit.state import REJECTED, StateMachine
@@ -772,3 +774,57 @@ def test_async_control_reads_and_moves_the_fleets_breaker(redis_server: RedisSer
 
     closed, opened = CircuitState.CLOSED, CircuitState.OPEN
     assert asyncio.run(scenario()) == [closed, opened, closed, opened, opened]
+
+
+def test_rejections_inside_are_no_outcome_for_a_shared_breaker(redis_server: RedisServer) -> None:
+    """A policy inside refusing the call (BulkheadFullError) is recorded nowhere: two refusals
+    do not open a shared breaker with minimum_calls=2, and a refused half-open trial frees its
+    lease at once for the next trial (sync client)."""
+    shared = breaker(redis_server, "inner")
+
+    @shared
+    def refused() -> None:
+        raise BulkheadFullError("pool", 1)
+
+    for _ in range(2):
+        with pytest.raises(BulkheadFullError):
+            refused()
+    assert shared.state is CircuitState.CLOSED and shared.metrics.calls == 0
+    shared.open()
+    redis_server.client().hset("resilience:{inner}:breaker", "at", 0)  # open_for has passed
+    with pytest.raises(BulkheadFullError):
+        refused()
+    assert shared.state is CircuitState.HALF_OPEN
+    assert shared(succeed)() is None  # the freed lease: this one is the trial
+    assert shared.state is CircuitState.CLOSED
+
+
+def test_rejections_inside_free_an_async_shared_trial(redis_server: RedisServer) -> None:
+    """The async shell on redis.asyncio: a half-open trial refused inside frees its lease."""
+
+    async def scenario() -> list[str]:
+        client: Any = redis_server.async_client()
+        shared = CircuitBreaker("inner-async", open_for=60.0, store=RedisStore(client))
+        # Opened at Redis time 0: open_for has long passed, the next call is the trial.
+        await client.hset("resilience:{inner-async}:breaker", mapping={"st": 1, "g": 1, "at": 0})
+
+        @shared
+        async def refused() -> None:
+            raise ThrottledError("backend", 0.9)
+
+        @shared
+        async def quick() -> str:
+            return "ok"
+
+        outcomes = []
+        try:
+            await refused()
+        except ThrottledError:
+            outcomes.append("refused inside")
+        outcomes.append(await shared.state_async())
+        outcomes.append(await quick())
+        outcomes.append(await shared.state_async())
+        await client.aclose()
+        return [str(getattr(o, "value", o)) for o in outcomes]
+
+    assert asyncio.run(scenario()) == ["refused inside", "half_open", "ok", "closed"]
