@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from resilience import AdaptiveConcurrency, AimdLimit
+from resilience import AdaptiveConcurrency, AimdLimit, ConcurrencyLimitedError
 from resilience import asgi as resilience_asgi
 from resilience import wsgi as resilience_wsgi
 from resilience.testing import serve_asgi, serve_wsgi
@@ -122,3 +122,57 @@ def test_the_limiter_must_be_adaptive() -> None:
     """Anything but an AdaptiveConcurrency is refused at construction, by name."""
     with pytest.raises(TypeError, match="limiter must be an AdaptiveConcurrency"):
         resilience_asgi.ConcurrencyLimitMiddleware(App().asgi, 5)  # type: ignore[arg-type]
+
+
+def test_a_refusal_inside_the_app_is_not_answered_as_the_middlewares_own() -> None:
+    """An app whose own limiter (same default name, "adaptive_concurrency") refuses raises
+    through the middleware, ASGI and WSGI alike: it is not answered 503 as if the
+    middleware's limiter had refused, that limiter counts no rejection and takes no sample,
+    and its slot is freed."""
+    inner = AdaptiveConcurrency(AimdLimit(initial_limit=1, max_limit=1))
+    outer = AdaptiveConcurrency(Recording())
+    assert inner.name == outer.name
+    assert inner._try_acquire()  # the app's limiter is full: it refuses every call
+
+    @inner
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not reached")
+
+    @inner
+    def wsgi_app(environ: Any, start_response: Any) -> Any:
+        raise AssertionError("not reached")
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    asgi = resilience_asgi.ConcurrencyLimitMiddleware(asgi_app, outer)
+    scope = {"type": "http", "method": "GET", "path": "/"}
+    with pytest.raises(ConcurrencyLimitedError) as caught:
+        asyncio.run(asgi(scope, receive, send))
+    assert caught.value.name == inner.name and sent == []
+    wsgi = resilience_wsgi.ConcurrencyLimitMiddleware(wsgi_app, outer)
+    with pytest.raises(ConcurrencyLimitedError):
+        wsgi({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, lambda *args: None)
+    assert outer.rejections == 0 and outer.in_flight == 0
+    assert outer._admission.algorithm.samples == []  # type: ignore[attr-defined]
+    assert inner.rejections == 2
+
+
+class Recording:
+    """A limit algorithm of 10 that records its samples."""
+
+    def __init__(self) -> None:
+        self.limit = 10
+        self.samples: list[tuple[float, int, bool]] = []
+
+    def update(self, rtt: float, in_flight: int, dropped: bool, now: float) -> int:
+        self.samples.append((rtt, in_flight, dropped))
+        return self.limit
+
+    def replace(self, **changes: Any) -> Recording:
+        return Recording()

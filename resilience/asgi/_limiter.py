@@ -26,9 +26,22 @@ class ConcurrencyLimitMiddleware:
     def __init__(self, app: ASGIApp, limiter: AdaptiveConcurrency) -> None:
         self.app = app
         self.limiter = check_limiter(limiter)
-        self._guarded = limiter._wrap_async(self._serve)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> int:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limiter = self.limiter
+        # The slot is taken here, before the app runs, as the WSGI twin does: the refusal
+        # answered 503 is this limiter's by construction. One raised by a limiter inside the
+        # app (whatever its name: the default names are all "adaptive_concurrency") is the
+        # app's error and propagates.
+        try:
+            permit = limiter._try_acquire() or await limiter._wait_async()
+        except ConcurrencyLimitedError as error:
+            await answer(send, refused(error, scope["method"], scope["path"]))
+            return
+        started = limiter._clock.now()
         status = 0
 
         async def sending(message: Message) -> None:
@@ -37,16 +50,12 @@ class ConcurrencyLimitMiddleware:
                 status = message["status"]
             await send(message)
 
-        await self.app(scope, receive, sending)
-        return status
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         try:
-            await self._guarded(scope, receive, send)
-        except ConcurrencyLimitedError as error:
-            if error.name != self.limiter.name:
-                raise  # a limit inside the app refused: not ours to answer
-            await answer(send, refused(error, scope["method"], scope["path"]))
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            limiter._failed(permit, started, exc)
+            raise
+        except BaseException:  # a disconnect, a cancellation: no sample, the slot freed
+            limiter._release()
+            raise
+        limiter._finished(permit, started, status)
