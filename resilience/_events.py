@@ -76,18 +76,20 @@ class RetryScheduled(Event):
 
 
 # Why retrying stopped: stable values (metric labels, log fields), each with its English.
-RetryGaveUpWhy = Literal["attempts", "budget", "deadline"]
+RetryGaveUpWhy = Literal["attempts", "budget", "deadline", "rejected"]
 RETRY_GAVE_UP: Final[dict[str, str]] = {
     "attempts": "attempts exhausted",
     "budget": "retry budget spent",
     "deadline": "deadline would pass during the backoff",
+    "rejected": "refused locally by a policy inside",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class RetryGaveUp(Event):
     """Retrying stopped after ``attempts`` attempts; ``why`` is "attempts" (all used),
-    "budget" (the retry budget refused) or "deadline" (the next delay would cross it)."""
+    "budget" (the retry budget refused), "deadline" (the next delay would cross it) or
+    "rejected" (a policy inside refused the call locally, and ``rejections="final"``)."""
 
     attempts: int
     why: RetryGaveUpWhy

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from resilience import (
     Backoff,
+    CircuitBreaker,
+    CircuitOpenError,
     Deadline,
+    DeadlineExceededError,
     Pipeline,
+    RejectedError,
     Retry,
     RetryBudget,
     RetryGaveUp,
     RetryScheduled,
+    ThrottledError,
     Timeout,
 )
 from resilience.testing import EventRecorder, FakeClock
-from tests.conftest import Colour, Script
+from tests.conftest import REJECTIONS, Colour, Script
 
 NO_WAIT = Backoff(initial=0.0, maximum=0.0)
 EXACT = Backoff(initial=1.0, maximum=100.0, multiplier=2.0, jitter="none")
@@ -399,6 +405,8 @@ def test_decoration_keeps_the_function_identity() -> None:
         ({"backoff": 0.5}, TypeError, "backoff"),
         ({"budget": 0.2}, TypeError, "budget"),
         ({"delay_hint": 1.0}, TypeError, "delay_hint"),
+        ({"rejections": "retry"}, ValueError, "rejections"),
+        ({"rejections": None}, ValueError, "rejections"),
     ],
 )
 def test_bad_configuration_names_the_parameter(
@@ -413,3 +421,159 @@ def test_a_class_that_is_not_an_exception_is_refused_as_on() -> None:
     """``on=str`` is neither an exception class nor a predicate: a TypeError naming ``on``."""
     with pytest.raises(TypeError, match="on must be"):
         Retry(on=str)  # type: ignore[arg-type]
+
+
+# -- rejections: a policy inside refused the call, nothing was sent ----------------------------
+
+
+@pytest.mark.parametrize("rejection", REJECTIONS.values(), ids=list(REJECTIONS))
+@pytest.mark.parametrize(
+    "on", [Exception, RejectedError, lambda exc: True], ids=["Exception", "Rejected", "all"]
+)
+def test_a_rejection_is_final_by_default_whatever_on_says(
+    colour: Colour, rejection: Callable[[], RejectedError], on: Any
+) -> None:
+    """A plain Retry() does not retry a local refusal: one call, no sleep, no budget spent, a
+    note naming who refused, and RetryGaveUp(why="rejected")."""
+    clock = NoSleepClock()
+    budget = RetryBudget(ratio=0.0, min_retries_per_second=0.5, window=10.0, clock=clock)
+    calls = 0
+
+    def refused() -> None:
+        nonlocal calls
+        calls += 1
+        raise rejection()
+
+    retry = Retry(on=on, budget=budget, clock=clock, name="orders")
+    with EventRecorder() as recorder, pytest.raises(RejectedError) as caught:
+        colour.wrap(retry, refused)()
+    error = caught.value
+    assert calls == 1 and budget.available() == 5
+    assert caught.value.__notes__ == [
+        f"resilience: not retried: refused locally by {error.kind} 'inner' "
+        "(Retry 'orders', rejections='final')"
+    ]
+    assert [(e.attempts, e.why) for e in recorder.of(RetryGaveUp)] == [(1, "rejected")]
+
+
+def test_an_open_breaker_inside_ends_the_retries_at_once(colour: Colour, clock: FakeClock) -> None:
+    """The audited case: Retry() outside an open breaker made 3 rejected attempts and slept
+    0.2 s; now one rejected attempt, no sleep."""
+    breaker = CircuitBreaker("ledger", clock=clock)
+    breaker.open()
+    guarded = colour.wrap(Pipeline(Retry(clock=clock), breaker), lambda: "posted")
+    with pytest.raises(CircuitOpenError) as caught:
+        guarded()
+    assert clock.sleeps == [] and breaker.metrics.total_rejections == 1
+    assert "refused locally by circuit breaker 'ledger'" in caught.value.__notes__[-1]
+
+
+def test_a_failure_then_a_rejection_stops_at_the_rejection(
+    colour: Colour, clock: FakeClock
+) -> None:
+    """A retried failure followed by a rejection: the rejection ends the retries."""
+    outcomes: list[Exception] = [ConnectionError("down"), ThrottledError("db", 0.9)]
+
+    def call() -> str:
+        raise outcomes.pop(0)
+
+    with pytest.raises(ThrottledError):
+        colour.wrap(Retry(5, backoff=EXACT, clock=clock), call)()
+    assert clock.sleeps == [1.0] and outcomes == []
+
+
+def test_wait_retries_a_rejection_after_its_retry_after(colour: Colour, clock: FakeClock) -> None:
+    """``rejections="wait"``: an open breaker is retried after its retry_after when that is
+    longer than the backoff, after the backoff when it is shorter."""
+    breaker = CircuitBreaker("ledger", open_for=5.0, clock=clock)
+    breaker.open()
+    calls = 0
+
+    def post() -> str:
+        nonlocal calls
+        calls += 1
+        return "posted"
+
+    retry = Retry(3, backoff=EXACT, clock=clock, rejections="wait")
+    assert retry.rejections == "wait"
+    assert colour.wrap(Pipeline(retry, breaker), post)() == "posted"
+    assert clock.sleeps == [5.0] and calls == 1  # 5 s open beats the 1 s backoff
+    breaker.open()
+    clock.advance(4.5)  # half a second left: the backoff (1 s) is longer
+    assert colour.wrap(Pipeline(retry, breaker), post)() == "posted"
+    assert clock.sleeps == [5.0, 1.0]
+
+
+@pytest.mark.parametrize("rejection", REJECTIONS.values(), ids=list(REJECTIONS))
+def test_wait_waits_the_longest_of_backoff_retry_after_and_hint(
+    colour: Colour, clock: FakeClock, rejection: Callable[[], RejectedError]
+) -> None:
+    """Each of the five rejections, with "wait": delay = max(backoff, retry_after, hint)."""
+    hint = 0.7
+
+    def refused() -> None:
+        raise rejection()
+
+    retry = Retry(
+        2,
+        backoff=Backoff(initial=0.4, jitter="none"),
+        delay_hint=lambda outcome: hint,
+        clock=clock,
+        rejections="wait",
+    )
+    with pytest.raises(RejectedError) as caught:
+        colour.wrap(retry, refused)()
+    retry_after = getattr(caught.value, "retry_after", None)
+    assert clock.sleeps == [max(0.4, retry_after or 0.0, hint)]
+    assert "gave up after attempt 2 of 2" in caught.value.__notes__[-1]
+
+
+def test_wait_gives_up_rather_than_sleep_past_the_deadline(
+    colour: Colour, clock: FakeClock
+) -> None:
+    """A rejection whose retry_after would pass the deadline is raised at once, noted so."""
+    breaker = CircuitBreaker("ledger", open_for=5.0, clock=clock)
+    breaker.open()
+    policy = Pipeline(Deadline(2.0, clock=clock), Retry(clock=clock, rejections="wait"), breaker)
+    with pytest.raises(CircuitOpenError) as caught:
+        colour.wrap(policy, lambda: "posted")()
+    assert clock.sleeps == []
+    assert "deadline would pass during the backoff" in caught.value.__notes__[-1]
+
+
+def test_wait_still_asks_on(colour: Colour, clock: FakeClock) -> None:
+    """With "wait", a rejection that ``on`` does not match is not retried (and not noted)."""
+    calls = 0
+
+    def refused() -> None:
+        nonlocal calls
+        calls += 1
+        raise ThrottledError("db", 0.5)
+
+    retry = Retry(on=ConnectionError, clock=clock, rejections="wait")
+    with pytest.raises(ThrottledError) as caught:
+        colour.wrap(retry, refused)()
+    assert calls == 1 and clock.sleeps == [] and not getattr(caught.value, "__notes__", [])
+
+
+def test_a_deadline_exceeded_inside_is_still_retried(colour: Colour, clock: FakeClock) -> None:
+    """DeadlineExceededError from an inner Timeout is no rejection: retried as before."""
+    calls = 0
+
+    def slow() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise DeadlineExceededError("Timeout", 1.0)
+        return "ok"
+
+    assert colour.wrap(Retry(backoff=EXACT, clock=clock), slow)() == "ok"
+    assert calls == 2 and clock.sleeps == [1.0]
+
+
+def test_replace_keeps_rejections() -> None:
+    """``replace()`` keeps the setting unless it is changed."""
+    retry = Retry(rejections="wait")
+    assert retry.replace(attempts=5).rejections == "wait"
+    assert retry.replace(rejections="final").rejections == "final"
+    assert Retry().rejections == "final"

@@ -8,8 +8,18 @@ import logging
 
 import pytest
 
-from resilience import Backoff, Deadline, RetryBudgetExhausted, RetryGaveUp, RetryScheduled
-from resilience._retry.core import Attempts, RetryCore
+from resilience import (
+    Backoff,
+    BulkheadFullError,
+    CircuitOpenError,
+    Deadline,
+    DeadlineExceededError,
+    RateLimitedError,
+    RetryBudgetExhausted,
+    RetryGaveUp,
+    RetryScheduled,
+)
+from resilience._retry.core import Attempts, Rejections, RetryCore
 from resilience.instrumentation import log_event
 from resilience.testing import EventRecorder, FakeClock
 
@@ -105,3 +115,43 @@ def test_the_log_line_says_why_in_english(caplog: pytest.LogCaptureFixture) -> N
         log_event(RetryGaveUp("pay", 3, "attempts", "ConnectionError"))
     assert "why='attempts'" in caplog.text
     assert "(attempts exhausted)" in caplog.text
+
+
+def rejecting_core(rejections: Rejections) -> RetryCore:
+    """A budgeted core whose ``on`` matches everything, with ``rejections`` as given."""
+    everything = dataclasses.replace(core(3, budgeted=True), retries_on=lambda exc: True)
+    return dataclasses.replace(everything, rejections=rejections)
+
+
+def test_the_core_ends_the_retries_at_a_rejection_without_asking_the_budget() -> None:
+    """ "final": ``after_exception`` returns None for a RejectedError (even with ``on``
+    matching everything and time to spare), requests no budget and notes who refused."""
+    attempts = Attempts(rejecting_core("final"))
+    error = CircuitOpenError("ledger", 4.0)
+    with EventRecorder() as recorder:
+        assert attempts.after_exception(error, None) is None
+    assert attempts._pending is None and attempts.number == 1
+    assert error.__notes__ == [
+        "resilience: not retried: refused locally by circuit breaker 'ledger' "
+        "(Retry 'pay', rejections='final')"
+    ]
+    assert [(e.why, e.reason) for e in recorder.of(RetryGaveUp)] == [
+        ("rejected", "CircuitOpenError")
+    ]
+    assert attempts.after_exception(DeadlineExceededError("Timeout", 1.0), None) == 1.0
+
+
+def test_the_core_waits_out_a_rejection_in_wait_mode() -> None:
+    """ "wait": the delay is the longer of the backoff and retry_after, the request goes to
+    the budget, and a retry_after past the time left gives up ("deadline")."""
+    attempts = Attempts(rejecting_core("wait"))
+    assert attempts.after_exception(CircuitOpenError("ledger", 4.0), None) == 4.0
+    assert attempts.budget_answered(True) == 4.0
+    assert attempts.after_exception(BulkheadFullError("pool", 2), None) == 2.0  # backoff
+    assert attempts.budget_answered(True) == 2.0
+    late = Attempts(rejecting_core("wait"))
+    with EventRecorder() as recorder:
+        assert late.after_exception(RateLimitedError("api", 9.0), 5.0) is None
+    assert [e.why for e in recorder.of(RetryGaveUp)] == ["deadline"]
+    odd = Attempts(rejecting_core("wait"))
+    assert odd.after_exception(RateLimitedError("api", float("nan")), None) == 1.0

@@ -11,13 +11,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from resilience import _events
-from resilience._errors import add_note
+from resilience._errors import RejectedError, add_note
 from resilience._retry.backoff import Backoff
 
-__all__ = ["Attempts", "RetryCore"]
+__all__ = ["REJECTIONS", "Attempts", "Rejections", "RetryCore"]
+
+# What Retry does with a RejectedError (a policy inside refused the call, nothing was sent):
+# "final" ends the retries at once, whatever ``on`` says (the SRE book's "overloaded; don't
+# retry": retry at the layer above the one rejecting); "wait" retries one that ``on`` matches
+# after max(backoff, its retry_after, delay_hint), never past the deadline.
+Rejections = Literal["final", "wait"]
+REJECTIONS: tuple[Rejections, ...] = ("final", "wait")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +38,7 @@ class RetryCore:
     backoff: Backoff
     budgeted: bool  # each retry needs the budget's grant (the shells ask it)
     delay_hint: Callable[[object], float | None] | None = None
+    rejections: Rejections = "final"
 
 
 class Attempts:
@@ -63,8 +71,21 @@ class Attempts:
         Only ``Exception`` subclasses matching ``on`` are retried. When retrying stops for a
         retryable failure, a PEP 678 note on ``exc`` says after which attempt and why. With a
         budget, a delay returned is a request: ``budget_answered`` decides it.
+
+        A ``RejectedError`` with ``rejections="final"`` ends the retries whatever ``on`` says,
+        noted "not retried: refused locally by ..." (no budget asked); with "wait", one that
+        ``on`` matches waits at least its ``retry_after``.
         """
-        if not isinstance(exc, Exception) or not self.core.retries_on(exc):
+        if not isinstance(exc, Exception):
+            return None
+        if isinstance(exc, RejectedError):
+            if self.core.rejections == "final":
+                self._refused(exc)
+                return None
+            if not self.core.retries_on(exc):
+                return None
+            return self._decide(exc, time_left, getattr(exc, "retry_after", None))
+        if not self.core.retries_on(exc):
             return None
         return self._decide(exc, time_left)
 
@@ -87,13 +108,19 @@ class Attempts:
             return None
         return self._schedule(delay, reason)
 
-    def _decide(self, outcome: object, time_left: float | None) -> float | None:
+    def _decide(
+        self, outcome: object, time_left: float | None, least: object = None
+    ) -> float | None:
+        """The next delay for a retryable ``outcome``: the backoff's, lengthened to ``least``
+        (a rejection's ``retry_after``) and to the ``delay_hint``; ``None`` to give up."""
         core = self.core
         reason = _describe(outcome)
         if self.number >= core.attempts:
             self._give_up("attempts", outcome, reason)
             return None
         delay = core.backoff.delay(self.number, self.previous_delay)
+        if isinstance(least, (int, float)) and delay < least < math.inf:
+            delay = float(least)  # the policy said when it admits calls again
         if core.delay_hint is not None:
             hint = core.delay_hint(outcome)
             if hint is not None and delay < hint < math.inf:  # ignore nan, inf and shorter
@@ -112,6 +139,18 @@ class Attempts:
         self.number += 1
         self.previous_delay = delay
         return delay
+
+    def _refused(self, exc: RejectedError) -> None:
+        """A policy inside refused the call: no retry, and the note says who refused."""
+        if _events.listeners:
+            _events.emit(
+                _events.RetryGaveUp(self.core.name, self.number, "rejected", _describe(exc))
+            )
+        add_note(
+            exc,
+            f"resilience: not retried: refused locally by {exc.kind} {exc.name!r} "
+            f"(Retry {self.core.name!r}, rejections='final')",
+        )
 
     def _give_up(self, why: _events.RetryGaveUpWhy, outcome: object, reason: str) -> None:
         """Tell listeners, and note on a failure that it ended the retries (and why)."""

@@ -10,7 +10,7 @@ from resilience._context import remaining
 from resilience._policy import Policy
 from resilience._retry.backoff import Backoff
 from resilience._retry.budget import RetryBudget
-from resilience._retry.core import Attempts, RetryCore
+from resilience._retry.core import REJECTIONS, Attempts, Rejections, RetryCore
 from resilience._validate import (
     ExceptionFilter,
     check_name,
@@ -41,6 +41,14 @@ class Retry(Policy):
       ``retry_after``. It replaces the backoff delay when longer.
     - The nearest ``Deadline``/``Timeout`` is obeyed: when the next delay would cross it, the
       last outcome is returned or raised at once instead of sleeping.
+    - ``rejections``: what a ``RejectedError`` from a policy inside (an open breaker, a full
+      bulkhead, a rate or concurrency limit, a throttle: nothing was sent) does. ``"final"``
+      (the default) ends the retries at once whatever ``on`` says, spends no budget and notes
+      "not retried: refused locally by circuit breaker 'x'" on the error: retrying a refusal
+      only polls it. ``"wait"`` retries one that ``on`` matches after the longest of the
+      backoff delay, its ``retry_after`` and ``delay_hint`` — or gives up when that wait would
+      pass the deadline. A ``DeadlineExceededError`` from an inner ``Timeout`` is no
+      rejection: ``on`` decides it as any failure.
 
     When retrying stops on an exception, the **original** exception is re-raised with a PEP 678
     note ("gave up after attempt 3 of 3 (attempts exhausted)"); nothing is wrapped.
@@ -59,9 +67,12 @@ class Retry(Policy):
         clock: Clock | None = None,
         delay_hint: Callable[[Any], float | None] | None = None,
         name: str | None = None,
+        rejections: Rejections = "final",
     ) -> None:
         name = check_name(name, "retry")
         check_positive_int(attempts, "attempts")
+        if not isinstance(rejections, str) or rejections not in REJECTIONS:
+            raise ValueError(f"rejections must be 'final' or 'wait', got {rejections!r}")
         retries_on = exception_predicate(on, "on")
         if on_result is not None and not callable(on_result):
             raise TypeError(f"on_result must be a predicate or None, got {on_result!r}")
@@ -80,6 +91,7 @@ class Retry(Policy):
             "clock": clock,
             "delay_hint": delay_hint,
             "name": name,
+            "rejections": rejections,
         }
         self._clock = clock or SYSTEM_CLOCK
         self._budget = budget
@@ -91,6 +103,7 @@ class Retry(Policy):
             backoff=backoff,
             budgeted=budget is not None,
             delay_hint=delay_hint,
+            rejections=rejections,
         )
 
     @property
@@ -112,6 +125,11 @@ class Retry(Policy):
     @property
     def budget(self) -> RetryBudget | None:
         return self._budget
+
+    @property
+    def rejections(self) -> Rejections:
+        """What a ``RejectedError`` from inside does: "final" or "wait"."""
+        return self._core.rejections
 
     def replace(self, **changes: Any) -> Retry:
         """A new ``Retry`` with this one's settings bar ``changes`` (any constructor keyword)."""
