@@ -5,8 +5,8 @@ classifies outcomes and raises ``ThrottledError``.
 
 How it combines with ``Retry`` and its ``RetryBudget``: put the throttle *inside* the retry
 (``Pipeline(Retry(budget=..., on=...), AdaptiveThrottle())``), so every attempt is counted and
-judged, and do not retry ``ThrottledError`` (it is a ``ResilienceError``; ``Retry(on=...)``
-should name the failures worth another attempt). The two caps then compose: the budget keeps
+judged; ``Retry`` does not retry ``ThrottledError`` (a ``RejectedError``: with its default
+``rejections="final"`` it ends the retries at once). The two caps then compose: the budget keeps
 retries under ``ratio`` x first attempts, the throttle keeps what is sent under ``k`` x what the
 backend accepts. In an outage the budget stops the retries at once and the throttle thins the
 first attempts down to a trickle; when the backend recovers, the trickle's accepts lower the
