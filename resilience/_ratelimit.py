@@ -20,6 +20,7 @@ from resilience._gcra import GcraParams, RateLimitDecision
 from resilience._policy import Policy
 from resilience._validate import check_duration, check_name, refuse_unknown
 from resilience.stores._memory import MemoryStore
+from resilience.stores._protocols import AsyncGcraStore, GcraStore
 
 __all__ = ["RateLimiter", "RateLimiterCounts", "limiters"]
 
@@ -68,8 +69,10 @@ class RateLimiter(Policy):
         "_bucket",
         "_clock",
         "_params",
+        "_refusals",
         "_rejected",
         "_settings",
+        "_steps",
         "_store",
         "_waited",
         "burst",
@@ -87,11 +90,17 @@ class RateLimiter(Policy):
         burst: int | None = None,
         max_wait: float = 0.0,
         name: str | None = None,
-        store: Any = None,
+        store: GcraStore | AsyncGcraStore | None = None,
         clock: Clock | None = None,
         **renamed: NoReturn,
     ) -> None:
         refuse_unknown("RateLimiter", renamed, {"key": "name"})
+        # The store first: something that is no store is refused as such, named or not.
+        if store is not None and not isinstance(store, (GcraStore, AsyncGcraStore)):
+            raise TypeError(
+                "store must offer gcra and gcra_admit or their async twins (a MemoryStore, a "
+                f"RedisStore or a GcraStore), got {store!r}"
+            )
         name = check_name(
             name, "rate_limiter", shared=store is not None and not isinstance(store, MemoryStore)
         )
@@ -128,6 +137,7 @@ class RateLimiter(Policy):
         emission = self.per / self.rate
         self._params = GcraParams(emission, emission * (self.burst + 1), self.burst + 1, name)
         self._store = store if store is not None else MemoryStore(clock=self._clock)
+        self._steps, self._refusals = _steps(self._store, name)
         # itertools.count: next() is atomic, so threads never lose a count (an int += could)
         self._allowed = itertools.count()
         self._waited = itertools.count()
@@ -215,14 +225,12 @@ class RateLimiter(Policy):
         return self.max_wait if left is None or left > self.max_wait else left
 
     def _decide(self, key: str, cost: int, max_wait: float) -> RateLimitDecision:
-        decision: RateLimitDecision = self._store.gcra(key, self._params, cost, max_wait)
+        decision = self._steps.gcra(key, self._params, cost, max_wait)
         self._announce(decision)
         return decision
 
     async def _decide_async(self, key: str, cost: int, max_wait: float) -> RateLimitDecision:
-        decision: RateLimitDecision = await self._store.gcra_async(
-            key, self._params, cost, max_wait
-        )
+        decision = await self._steps.gcra_async(key, self._params, cost, max_wait)
         self._announce(decision)
         return decision
 
@@ -241,7 +249,9 @@ class RateLimiter(Policy):
         return RateLimitedError(self.name, retry_after)
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        admit, key, params = self._store.gcra_admit, self._bucket, self._params
+        if self._refusals[0]:
+            raise TypeError(self._refusals[0])
+        admit, key, params = self._steps.gcra_admit, self._bucket, self._params
         budget, refused, sleep = self._wait_budget, self._refused, self._clock.sleep
         allowed, waited = self._allowed.__next__, self._waited.__next__
         may_wait = self.max_wait > 0.0  # without waiting, the deadline cannot matter
@@ -260,7 +270,9 @@ class RateLimiter(Policy):
         return limited
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        admit, key, params = self._store.gcra_admit_async, self._bucket, self._params
+        if self._refusals[1]:
+            raise TypeError(self._refusals[1])
+        admit, key, params = self._steps.gcra_admit_async, self._bucket, self._params
         budget, refused, sleep = self._wait_budget, self._refused, self._clock.sleep_async
         allowed, waited = self._allowed.__next__, self._waited.__next__
         may_wait = self.max_wait > 0.0
@@ -277,3 +289,51 @@ class RateLimiter(Policy):
             return await fn(*args, **kwargs)
 
         return limited
+
+
+class _Steps(NamedTuple):
+    """The store's four GCRA steps, bound once; a step the store cannot serve raises the
+    ``TypeError`` that says why (naming ``store``), not an ``AttributeError``."""
+
+    gcra: Callable[[str, GcraParams, int, float], RateLimitDecision]
+    gcra_admit: Callable[[str, GcraParams, int, float], float]
+    gcra_async: Callable[[str, GcraParams, int, float], Awaitable[RateLimitDecision]]
+    gcra_admit_async: Callable[[str, GcraParams, int, float], Awaitable[float]]
+
+
+def _steps(store: GcraStore | AsyncGcraStore, name: str) -> tuple[_Steps, tuple[str, str]]:
+    """Bind ``store``'s steps for limiter ``name``; the refusals of sync and of async use
+    ("" where the store serves that colour).
+
+    A store serves sync code when it offers ``gcra``/``gcra_admit`` and coroutines when it
+    offers the ``*_async`` twins, unless its ``is_async`` says otherwise (a ``RedisStore``
+    over ``redis.Redis`` has async steps that would block the loop and then fail, one over
+    ``redis.asyncio`` sync steps that answer coroutines).
+    """
+    is_async = getattr(store, "is_async", None)
+    sync = store if isinstance(store, GcraStore) and is_async is not True else None
+    coroutines = store if isinstance(store, AsyncGcraStore) and is_async is not False else None
+    head = f"store: rate limiter {name!r} cannot serve"
+    no_sync = no_async = ""
+    if is_async is True:
+        no_sync = f"{head} sync code: its store wraps a redis.asyncio client; give it a redis.Redis"
+    elif sync is None:
+        no_sync = f"{head} sync code: its store offers no gcra and gcra_admit"
+    if is_async is False:
+        no_async = f"{head} coroutines: its store wraps a sync client; give it a redis.asyncio one"
+    elif coroutines is None:
+        no_async = f"{head} coroutines: its store offers no gcra_async and gcra_admit_async"
+
+    def refuse(message: str) -> Callable[..., NoReturn]:
+        def refused(*args: object) -> NoReturn:
+            raise TypeError(message)
+
+        return refused
+
+    steps = _Steps(
+        sync.gcra if sync is not None else refuse(no_sync),
+        sync.gcra_admit if sync is not None else refuse(no_sync),
+        coroutines.gcra_async if coroutines is not None else refuse(no_async),
+        coroutines.gcra_admit_async if coroutines is not None else refuse(no_async),
+    )
+    return steps, (no_sync, no_async)

@@ -93,21 +93,33 @@ def check_ratio(value: float, name: str, *, allow_zero: bool = False) -> None:
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
 
 
-def check_name(name: str | None, default: str, *, shared: bool = False) -> str:
+def check_name(
+    name: str | None,
+    default: str,
+    *,
+    shared: bool = False,
+    kind: str | None = None,
+    why: str | None = None,
+) -> str:
     """The policy's name: ``name``, or its kind (``default``, e.g. "circuit_breaker") when it
     is ``None`` and the state is private.
 
     A policy whose state is shared through a store (replicas meet under its name) must be
     named: two unnamed policies of unrelated services would otherwise share one state.
+    ``kind`` (with its article: "a circuit breaker") and ``why`` (what sharing an unnamed one
+    would do) default to words built from ``default``.
     """
     if name is None:
-        kind = default.replace("_", " ")
         if shared:
+            plain = default.replace("_", " ")
+            kind = kind or f"a {plain}"
+            why = why or (
+                f"every replica with the same name shares one {plain}, so unnamed ones of "
+                "unrelated services would share one state and trip each other"
+            )
             raise ValueError(
-                f"name is required for a {kind} whose state is shared through a store: every "
-                f"replica with the same name shares one {kind}, so unnamed ones of unrelated "
-                f"services would share one state and trip each other; pass e.g. "
-                f"name='payments-api'"
+                f"name is required for {kind} whose state is shared through a store: {why}; "
+                "pass e.g. name='payments-api'"
             )
         return default
     if not isinstance(name, str) or not name:

@@ -162,6 +162,7 @@ def build_wsgi() -> Any:
 
         client = redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
         options["store"] = RedisStore(client)
+        options.setdefault("name", "payments")  # a shared store's records need a namespace
     return IdempotencyMiddleware(DeadlineMiddleware(wsgi_app(Ledger())), **options)
 
 

@@ -88,7 +88,9 @@ class Ledger:
                 await anyio.to_thread.run_sync(self.gate.wait, 10.0)
             await _respond(send, 201, json.dumps({"charged": order}).encode())
 
-        guarded = IdempotencyMiddleware(charges, store=store, key_scope=lambda scope: "shop")
+        guarded = IdempotencyMiddleware(
+            charges, store=store, key_scope=lambda scope: "shop", name="payments"
+        )
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
             if scope["type"] == "http" and scope["method"] == "DELETE" and closing is not None:

@@ -51,6 +51,7 @@ def _serve(kind: str, redis: RedisServer | None = None, **options: Any) -> Itera
     if redis is not None:
         client: Any = redis.async_client()
         options["store"] = RedisStore(client)
+        options.setdefault("name", "payments")  # a shared store's records need a namespace
         ledger.on_shutdown.append(client.aclose)
     app = resilience_asgi.IdempotencyMiddleware(
         resilience_asgi.DeadlineMiddleware(asgi_app(ledger)), **options

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 import resilience
+import resilience.asgi
+import resilience.wsgi
 from resilience.stores import MemoryStore
 from resilience.testing import FakeClock
 
@@ -279,12 +281,88 @@ def test_a_policy_shared_through_redis_must_be_named(
         build(_redis_store())
 
 
+def _async_redis_store() -> Any:
+    """A RedisStore over a redis.asyncio client that is never used (the ASGI middleware's)."""
+    redis = pytest.importorskip("redis")
+    from resilience.stores import RedisStore
+
+    return RedisStore(redis.asyncio.Redis(host="127.0.0.1", port=1))
+
+
+class _RecordsElsewhere:
+    """A third-party idempotency store (not a MemoryStore): shared, as far as anyone knows."""
+
+    def __init__(self) -> None:
+        self._inner = MemoryStore()
+
+    def idempotency_claim(self, *args: Any) -> Any:
+        return self._inner.idempotency_claim(*args)
+
+    def idempotency_renew(self, *args: Any) -> Any:
+        return self._inner.idempotency_renew(*args)
+
+    def idempotency_complete(self, *args: Any) -> Any:
+        return self._inner.idempotency_complete(*args)
+
+    def idempotency_release(self, *args: Any) -> Any:
+        return self._inner.idempotency_release(*args)
+
+
+def _asgi_app(scope: Any, receive: Any, send: Any) -> Any:  # never called
+    raise AssertionError
+
+
+def _wsgi_app(environ: Any, start_response: Any) -> Any:  # never called
+    raise AssertionError
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: resilience.asgi.IdempotencyMiddleware(_asgi_app, store=_async_redis_store()),
+        lambda: resilience.wsgi.IdempotencyMiddleware(_wsgi_app, store=_redis_store()),
+    ],
+    ids=["asgi", "wsgi"],
+)
+def test_idempotency_on_a_shared_store_must_be_named(build: Callable[[], object]) -> None:
+    """The middleware's records meet under its name: unnamed on a RedisStore it is refused at
+    construction, saying why (two services on one Redis would replay each other's responses),
+    in the words the other policies use."""
+    with pytest.raises(
+        ValueError, match=r"^name is required for an idempotency middleware whose state is shared"
+    ) as caught:
+        build()
+    assert "replay of the other's response" in str(caught.value)
+
+
+def test_idempotency_on_a_store_of_its_own_making_must_be_named() -> None:
+    """Any store but a MemoryStore may be shared, as for the other policies; named, it runs."""
+    with pytest.raises(ValueError, match=r"^name is required for an idempotency middleware"):
+        resilience.wsgi.IdempotencyMiddleware(_wsgi_app, store=_RecordsElsewhere())
+    named = resilience.wsgi.IdempotencyMiddleware(
+        _wsgi_app, store=_RecordsElsewhere(), name="orders"
+    )
+    assert named.rules.name == "orders"
+
+
+def test_unshared_idempotency_keeps_its_default_name() -> None:
+    """In memory (the default, or a MemoryStore), the name may be left out: "idempotency"."""
+    asgi = resilience.asgi.IdempotencyMiddleware(_asgi_app)
+    wsgi = resilience.wsgi.IdempotencyMiddleware(_wsgi_app, store=MemoryStore())
+    assert asgi.rules.name == wsgi.rules.name == "idempotency"
+
+
 def test_a_named_policy_on_redis_is_accepted() -> None:
     """With a name, the same constructions succeed (still without I/O)."""
     store = _redis_store()
     assert resilience.CircuitBreaker(name="payments", store=store).name == "payments"
     assert resilience.RetryBudget(name="payments", store=store).name == "payments"
     assert resilience.RateLimiter(5, name="payments", store=store).name == "payments"
+    wsgi = resilience.wsgi.IdempotencyMiddleware(_wsgi_app, store=store, name="payments")
+    assert wsgi.rules.name == "payments"
+    asgi_store = _async_redis_store()
+    asgi = resilience.asgi.IdempotencyMiddleware(_asgi_app, store=asgi_store, name="payments")
+    assert asgi.rules.name == "payments"
 
 
 def test_replace_changes_what_it_is_given_and_keeps_the_rest() -> None:

@@ -105,7 +105,9 @@ def test_two_wsgi_replicas_share_records(redis_server: RedisServer) -> None:
     """A retry that lands on another replica is answered from the first replica's record."""
     charges: list[bytes] = []
     replicas = [
-        WsgiIdempotency(_charging_wsgi(charges), store=RedisStore(redis_server.client()))
+        WsgiIdempotency(
+            _charging_wsgi(charges), store=RedisStore(redis_server.client()), name="payments"
+        )
         for _ in range(2)
     ]
     with serve_wsgi(replicas[0]) as one, serve_wsgi(replicas[1]) as two:
@@ -135,7 +137,7 @@ def test_asgi_with_an_async_redis_client(redis_server: RedisServer) -> None:
         await send({"type": "http.response.start", "status": 201, "headers": []})
         await send({"type": "http.response.body", "body": body})
 
-    with serve_asgi(AsgiIdempotency(app, store=RedisStore(client))) as url:
+    with serve_asgi(AsgiIdempotency(app, store=RedisStore(client), name="payments")) as url:
         headers = {"Idempotency-Key": KEY, "Authorization": "Bearer alice"}
         first = httpx.post(url, content=b"a", headers=headers)
         again = httpx.post(url, content=b"a", headers=headers)
@@ -149,10 +151,10 @@ def test_asgi_with_an_async_redis_client(redis_server: RedisServer) -> None:
 def test_middleware_refuses_a_store_of_the_wrong_colour(redis_server: RedisServer) -> None:
     """A sync Redis client would block the event loop; an async one cannot serve WSGI."""
     with pytest.raises(TypeError, match="store"):
-        AsgiIdempotency(_charging_wsgi([]), store=RedisStore(redis_server.client()))
+        AsgiIdempotency(_charging_wsgi([]), store=RedisStore(redis_server.client()), name="x")
     client: Any = redis_server.async_client()
     with pytest.raises(TypeError, match="store"):
-        WsgiIdempotency(_charging_wsgi([]), store=RedisStore(client))
+        WsgiIdempotency(_charging_wsgi([]), store=RedisStore(client), name="x")
     asyncio.run(client.aclose())
 
 
@@ -164,7 +166,10 @@ def test_redis_outage_refuses_unless_fail_open(redis_server: RedisServer, fail_o
     charges: list[bytes] = []
     client = redis_server.client(socket_timeout=0.2, socket_connect_timeout=0.2)
     app = WsgiIdempotency(
-        _charging_wsgi(charges), store=RedisStore(client, on_error="allow"), fail_open=fail_open
+        _charging_wsgi(charges),
+        store=RedisStore(client, on_error="allow"),
+        fail_open=fail_open,
+        name="payments",
     )
     headers = {"Idempotency-Key": KEY, "Authorization": "Bearer alice"}
     with serve_wsgi(app) as url, EventRecorder() as recorder:
@@ -298,9 +303,9 @@ def test_the_heartbeat_on_redis_beats_within_the_fence(redis_server: RedisServer
     from resilience._idempotency.policy import Idempotency
 
     client: Any = redis_server.client()
-    assert Idempotency(store=RedisStore(client)).beat == HEARTBEAT == 1.0
-    assert Idempotency(store=RedisStore(client), lease=1.5).beat == 0.5
-    assert Idempotency(store=RedisStore(client)).next_beat("renewed") == HEARTBEAT
+    assert Idempotency(store=RedisStore(client), name="payments").beat == HEARTBEAT == 1.0
+    assert Idempotency(store=RedisStore(client), lease=1.5, name="payments").beat == 0.5
+    assert Idempotency(store=RedisStore(client), name="payments").next_beat("renewed") == HEARTBEAT
 
 
 def _redis_serve(kind: str, redis_server: RedisServer, **options: Any) -> Any:

@@ -27,6 +27,7 @@ from resilience._validate import (
     refuse_unknown,
 )
 from resilience.stores._memory import MemoryStore
+from resilience.stores._protocols import ScriptStore, check_script_store
 
 __all__ = ["CircuitBreaker", "CircuitMetrics", "StateListener"]
 
@@ -56,9 +57,9 @@ class CircuitBreaker(Policy):
       the dependency never saw it), whatever ``on`` says.
     - ``name`` (default "circuit_breaker") labels events, metrics and errors.
 
-    - ``store``: ``None`` or a ``MemoryStore`` keeps it in this process; a ``RedisStore``
-      shares it with every replica of the same ``name``, which is then required (one round
-      trip per admit and per record, on Redis's clock). ``trial_lease``
+    - ``store``: ``None`` or a ``MemoryStore`` keeps it in this process; a ``RedisStore`` (or
+      any ``ScriptStore``) shares it with every replica of the same ``name``, which is then
+      required (one round trip per admit and per record, on Redis's clock). ``trial_lease``
       (seconds; ``None``: ``max(open_for, 10.0)``): how long a shared half-open trial may go
       unreported (its owner may have died) before another replica may take its slot.
 
@@ -99,13 +100,16 @@ class CircuitBreaker(Policy):
         on: ExceptionFilter = Exception,
         on_result: Callable[[Any], bool] | None = None,
         clock: Clock | None = None,
-        store: Any = None,
+        store: MemoryStore | ScriptStore | None = None,
         trial_lease: float | None = None,
         **renamed: NoReturn,
     ) -> None:
         refuse_unknown("CircuitBreaker", renamed, _RENAMED)
-        shared = store is not None and not isinstance(store, MemoryStore)
-        name = check_name(name, "circuit_breaker", shared=shared)
+        # The store first: something that is no store is refused as such, named or not.
+        scripts = None if store is None or isinstance(store, MemoryStore) else store
+        if scripts is not None:
+            scripts = check_script_store(scripts)
+        name = check_name(name, "circuit_breaker", shared=scripts is not None)
         check_ratio(failure_rate, "failure_rate")
         check_positive_int(minimum_calls, "minimum_calls")
         check_duration(window, "window", allow_zero=False)
@@ -159,9 +163,9 @@ class CircuitBreaker(Policy):
         # successes, failures, rejections, interrupted
         self._totals = [0, 0, 0, 0]
         self._shared: SharedCircuit | None = None
-        if shared:
+        if scripts is not None:
             self._shared = SharedCircuit(
-                store,
+                scripts,
                 name,
                 self._settings,
                 totals=self._totals,

@@ -30,6 +30,7 @@ from resilience import _events
 from resilience._circuit.state import CircuitState
 from resilience._clock import Clock
 from resilience._errors import CircuitOpenError
+from resilience.stores._protocols import ScriptStore, check_script_store
 
 __all__ = ["Permit", "SharedCircuit", "Step"]
 
@@ -105,7 +106,7 @@ class SharedCircuit:
 
     def __init__(
         self,
-        store: Any,
+        store: ScriptStore,
         name: str,
         settings: dict[str, Any],
         *,
@@ -114,11 +115,7 @@ class SharedCircuit:
         clock: Clock,
         announce: Callable[[Changes], None],
     ) -> None:
-        from resilience.stores._redis import RedisStore  # no redis import: that is lazy too
-
-        if not isinstance(store, RedisStore):
-            raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
-        self.store = store
+        self.store = check_script_store(store)
         self.name = name
         self._totals, self._lock, self._clock, self._announce = totals, lock, clock, announce
         self._slow_call_duration: float | None = settings["slow_call_duration"]

@@ -27,7 +27,7 @@ from resilience._idempotency.rules import (
     problem,
     record_name,
 )
-from resilience._validate import check_duration
+from resilience._validate import check_duration, check_name
 from resilience.stores._memory import MemoryStore
 from resilience.stores._protocols import AsyncIdempotencyStore, Claim, IdempotencyStore
 from resilience.stores._redis_idempotency import HEARTBEAT
@@ -65,11 +65,13 @@ OUTAGE_RETRY: Final = 0.25
 class Idempotency:
     """The configuration and the decisions, shared by the ASGI and WSGI middleware.
 
-    ``store``: a ``MemoryStore`` (default) or a ``RedisStore``. ``methods``: those whose keys
-    are honoured (POST and PATCH: the others are idempotent already). ``ttl``: how long a
-    completed response is kept (Stripe: 24 h). ``lease``: how long a claim lives without its
-    heartbeat (the shells renew it every ``beat`` s while the handler runs: ``lease / 3``, and
-    at most 1 s on a store that can lose records by restarting, as Redis can).
+    ``store``: a ``MemoryStore`` (default) or a ``RedisStore`` (any idempotency store).
+    ``name``: the namespace of the records and the name in telemetry; required when the store
+    may be shared (anything but a ``MemoryStore``), else "idempotency". ``methods``: those
+    whose keys are honoured (POST and PATCH: the others are idempotent already). ``ttl``: how
+    long a completed response is kept (Stripe: 24 h). ``lease``: how long a claim lives without
+    its heartbeat (the shells renew it every ``beat`` s while the handler runs: ``lease / 3``,
+    and at most 1 s on a store that can lose records by restarting, as Redis can).
     ``max_body``: the largest keyed request body read and fingerprinted (else 413).
     ``max_response``: the largest response stored; a larger one, or a streamed one without a
     ``Content-Length``, passes through unbuffered and its retries get 410.
@@ -88,7 +90,7 @@ class Idempotency:
     def __init__(
         self,
         *,
-        store: Any = None,
+        store: IdempotencyStore | AsyncIdempotencyStore | None = None,
         methods: Iterable[str] = ("POST", "PATCH"),
         required: bool = False,
         ttl: float = 86_400.0,
@@ -100,8 +102,25 @@ class Idempotency:
         caller_cookie: str | None = None,
         shared_keys: bool = False,
         fail_open: bool = False,
-        name: str = "idempotency",
+        name: str | None = None,
     ) -> None:
+        # The store first (something that is no store is refused as such), then the name.
+        if store is not None and not isinstance(store, (IdempotencyStore, AsyncIdempotencyStore)):
+            raise TypeError(
+                "store must offer the idempotency steps (idempotency_claim, _renew, _complete, "
+                f"_release, or their async twins: a MemoryStore or a RedisStore), got {store!r}"
+            )
+        name = check_name(
+            name,
+            "idempotency",
+            shared=store is not None and not isinstance(store, MemoryStore),
+            kind="an idempotency middleware",
+            why=(
+                "the name is the namespace of its records, so two unnamed services on one Redis "
+                "would meet each other's records whenever a caller sends both the same key (a "
+                "422, or a replay of the other's response)"
+            ),
+        )
         check_duration(ttl, "ttl", allow_zero=False)
         check_duration(lease, "lease", allow_zero=False)
         _check_size(max_body, "max_body")
@@ -133,11 +152,8 @@ class Idempotency:
                 "idempotency records are per caller: give caller_header=, caller_cookie= or "
                 "key_scope= to say who calls, or shared_keys=True for one namespace for all"
             )
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
-        self.store = store if store is not None else MemoryStore()
-        if not isinstance(self.store, (IdempotencyStore, AsyncIdempotencyStore)):
-            raise TypeError(f"store must offer the idempotency steps, got {store!r}")
+        # Any: the shells use one colour of steps each, checked at their construction.
+        self.store: Any = store if store is not None else MemoryStore()
         self.methods = frozenset(chosen)
         self.required = required
         self.ttl = float(ttl)

@@ -10,6 +10,7 @@ from resilience._clock import SYSTEM_CLOCK, Clock
 from resilience._sliding import SlidingCounters
 from resilience._validate import check_duration, check_name, check_ratio
 from resilience.stores._memory import MemoryStore
+from resilience.stores._protocols import ScriptStore, check_script_store
 
 __all__ = ["RetryBudget"]
 
@@ -31,12 +32,12 @@ class RetryBudget:
     ``window`` and ``1.1 * window`` seconds after it was counted.
 
     ``store``: ``None`` or a ``MemoryStore`` keeps the counters in this process. A
-    ``RedisStore`` shares them with every replica using the same ``name`` (then required;
-    unshared, it defaults to "retry_budget"), one round trip per first attempt and per retry,
-    on Redis's clock (``now`` arguments are then ignored). Over a ``redis.asyncio`` client
-    (``is_async``) it serves coroutines only, through the ``*_async`` methods (``Retry`` on a
-    coroutine function uses them). While Redis is unavailable, the store's
-    ``on_error="allow"`` lets every retry through and "deny" refuses them.
+    ``RedisStore`` (or any ``ScriptStore``) shares them with every replica using the same
+    ``name`` (then required; unshared, it defaults to "retry_budget"), one round trip per
+    first attempt and per retry, on Redis's clock (``now`` arguments are then ignored). Over a
+    ``redis.asyncio`` client (``is_async``) it serves coroutines only, through the ``*_async``
+    methods (``Retry`` on a coroutine function uses them). While Redis is unavailable, the
+    store's ``on_error="allow"`` lets every retry through and "deny" refuses them.
     """
 
     __slots__ = (
@@ -47,6 +48,7 @@ class RetryBudget:
         "_lock",
         "_reserve",
         "_script",
+        "_scripts",
         "_store",
         "is_async",
         "min_retries_per_second",
@@ -63,10 +65,13 @@ class RetryBudget:
         *,
         clock: Clock | None = None,
         name: str | None = None,
-        store: Any = None,
+        store: MemoryStore | ScriptStore | None = None,
     ) -> None:
-        shared = store is not None and not isinstance(store, MemoryStore)
-        name = check_name(name, "retry_budget", shared=shared)
+        # The store first: something that is no store is refused as such, named or not.
+        scripts = None if store is None or isinstance(store, MemoryStore) else store
+        if scripts is not None:
+            scripts = check_script_store(scripts)
+        name = check_name(name, "retry_budget", shared=scripts is not None)
         check_ratio(ratio, "ratio", allow_zero=True)
         check_duration(min_retries_per_second, "min_retries_per_second")
         check_duration(window, "window", allow_zero=False)
@@ -79,17 +84,14 @@ class RetryBudget:
         self._lock = threading.Lock()
         self.name = name
         self._store = store
+        self._scripts = scripts
         self._script: Any = None
         self.is_async = False  # True on a redis.asyncio store: use the *_async methods
-        if shared:
-            self._share(store)
+        if scripts is not None:
+            self._share(scripts)
 
-    def _share(self, store: Any) -> None:
+    def _share(self, store: ScriptStore) -> None:
         """Keep the counters in Redis under ``prefix{name}:budget`` (with a TTL)."""
-        from resilience.stores._redis import RedisStore  # no redis import: that is lazy too
-
-        if not isinstance(store, RedisStore):
-            raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
         self.is_async = store.is_async
         self._script = store.script("budget")
         # Key and arguments encoded once: redis-py passes bytes through (see stores/_scripts).
@@ -133,13 +135,15 @@ class RetryBudget:
                 f"retry budget {self.name!r} is shared through a redis.asyncio client: use it "
                 "from coroutines (record_attempt_async, try_spend_async, available_async)"
             )
-        reply = self._store.run(
+        assert self._scripts is not None  # only a shared budget runs steps
+        reply = self._scripts.run(
             self._script, self._keys, [op, b"", *self._args], "retry budget", self.name
         )
         return _step(reply)
 
     async def _run_async(self, op: bytes) -> tuple[bool, int] | None:
-        reply = await self._store.run_async(
+        assert self._scripts is not None  # only a shared budget runs steps
+        reply = await self._scripts.run_async(
             self._script, self._keys, [op, b"", *self._args], "retry budget", self.name
         )
         return _step(reply)
@@ -158,7 +162,7 @@ class RetryBudget:
         """Take one retry from the budget; ``False`` (and nothing taken) when it is spent."""
         if self._script is not None:
             step = self._run(b"s")
-            return self._store.on_error == "allow" if step is None else step[0]
+            return self._outage_allows() if step is None else step[0]
         if now is None:
             now = self._clock.now()
         with self._lock:
@@ -181,7 +185,7 @@ class RetryBudget:
         """``try_spend`` for coroutines (a budget on ``redis.asyncio`` needs it)."""
         if self._script is not None and self.is_async:
             step = await self._run_async(b"s")
-            return self._store.on_error == "allow" if step is None else step[0]
+            return self._outage_allows() if step is None else step[0]
         return self.try_spend()
 
     async def available_async(self) -> int:
@@ -190,9 +194,13 @@ class RetryBudget:
             return self._available(await self._run_async(b"v"))
         return self.available()
 
+    def _outage_allows(self) -> bool:
+        """What the shared store's ``on_error`` says while Redis is unavailable."""
+        return self._scripts is not None and self._scripts.on_error == "allow"
+
     def _available(self, step: tuple[bool, int] | None) -> int:
         if step is None:
-            return math.floor(self._reserve) if self._store.on_error == "allow" else 0
+            return math.floor(self._reserve) if self._outage_allows() else 0
         return max(0, step[1])
 
     def available(self, now: float | None = None) -> int:

@@ -5,7 +5,9 @@ Thin shells: the decisions are the same as ``resilience.wsgi``'s (and the rate l
 state is the store's. Stack them outermost first: rate limit, concurrency limit, idempotency,
 deadline.
 
-    app = IdempotencyMiddleware(DeadlineMiddleware(app), store=RedisStore(redis.asyncio...))
+    app = IdempotencyMiddleware(
+        DeadlineMiddleware(app), store=RedisStore(redis.asyncio...), name="payments"
+    )
 """
 
 # One private module per middleware; _shared holds the ASGI types and the helpers they share.

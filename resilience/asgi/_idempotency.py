@@ -32,7 +32,10 @@ class IdempotencyMiddleware:
     ``max_body`` / ``max_response`` (bytes read / kept); who calls: the hash of
     ``caller_header`` (``Authorization``) and/or of cookie ``caller_cookie``, or
     ``key_scope(scope)``, or ``shared_keys=True`` (one namespace for all: the explicit unsafe
-    choice); ``fail_open`` (run unprotected while the store is down instead of 503); ``name``.
+    choice); ``fail_open`` (run unprotected while the store is down instead of 503); ``name``:
+    the namespace of the records and the name in telemetry, required on a shared store
+    (anything but a ``MemoryStore``: two services on one Redis must not meet each other's
+    records).
 
     The request body is read whole before the handler runs (a client that leaves halfway
     gets nothing run). The response streams to the client as the application sends it; its
@@ -45,7 +48,7 @@ class IdempotencyMiddleware:
         self,
         app: ASGIApp,
         *,
-        store: Any = None,
+        store: AsyncIdempotencyStore | None = None,
         methods: Iterable[str] = ("POST", "PATCH"),
         required: bool = False,
         ttl: float = 86_400.0,
@@ -57,7 +60,7 @@ class IdempotencyMiddleware:
         caller_cookie: str | None = None,
         shared_keys: bool = False,
         fail_open: bool = False,
-        name: str = "idempotency",
+        name: str | None = None,
     ) -> None:
         self.app = app
         # Every keyword argument above, passed on as is (the signature stays explicit).

@@ -4,7 +4,8 @@ A policy holds a store and runs one atomic *step* on it per decision; it never s
 store keeps its state (a dict under a lock, a Lua script on Redis). Each step has a sync and an
 async form (``*_async``, for ``redis.asyncio`` clients; the memory store answers both). New
 stores implement the protocols they serve and nothing else; a policy checks, at construction,
-that its store has the steps it needs.
+that its store has the steps it needs (``isinstance`` against these ``runtime_checkable``
+protocols: it checks the names of the steps, not their signatures; mypy checks those).
 
 - ``GcraStore`` / ``AsyncGcraStore``: one GCRA step (``RateLimiter``).
 - ``ScriptStore``: one Lua script run by SHA on shared state (the shared circuit breaker's
@@ -35,6 +36,7 @@ __all__ = [
     "Outcome",
     "Renewal",
     "ScriptStore",
+    "check_script_store",
 ]
 
 # "unavailable": the store could not answer (Redis down or slow). The idempotency policy, not
@@ -59,6 +61,7 @@ class Claim(NamedTuple):
     retry_after: float | None = None
 
 
+@runtime_checkable
 class GcraStore(Protocol):
     """One GCRA step, atomically on the store's clock (sync)."""
 
@@ -69,6 +72,7 @@ class GcraStore(Protocol):
     def gcra_admit(self, key: str, params: GcraParams, cost: int, max_wait: float) -> float: ...
 
 
+@runtime_checkable
 class AsyncGcraStore(Protocol):
     """One GCRA step, for coroutines."""
 
@@ -81,6 +85,7 @@ class AsyncGcraStore(Protocol):
     ) -> float: ...
 
 
+@runtime_checkable
 class ScriptStore(Protocol):
     """Shared state run as Lua scripts: the shared breaker's and the shared budget's steps.
 
@@ -153,3 +158,25 @@ class AsyncIdempotencyStore(Protocol):
     ) -> Completion: ...
 
     async def idempotency_release_async(self, record: str, token: str) -> None: ...
+
+
+def check_script_store(store: object) -> ScriptStore:
+    """``store`` for a policy sharing its state through scripts (the circuit breaker, the retry
+    budget), or ``TypeError`` / ``ValueError`` naming ``store``.
+
+    Any ``ScriptStore`` is accepted, not only a ``RedisStore``: the protocol is the seam (a
+    store may wrap a client of its own, count its calls, add its own error handling), and the
+    scripts it runs are ours, so the rules stay ours. What the policies act on without a
+    script is checked here: ``on_error`` (read in every outage; "Allow" must not quietly mean
+    "deny") and ``is_async`` (which steps may run).
+    """
+    if not isinstance(store, ScriptStore):
+        raise TypeError(
+            "store must be a MemoryStore, a RedisStore or None, or a ScriptStore (is_async, "
+            f"on_error, key, script, run, run_async), got {store!r}"
+        )
+    if store.on_error not in ("allow", "deny"):
+        raise ValueError(f"store.on_error must be 'allow' or 'deny', got {store.on_error!r}")
+    if not isinstance(store.is_async, bool):
+        raise TypeError(f"store.is_async must be True or False, got {store.is_async!r}")
+    return store

@@ -36,7 +36,7 @@ class IdempotencyMiddleware:
         self,
         app: WSGIApp,
         *,
-        store: Any = None,
+        store: IdempotencyStore | None = None,
         methods: Iterable[str] = ("POST", "PATCH"),
         required: bool = False,
         ttl: float = 86_400.0,
@@ -48,7 +48,7 @@ class IdempotencyMiddleware:
         caller_cookie: str | None = None,
         shared_keys: bool = False,
         fail_open: bool = False,
-        name: str = "idempotency",
+        name: str | None = None,
     ) -> None:
         self.app = app
         # Every keyword argument above, passed on as is (the signature stays explicit).
