@@ -18,7 +18,7 @@ from resilience import (
 )
 from resilience.http import DEADLINE_HEADER, HTTPDeadlineExceededError
 from resilience.testing import FakeClock
-from tests.http_server import Driver, Reply, Stall
+from tests.http_server import Driver, Drop, Reply, Stall
 
 NO_JITTER = Backoff(initial=0.5, maximum=4.0, jitter="none")
 
@@ -113,18 +113,67 @@ def test_a_retry_stops_when_the_breaker_stays_open_past_the_deadline(
 
 
 def test_a_retry_waits_out_a_breaker_that_reopens_in_time(driver: Driver, http_server: Any) -> None:
-    """When the breaker opens for less than the time left, the retry waits until it admits
-    its trial, and the trial is the retry."""
+    """When the breaker's open time plus one attempt timeout fits in the time left, the retry
+    waits until it admits its trial, and the trial is the retry."""
     clock = FakeClock()
     http_server.script("/r", [Reply(503), Reply(503), Reply(200)])
     transport = driver.transport(
         retry=Retry(4, backoff=NO_JITTER),
         breaker=CircuitBreaker(minimum_calls=2, open_for=2.0),
+        attempt_timeout=5.0,
         deadline=10.0,
         clock=clock,
     )
     assert driver.send(transport, "GET", f"{http_server.url}/r").status_code == 200
     assert clock.sleeps == [0.5, 2.001]  # the open time, and a millisecond past it
+
+
+def test_a_call_waits_for_its_breaker_at_most_once(driver: Driver, http_server: Any) -> None:
+    """In an outage the call whose attempt opened the breaker waits once for its trial; the
+    failed trial reopens the breaker and the call ends with that 503, not a second wait."""
+    clock = FakeClock()
+    http_server.script("/r", [Reply(503)])
+    transport = driver.transport(
+        retry=Retry(4, backoff=NO_JITTER),
+        breaker=CircuitBreaker(minimum_calls=2, open_for=5.0),
+        deadline=30.0,
+        clock=clock,
+    )
+    assert driver.send(transport, "GET", f"{http_server.url}/r").status_code == 503
+    assert clock.sleeps == [0.5, 5.001]
+    assert len(http_server.received("/r")) == 3  # the second is the trial
+
+    http_server.script("/e", [Drop()])  # the same for errors; the note says why it stopped
+    transport = driver.transport(
+        retry=Retry(4, backoff=NO_JITTER),
+        breaker=CircuitBreaker(minimum_calls=2, open_for=5.0),
+        deadline=30.0,
+        clock=clock,
+    )
+    with pytest.raises(httpx.TransportError) as caught:
+        driver.send(transport, "GET", f"{http_server.url}/e")
+    assert clock.sleeps[2:] == [0.5, 5.001]
+    assert len(http_server.received("/e")) == 3
+    assert "already waited for it once" in "".join(caught.value.__notes__)
+
+
+def test_a_call_does_not_wait_for_a_breaker_when_its_trial_would_not_fit(
+    driver: Driver, http_server: Any
+) -> None:
+    """With 9.5 s left, a breaker open 5 s and a 6 s attempt timeout, the wait and the trial
+    do not fit: the call ends at once with the answer that opened the breaker."""
+    clock = FakeClock()
+    http_server.script("/r", [Reply(503)])
+    transport = driver.transport(
+        retry=Retry(4, backoff=NO_JITTER),
+        breaker=CircuitBreaker(minimum_calls=2, open_for=5.0),
+        attempt_timeout=6.0,
+        deadline=10.0,
+        clock=clock,
+    )
+    assert driver.send(transport, "GET", f"{http_server.url}/r").status_code == 503
+    assert clock.sleeps == [0.5]
+    assert len(http_server.received("/r")) == 2
 
 
 def test_a_409_in_progress_is_waited_on_without_spending_attempts(

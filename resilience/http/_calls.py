@@ -63,6 +63,9 @@ _DEADLINE_SLACK = 0.01
 # A retry that waits for the origin's breaker to turn half-open arrives this long after it
 # does (a wait of exactly the open time lands on the boundary, where float rounding decides).
 _PAST_OPEN = 0.001
+# Set on a request (for the call; ``end_call`` takes it off) once its retry has waited for
+# the origin's open breaker: a call waits for it at most once.
+_WAITED = "_resilience_breaker_waited"
 # At most this many waits for one attempt answered 409 "still in progress" (the deadline
 # bounds them first, as a rule).
 MAX_IN_PROGRESS_POLLS = 20
@@ -107,7 +110,7 @@ class Calls:
             self.clock,
             Verdicts(
                 retry_error=self.retry_error,
-                retry_response=_marked_retryable,
+                retry_response=self.retry_response,
                 breaker_error=self.rules.breaker_failure,
                 breaker_response=self.breaker_response,
                 wait_hint=self.wait_hint,
@@ -164,6 +167,7 @@ class Calls:
         if token is not None:
             token.var.reset(token)
         restore(request, state[2])
+        request.__dict__.pop(_WAITED, None)
 
     def timed_out(
         self, exc: httpx.TimeoutException, request: httpx.Request
@@ -264,13 +268,57 @@ class Calls:
             return False
         if self._user_on is not None and not self._user_on(exc):
             return False
-        if isinstance(exc, NEVER_SENT_ERRORS) or replayable(request):
-            return True  # a never-sent body was not consumed
-        add_note(
-            exc,
-            "resilience: not retried: the request body is a one-shot stream that was already sent",
-        )
-        return False
+        if not (isinstance(exc, NEVER_SENT_ERRORS) or replayable(request)):
+            add_note(
+                exc,
+                "resilience: not retried: the request body is a one-shot stream that was "
+                "already sent",
+            )
+            return False  # (a never-sent body was not consumed)
+        refusal = self.breaker_refuses_wait(request)
+        if refusal is not None:
+            add_note(exc, f"resilience: not retried: {refusal}")
+            return False
+        return True
+
+    def retry_response(self, response: object) -> bool:
+        """Whether a response is worth another attempt: ``answered`` judged it so, and the
+        origin's breaker does not stand in the way."""
+        if getattr(response, "_resilience_retryable", False) is not True:
+            return False
+        return self.breaker_refuses_wait(response.request) is None  # type: ignore[attr-defined]
+
+    def breaker_refuses_wait(self, request: httpx.Request) -> str | None:
+        """Why a retry of ``request`` must not wait for its origin's open breaker, or ``None``
+        (the breaker admits calls, or the wait is allowed). A call waits for it at most once,
+        and only when the time left exceeds the wait plus one attempt timeout (the trial it
+        waits for can run to its end); else the call ends with the answer it has."""
+        origins = self.origins
+        key_of = origins.key_of
+        if key_of is None:
+            url = request.url
+            key: Any = (url.raw_scheme, url.raw_host, url.port)
+        else:
+            key = key_of(request)
+        origin = origins._built.get(key)
+        open_for = breaker_open_for(origin.breaker if origin is not None else None)
+        if open_for <= 0.0:
+            return None
+        if _WAITED in request.__dict__:
+            return (
+                f"the origin's circuit breaker is open again ({open_for:.3g} s) and this call "
+                "already waited for it once"
+            )
+        scope = current_deadline()
+        if scope is not None:
+            left = scope.at - scope.clock.now()
+            needed = open_for + _PAST_OPEN + (self.attempt_timeout or 0.0)
+            if needed >= left:
+                return (
+                    f"the origin's circuit breaker is open for {open_for:.3g} s; that wait and "
+                    f"one attempt do not fit in the {max(left, 0.0):.3g} s left"
+                )
+        return None
 
     def breaker_response(self, response: object) -> bool:
         return response.status_code in self.rules.breaker_statuses  # type: ignore[attr-defined]
@@ -278,13 +326,17 @@ class Calls:
     def wait_hint(self, breaker: CircuitBreaker | None) -> Callable[[object], float | None]:
         """The least wait before the next attempt, for one origin: the server's Retry-After
         (with a little jitter on top), or — when longer — the time the origin's breaker stays
-        open, plus ``_PAST_OPEN`` so the retry arrives when it admits its trial (when that is
-        past the deadline, the retry stops at once)."""
+        open, plus ``_PAST_OPEN`` so the retry arrives when it admits its trial. Asked only
+        for a retry the predicates allowed (``breaker_refuses_wait``); a wait while the
+        breaker is open is the call's one such wait."""
 
         def hint(outcome: object) -> float | None:
             wait = self.asked_wait(outcome)
             open_for = breaker_open_for(breaker)
             if open_for > 0.0:
+                request = request_of(outcome) or getattr(outcome, "_resilience_request", None)
+                if request is not None:
+                    request.__dict__[_WAITED] = True
                 open_for += _PAST_OPEN
                 if wait is None or open_for > wait:
                     return open_for
@@ -327,11 +379,6 @@ class Calls:
             top = self._backoff.ceiling(polls + 1)
             wait = top - top / 2 * self._rng.random()
         return wait if wait < scope.at - scope.clock.now() else None
-
-
-def _marked_retryable(response: object) -> bool:
-    """Whether ``answered`` judged this response worth another attempt."""
-    return getattr(response, "_resilience_retryable", False) is True
 
 
 def _close_quietly(response: object) -> None:
