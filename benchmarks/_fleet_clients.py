@@ -20,8 +20,18 @@ deadline). What differs is what happens around the attempts:
 - ``ours+gradient2``: the same with ``Gradient2Limit()`` (its defaults) as the algorithm.
 - ``ours+fixed``: ``ours`` plus a fixed limit of 16 (a ``Bulkhead``) on the hop to the leaf.
 
-Local refusals (breaker open, throttled, over a limit) are answered "overloaded" at once and
-never retried by the same hop.
+The gates run as the HTTP transports run them (``resilience/http/_origins.py``): inside Retry,
+throttle -> limiter -> breaker -> bulkhead (``GATES``; a test fails if the transport's order
+changes), each through the steps its shell calls, judging outcomes as the transport's copies
+do: the throttle counts a 429/503 or a transport error (timeout, refused connection) as not
+accepted; the limiter takes a 503 or a timeout as a drop, any other response (a 500 too) as a
+plain sample, and a refused connection as no sample; the breaker counts transport errors and
+5xx as failures, except 503 (above: as a transport with ``breaker_statuses`` = 5xx without
+503; the transport's default counts 503 too). A local refusal is no outcome: the gates already
+passed see the ``RejectedError`` come up from inside (the throttle withdraws the request, the
+limiter releases its slot without a sample, the breaker its permit without recording), and
+``Retry``'s core, with ``rejections="final"`` (its default), does not retry it: the hop
+answers "overloaded" at once.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from benchmarks._fleet_sim import (
     EXPIRED,
     OK,
     OVERLOADED,
+    UNREACHABLE,
     Reply,
     Sim,
     Target,
@@ -46,6 +57,7 @@ from resilience import (
     CircuitBreaker,
     CircuitOpenError,
     Gradient2Limit,
+    RejectedError,
     RetryBudget,
     ThrottledError,
     VegasLimit,
@@ -53,12 +65,12 @@ from resilience import (
 from resilience._adaptive.limits import LimitAlgorithm, WindowedLimit
 from resilience._retry.core import Attempts, RetryCore
 
-__all__ = ["ATTEMPT_TIMEOUT", "CONFIGS", "OPEN_FOR", "Config", "HopClient"]
+__all__ = ["ATTEMPT_TIMEOUT", "CONFIGS", "GATES", "OPEN_FOR", "Config", "HopClient"]
 
 ATTEMPT_TIMEOUT = 1.0  # every hop's per-attempt timeout, seconds
 OPEN_FOR = 5.0  # our breakers' open period, seconds
 TIMEOUT = "timeout"  # an attempt that ran out of time (a status only the caller sees)
-_FAILURES = frozenset({ERROR, TIMEOUT, EXPIRED})  # what a breaker counts against the hop
+_FAILURES = frozenset({ERROR, TIMEOUT, EXPIRED, UNREACHABLE})  # reported upwards as ERROR
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,40 @@ class _Failed(Exception):
     """An attempt's failure, as the exception ``Retry``'s core classifies."""
 
 
+# What an attempt ends with, as the transport's policies see it. A status a server answers with
+# is a response (OK 200, ERROR 500, OVERLOADED 503, EXPIRED 504: our deadline middleware's
+# answer); an attempt that ran out of time, or whose connection was refused or reset, raised an
+# httpx.TransportError instead (a timeout: an httpx.TimeoutException). These stand for them.
+class _TransportError(Exception):
+    """No response: ``httpx.TransportError``."""
+
+
+class _TimedOut(_TransportError, TimeoutError):
+    """The attempt's timeout ran out: ``httpx.TimeoutException``."""
+
+
+class _Unreachable(_TransportError, ConnectionError):
+    """The connection was refused or reset: ``httpx.ConnectError`` / ``ReadError``."""
+
+
+_RAISED: dict[str, Exception] = {TIMEOUT: _TimedOut(), UNREACHABLE: _Unreachable()}
+
+# The gates a transport puts around each attempt to one origin, outermost first (inside Retry
+# and Hedge): resilience/http/_origins.py builds them in this order, and
+# tests/test_adaptive_fleet.py fails if the two ever differ.
+GATES: tuple[str, ...] = ("throttle", "limiter", "breaker", "bulkhead")
+
+
+def _refused_for_load(status: object) -> bool:
+    """``resilience.http._classify.refused_for_load`` for the simulated statuses: 429/503."""
+    return status == OVERLOADED
+
+
+def _breaker_failure(status: object) -> bool:
+    """The breaker's ``on_result``: a 5xx but 503 (see the module's docstring)."""
+    return status in (ERROR, EXPIRED)
+
+
 class _Call:
     __slots__ = ("attempts", "deadline", "done", "number")
 
@@ -103,7 +149,15 @@ class _Call:
 
 
 class _Attempt:
-    __slots__ = ("breaker_permit", "call", "limit_permit", "over", "started", "timer")
+    __slots__ = (
+        "breaker_permit",
+        "call",
+        "limit_permit",
+        "over",
+        "started",
+        "throttled_at",
+        "timer",
+    )
 
     def __init__(self, call: _Call, started: float) -> None:
         self.call = call
@@ -112,6 +166,7 @@ class _Attempt:
         self.timer: object = None
         self.breaker_permit = -1
         self.limit_permit = 0
+        self.throttled_at = 0.0
 
 
 class HopClient:
@@ -134,11 +189,13 @@ class HopClient:
         clock = sim.clock
         if config.ours:
             self.budget = RetryBudget(clock=clock, name=name)
-            self.breaker = CircuitBreaker(
+            self.breaker = CircuitBreaker(  # the transport's judgements (see the docstring)
                 name,
                 minimum_calls=20,
                 window=10.0,
                 open_for=OPEN_FOR,
+                on=_TransportError,
+                on_result=_breaker_failure,
                 clock=clock,
             )
             self._core = RetryCore(
@@ -148,6 +205,7 @@ class HopClient:
                 on_result=None,
                 backoff=Backoff(rng=sim.child_rng(f"{name}/backoff")),
                 budgeted=True,
+                rejections="final",  # Retry's default: a local refusal is never retried
             )
         if config.limit is not None and to_leaf:
             algorithm: LimitAlgorithm = (
@@ -155,12 +213,20 @@ class HopClient:
                 if config.limit == "vegas"
                 else Gradient2Limit()
             )
-            self.limiter = AdaptiveConcurrency(algorithm, name=name, clock=clock)
+            # on= and on_result= as the transport gives its copies (resilience/http/_origins.py)
+            self.limiter = AdaptiveConcurrency(
+                algorithm, name=name, on=TimeoutError, on_result=_refused_for_load, clock=clock
+            )
             self.throttle = AdaptiveThrottle(
-                name=name, clock=clock, rng=sim.child_rng(f"{name}/throttle")
+                name=name,
+                on=_TransportError,
+                on_result=_refused_for_load,
+                clock=clock,
+                rng=sim.child_rng(f"{name}/throttle"),
             )
         if config.fixed_limit is not None and to_leaf:
             self.bulkhead = Bulkhead(config.fixed_limit, name=name)
+        self._gates = tuple(gate for gate in GATES if getattr(self, gate) is not None)
 
     # -- one call: attempts until success, give-up or refusal ------------------------------------
 
@@ -178,43 +244,79 @@ class HopClient:
             call.done(EXPIRED)
             return
         attempt = _Attempt(call, now)
-        if not self._admit(attempt):
-            self.refused += 1
-            call.done(OVERLOADED)
-            return
+        if self._gates:
+            refusal = self._admit(attempt)
+            if refusal is not None:  # nothing was sent; Retry's core decides (rejections="final")
+                self.refused += 1
+                assert self._core is not None
+                if call.attempts is None:
+                    call.attempts = Attempts(self._core)
+                left = None if deadline is None else deadline - now
+                assert call.attempts.after_exception(refusal, left) is None
+                call.done(OVERLOADED)
+                return
         self.sent += 1
         attempt.timer = sim.at(timeout, self._settle, attempt, TIMEOUT)
         target = self.target
         sim.at(target.delay, target.receive, deadline, functools.partial(self._settle, attempt))
 
-    def _admit(self, attempt: _Attempt) -> bool:
-        """The local gates, outermost first; a refusal releases what the earlier ones gave."""
-        if self.breaker is not None:
-            try:
-                attempt.breaker_permit = self.breaker._admit()
-            except CircuitOpenError:
-                return False
-        if self.limiter is not None:
-            attempt.limit_permit = self.limiter._try_acquire()
-            if not attempt.limit_permit:
-                self._release_breaker(attempt)
-                return False
-        if self.throttle is not None:
-            try:
-                self.throttle._admit()
-            except ThrottledError:
-                if self.limiter is not None:
-                    self.limiter._release()
-                self._release_breaker(attempt)
-                return False
-        if self.bulkhead is not None and not self.bulkhead._try_acquire():
-            self._release_breaker(attempt)
-            return False
-        return True
+    # -- the gates, through the steps their shells call --------------------------------------------
 
-    def _release_breaker(self, attempt: _Attempt) -> None:
-        if self.breaker is not None:
+    def _admit(self, attempt: _Attempt) -> RejectedError | None:
+        """Pass the gates outermost first (``GATES``); on a refusal, the gates already passed
+        see the ``RejectedError`` come up from inside, as in a ``Pipeline``: no outcome for any
+        of them (the throttle withdraws, the limiter releases without a sample, the breaker
+        releases without recording). Returns the refusal, or ``None`` when all admitted."""
+        gates = self._gates
+        for passed, gate in enumerate(gates):
+            refusal = self._enter(gate, attempt)
+            if refusal is not None:
+                for outer in reversed(gates[:passed]):
+                    self._refused_inside(outer, attempt, refusal)
+                return refusal
+        return None
+
+    def _enter(self, gate: str, attempt: _Attempt) -> RejectedError | None:
+        if gate == "throttle":
+            assert self.throttle is not None
+            try:
+                attempt.throttled_at = self.throttle._admit()
+            except ThrottledError as exc:
+                return exc
+        elif gate == "limiter":
+            assert self.limiter is not None
+            attempt.limit_permit = self.limiter._try_acquire()
+            if not attempt.limit_permit:  # no queue (max_waiting=0): the shell's wait refuses
+                return self.limiter._rejected()
+        elif gate == "breaker":
+            assert self.breaker is not None
+            permit = self.breaker._machine.closed_permit  # the shell's fast path when closed
+            if permit is None:
+                try:
+                    permit = self.breaker._admit()
+                except CircuitOpenError as exc:
+                    return exc
+            attempt.breaker_permit = permit
+        else:
+            assert self.bulkhead is not None
+            if not self.bulkhead._try_acquire():  # no queue: the shell's wait refuses
+                return self.bulkhead._rejected()
+        return None
+
+    def _refused_inside(self, gate: str, attempt: _Attempt, refusal: RejectedError) -> None:
+        """What ``gate``'s shell does when a policy inside it raised ``refusal``."""
+        if gate == "throttle":
+            assert self.throttle is not None
+            self.throttle._withdraw(attempt.throttled_at)
+        elif gate == "limiter":
+            assert self.limiter is not None
+            self.limiter._failed(attempt.limit_permit, attempt.started, refusal)  # no sample
+        elif gate == "breaker":
+            assert self.breaker is not None
             self.breaker._release(attempt.breaker_permit)
+        else:
+            assert self.bulkhead is not None
+            self.bulkhead._release()
 
     def _settle(self, attempt: _Attempt, status: str) -> None:
         if attempt.over:
@@ -222,7 +324,8 @@ class HopClient:
         attempt.over = True
         if status != TIMEOUT:
             attempt.timer.cancel()  # type: ignore[attr-defined]
-        self._record(attempt, status)
+        if self._gates:
+            self._record(attempt, status)
         call = attempt.call
         if status == OK:
             call.done(OK)
@@ -235,18 +338,36 @@ class HopClient:
             self.sim.at(delay, self._attempt, call)
 
     def _record(self, attempt: _Attempt, status: str) -> None:
-        """Tell each gate what the attempt showed (the steps the policies' shells run)."""
-        if self.breaker is not None:
-            self.breaker._record(attempt.breaker_permit, status in _FAILURES, attempt.started)
-        if self.throttle is not None and status in (OK, ERROR):
-            self.throttle._accepted()  # the server answered: it accepted the request
-        if self.limiter is not None:
-            if status == ERROR:
-                self.limiter._release()  # a failure that says nothing about load
+        """Tell each gate, innermost first, what the attempt showed, through the step its shell
+        runs on a result (a response) or an exception (a timeout, a refused connection)."""
+        raised = _RAISED.get(status)
+        for gate in reversed(self._gates):
+            if gate == "bulkhead":
+                assert self.bulkhead is not None
+                self.bulkhead._release()
+            elif gate == "breaker":
+                breaker = self.breaker
+                assert breaker is not None
+                failed = (
+                    breaker._result_failed(status)
+                    if raised is None
+                    else breaker._exception_failed(raised)
+                )
+                breaker._record(attempt.breaker_permit, failed, attempt.started)
+            elif gate == "limiter":
+                limiter = self.limiter
+                assert limiter is not None
+                if raised is None:
+                    limiter._finished(attempt.limit_permit, attempt.started, status)
+                else:
+                    limiter._failed(attempt.limit_permit, attempt.started, raised)
             else:
-                self.limiter._sample(attempt.limit_permit, attempt.started, status != OK)
-        if self.bulkhead is not None:
-            self.bulkhead._release()
+                throttle = self.throttle
+                assert throttle is not None
+                if raised is None:
+                    throttle._finished(status)
+                else:
+                    throttle._failed(raised)
 
     def _retry_delay(self, call: _Call, status: str) -> float | None:
         config = self.config
@@ -255,7 +376,7 @@ class HopClient:
         if config.wait == "none":
             return 0.0
         if config.wait == "tenacity":  # wait_exponential_jitter(initial=0.05, max=1, jitter=0.05)
-            grown = min(1.0, 0.05 * 2 ** (call.number - 1))
+            grown = min(1.0, 0.05 * 2.0 ** (call.number - 1))
             return grown + self._wait_rng.uniform(0.0, 0.05)
         assert self._core is not None and self.budget is not None
         if call.attempts is None:

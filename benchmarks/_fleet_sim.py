@@ -31,6 +31,7 @@ from resilience.testing import FakeClock
 
 __all__ = [
     "NET",
+    "UNREACHABLE",
     "Leaf",
     "Middle",
     "Outcome",
@@ -50,6 +51,7 @@ OK = "ok"
 ERROR = "error"  # 5xx: it (or something below it) failed
 OVERLOADED = "overloaded"  # 503: refused to protect itself (queue full, limit, breaker open)
 EXPIRED = "expired"  # the request's deadline had passed: dropped without work
+UNREACHABLE = "unreachable"  # no answer: the connection was refused or reset (the leaf is down)
 
 Reply = Callable[[str], None]
 
@@ -160,12 +162,12 @@ class Leaf:
         if down:  # the queue dies with the server
             queue, self.queue = self.queue, deque()
             for _, reply in queue:
-                reply(ERROR)
+                reply(UNREACHABLE)
 
     def receive(self, deadline: float | None, reply: Reply) -> None:
         self.received += 1
         if self.down:
-            self.sim.at(REFUSED_AFTER, reply, ERROR)
+            self.sim.at(REFUSED_AFTER, reply, UNREACHABLE)
         elif self.busy < self.workers and not self.queue:
             self._start(deadline, reply)
         elif len(self.queue) >= self.max_queue:
