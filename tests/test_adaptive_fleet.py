@@ -145,6 +145,24 @@ def test_a_limiter_refusal_after_the_throttle_admitted_is_withdrawn_and_not_retr
     assert client.breaker.metrics.total_rejections == 0  # the breaker (inside) never asked
 
 
+def test_an_open_breaker_inside_the_throttle_and_limiter_leaves_them_no_outcome() -> None:
+    """ours+adaptive with the breaker open: the throttle and the limiter admitted the attempt,
+    then the breaker (inside them) refused it; the throttle withdraws the request, the limiter
+    releases its slot without a sample, nothing is sent and Retry does not retry."""
+    sim = Sim("gates")
+    leaf = Leaf(sim, workers=1, median=0.01, sigma=0.0)
+    client = HopClient(sim, leaf, CONFIGS["ours+adaptive"], "hop", to_leaf=True)
+    limiter, throttle, breaker = client.limiter, client.throttle, client.breaker
+    assert limiter is not None and throttle is not None and breaker is not None
+    limit = limiter.limit
+    breaker.open()
+    assert [answered(client) for _ in range(50)] == [[OVERLOADED]] * 50
+    assert client.sent == 0 and client.refused == 50 and leaf.received == 0
+    assert throttle._core.counts(sim.now()) == (0, 0) and throttle.refusals == 0
+    assert limiter.in_flight == 0 and limiter.limit == limit and limiter.rejections == 0
+    assert breaker.metrics.total_rejections == 50
+
+
 def test_a_bulkhead_refusal_releases_the_breakers_permit_without_recording() -> None:
     """ours+fixed: the bulkhead (innermost) refuses; the breaker records no outcome, the call
     is answered at once and not retried."""
