@@ -19,6 +19,10 @@ deadline). What differs is what happens around the attempts:
   answer and no queueing.
 - ``ours+gradient2``: the same with ``Gradient2Limit()`` (its defaults) as the algorithm.
 - ``ours+fixed``: ``ours`` plus a fixed limit of 16 (a ``Bulkhead``) on the hop to the leaf.
+- ``ours+adaptive/all-5xx``: ``ours+adaptive`` with the breakers counting every 5xx, 503
+  included: the HTTP transports' default ``breaker_statuses``, which the other ``ours``
+  configurations leave out 503 from (``breaker_statuses=`` 5xx without 503, as a user can
+  set it). It shows what the default does when a limiter below sheds load.
 
 The gates run as the HTTP transports run them (``resilience/http/_origins.py``): inside Retry,
 throttle -> limiter -> breaker -> bulkhead (``GATES``; a test fails if the transport's order
@@ -84,6 +88,7 @@ class Config:
     limit: str | None = None  # vegas | gradient2: AdaptiveConcurrency + AdaptiveThrottle
     fixed_limit: int | None = None  # a Bulkhead of this size to the leaf
     retry_sheds: bool = True  # whether a 503 "overloaded" is retried (within the budget)
+    breaker_counts_sheds: bool = False  # whether a 503 fails the breaker (the transport's default)
 
 
 CONFIGS = {
@@ -96,6 +101,15 @@ CONFIGS = {
         Config("ours+adaptive", 3, "ours", ours=True, limit="vegas", retry_sheds=False),
         Config("ours+gradient2", 3, "ours", ours=True, limit="gradient2", retry_sheds=False),
         Config("ours+fixed", 3, "ours", ours=True, fixed_limit=16),
+        Config(
+            "ours+adaptive/all-5xx",
+            3,
+            "ours",
+            ours=True,
+            limit="vegas",
+            retry_sheds=False,
+            breaker_counts_sheds=True,
+        ),
     )
 }
 
@@ -136,6 +150,11 @@ def _refused_for_load(status: object) -> bool:
 def _breaker_failure(status: object) -> bool:
     """The breaker's ``on_result``: a 5xx but 503 (see the module's docstring)."""
     return status in (ERROR, EXPIRED)
+
+
+def _any_5xx(status: object) -> bool:
+    """The breaker's ``on_result`` under the transport's default ``breaker_statuses``."""
+    return status in (ERROR, EXPIRED, OVERLOADED)
 
 
 class _Call:
@@ -195,7 +214,7 @@ class HopClient:
                 window=10.0,
                 open_for=OPEN_FOR,
                 on=_TransportError,
-                on_result=_breaker_failure,
+                on_result=_any_5xx if config.breaker_counts_sheds else _breaker_failure,
                 clock=clock,
             )
             self._core = RetryCore(

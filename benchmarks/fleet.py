@@ -62,7 +62,7 @@ def _spike(base: float, peak: float) -> Callable[[float, bool], float]:
     return lambda t, incident: peak if incident else base
 
 
-MAIN = ("bare", "naive", "tenacity", "ours", "ours+adaptive")
+MAIN = ("bare", "naive", "tenacity", "ours", "ours+adaptive", "ours+adaptive/all-5xx")
 SCENARIOS = {
     scenario.name: scenario
     for scenario in (
