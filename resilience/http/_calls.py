@@ -293,14 +293,7 @@ class Calls:
         (the breaker admits calls, or the wait is allowed). A call waits for it at most once,
         and only when the time left exceeds the wait plus one attempt timeout (the trial it
         waits for can run to its end); else the call ends with the answer it has."""
-        origins = self.origins
-        key_of = origins.key_of
-        if key_of is None:
-            url = request.url
-            key: Any = (url.raw_scheme, url.raw_host, url.port)
-        else:
-            key = key_of(request)
-        origin = origins._built.get(key)
+        origin = self.origins.built_for(request)
         open_for = breaker_open_for(origin.breaker if origin is not None else None)
         if open_for <= 0.0:
             return None

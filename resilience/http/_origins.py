@@ -94,6 +94,12 @@ class Origins:
         key = origin_key(url) if key_of is None else key_of(httpx.Request("GET", url))
         return self._built.get(key)
 
+    def built_for(self, request: httpx.Request) -> Origin | None:
+        """The policies ``request`` goes through, when they are built. (``Calls.begin_call``
+        derives the same key inline: it runs on every request.)"""
+        key_of = self.key_of
+        return self._built.get(origin_key(request.url) if key_of is None else key_of(request))
+
     def _build(self, key: Hashable) -> Origin:
         options, verdicts = self._options, self._verdicts
         label = _label(key)
